@@ -1,0 +1,117 @@
+"""The umbrella blueprint: one prefix, one access check, CSRF, security headers; the
+feature blueprints nest under it."""
+from __future__ import annotations
+
+from flask import Blueprint, Flask, current_app, g, jsonify, redirect, render_template, request, url_for
+from flask.sessions import SecureCookieSessionInterface
+from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
+
+from .. import __version__, db
+from ..services.auth import is_authorized
+
+bp = Blueprint("sslmanager", __name__, template_folder="../templates",
+               static_folder="../static", static_url_path="/static")
+
+# Reachable without signing in.
+PUBLIC_ENDPOINTS = {"sslmanager.static", "sslmanager.healthz", "sslmanager.auth.login"}
+UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "connect-src 'self'; form-action 'self'; base-uri 'self'; object-src 'none'; "
+       "frame-ancestors 'none'")
+
+
+@bp.before_request
+def _guard():
+    g.sslmanager = {}
+    if request.endpoint != "sslmanager.healthz" and not db.schema_is_current():
+        return render_template("sslmanager/needs_migration.html"), 503
+    if request.method in UNSAFE_METHODS:
+        try:
+            validate_csrf(request.headers.get("X-CSRFToken") or request.form.get("csrf_token"))
+        except CSRFError as exc:  # flask_wtf raises ValidationError; normalise below
+            return _csrf_refused(str(exc))
+        except Exception as exc:  # wtforms.ValidationError: missing, expired or wrong token
+            return _csrf_refused(str(exc))
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    if is_authorized():
+        return None
+    if current_app.extensions["sslmanager"].standalone:
+        target = url_for("sslmanager.auth.login", next=request.full_path)
+        if request.headers.get("HX-Request"):
+            return "", 401, {"HX-Redirect": target}
+        return redirect(target)
+    return render_template("sslmanager/forbidden.html"), 403
+
+
+def _csrf_refused(reason: str):
+    return render_template("sslmanager/csrf.html", reason=reason), 400
+
+
+@bp.after_request
+def security_headers(response):
+    """Headers every response gets (our responses only, when embedded)."""
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    return response
+
+
+@bp.route("/healthz")
+def healthz():
+    """Liveness for load balancers: database reachable, scheduler state, version."""
+    state = current_app.extensions["sslmanager"]
+    try:
+        with state.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        database = "ok"
+    except Exception as exc:  # report, never crash the probe
+        database = f"error: {type(exc).__name__}"
+    scheduler = state.scheduler.state_name() if state.scheduler else "not running"
+    ok = database == "ok"
+    body = {"status": "ok" if ok else "error", "database": database,
+            "schema": "current" if ok and db.schema_is_current() else "needs upgrade",
+            "scheduler": scheduler, "version": __version__}
+    return jsonify(body), 200 if ok else 503
+
+
+class _SessionInterface(SecureCookieSessionInterface):
+    """Secure cookies whenever the request came over HTTPS (or config says always)."""
+
+    def get_cookie_secure(self, app):
+        return bool(app.config.get("SESSION_COOKIE_SECURE")) or request.is_secure
+
+
+def register(app: Flask, *, url_prefix: str, standalone: bool) -> None:
+    """Mount the umbrella and its feature blueprints on `app`."""
+    prefix = "" if url_prefix in ("", "/") else url_prefix.rstrip("/")
+    app.register_blueprint(bp, url_prefix=prefix)
+    app.jinja_env.globals.setdefault("csrf_token", generate_csrf)
+    app.context_processor(_template_context)
+    if standalone:
+        app.after_request(security_headers)
+        app.session_interface = _SessionInterface()
+
+
+def _template_context():
+    if not request.blueprint or not request.blueprint.startswith("sslmanager"):
+        return {}
+    cfg = current_app.config
+    return {"sslm": {
+        "base_template": cfg["SSLMANAGER_BASE_TEMPLATE"],
+        "include_assets": cfg["SSLMANAGER_INCLUDE_ASSETS"]
+        or cfg["SSLMANAGER_BASE_TEMPLATE"] == "sslmanager/base.html",
+        "standalone": current_app.extensions["sslmanager"].standalone,
+        "version": __version__,
+    }}
+
+
+def _nest_feature_blueprints() -> None:
+    from . import auth, ca_profiles, dashboard
+    for child in (dashboard.bp, ca_profiles.bp, auth.bp):
+        bp.register_blueprint(child)
+
+
+_nest_feature_blueprints()

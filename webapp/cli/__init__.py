@@ -1,0 +1,162 @@
+"""The `sslmanager` console script and `flask sslmanager ...` in a host panel: one set of
+commands, registered on the umbrella blueprint's CLI group."""
+from __future__ import annotations
+
+import os
+import sys
+from datetime import datetime, timezone
+
+import click
+from flask import current_app
+from flask.cli import FlaskGroup, with_appcontext
+
+from .. import db
+from ..crypto import Keyring, _decode_key, new_data_key, write_key_file
+from ..errors import SSLManagerError, ValidationError
+
+commands: list[click.Command] = []
+
+
+def command(*args, **kwargs):
+    """Declare a command that runs inside an app context."""
+    def wrap(fn):
+        cmd = click.command(*args, **kwargs)(with_appcontext(fn))
+        commands.append(cmd)
+        return cmd
+    return wrap
+
+
+def fail(exc: SSLManagerError) -> None:
+    """Print an error the way an operator wants it and exit 1."""
+    if isinstance(exc, ValidationError):
+        for field, message in exc.errors.items():
+            click.echo(f"error: {field}: {message}", err=True)
+    else:
+        click.echo(f"error: {exc}", err=True)
+    if exc.hint:
+        click.echo(f"hint: {exc.hint}", err=True)
+    sys.exit(1)
+
+
+@command("create-admin", help="Create an admin (or reset one's password). The password is "
+                              "read from a prompt, or from standard input with --password-stdin.")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def create_admin(username: str, password_stdin: bool) -> None:
+    from ..services.auth import create_admin as create
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        create(username, password)
+    except SSLManagerError as exc:
+        fail(exc)
+    click.echo(f"Admin {username!r} saved.")
+
+
+@click.group("db", help="Database schema migrations.")
+def db_group() -> None:
+    pass
+
+
+@db_group.command("upgrade", help="Apply every pending migration (safe to run again).")
+@with_appcontext
+def db_upgrade() -> None:
+    db.upgrade()
+    click.echo(f"Database at revision {db.current_revision()}.")
+
+
+@db_group.command("current", help="Show the database's revision and the newest one shipped.")
+@with_appcontext
+def db_current() -> None:
+    click.echo(f"database: {db.current_revision() or '(empty)'}; newest: {db.head_revision()}")
+
+
+commands.append(db_group)
+
+
+@command("rotate-encryption-key", help="Re-encrypt every stored secret under a new data key. "
+         "With the key in instance/encryption.key the file is replaced (the old one is kept "
+         "beside it as encryption.key.old-<time>); with SSLMANAGER_ENCRYPTION_KEY, pass the new "
+         "key with --new-key and then set it in the environment.")
+@click.option("--new-key", help="The new key (urlsafe base64 of 32 bytes). Default: generate.")
+def rotate_encryption_key(new_key: str | None) -> None:
+    from ..services.secrets import rotate
+    state = current_app.extensions["sslmanager"]
+    from_env = bool(current_app.config.get("SSLMANAGER_ENCRYPTION_KEY"))
+    if from_env and not new_key:
+        click.echo("error: the key comes from SSLMANAGER_ENCRYPTION_KEY; pass --new-key "
+                   "(generate one with: python -c \"import base64,os;"
+                   "print(base64.urlsafe_b64encode(os.urandom(32)).decode())\").", err=True)
+        sys.exit(1)
+    new_key = new_key or new_data_key()
+    try:
+        raw = _decode_key(new_key, "--new-key")
+    except SSLManagerError as exc:
+        fail(exc)
+    key_file = os.path.join(state.instance_path, "encryption.key")
+    staged = key_file + ".new"
+    if not from_env:
+        if os.path.exists(staged):
+            os.remove(staged)  # a half-finished earlier rotation: its commit never happened
+        write_key_file(staged, new_key)  # before the commit, so the new key is never lost
+    count = rotate(Keyring(raw, (state.keyring.primary, *state.keyring.others)))
+    if not from_env:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        if os.path.exists(key_file):
+            os.replace(key_file, f"{key_file}.old-{stamp}")
+        os.replace(staged, key_file)
+        click.echo(f"Re-encrypted {count} secrets; new key in {key_file}.")
+    else:
+        click.echo(f"Re-encrypted {count} secrets. Now set SSLMANAGER_ENCRYPTION_KEY to the new key.")
+
+
+@command("run", help="Serve SSL Manager with a production WSGI server (waitress) and the "
+                     "scheduler in the same process; applies pending migrations first.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--threads", default=8, show_default=True, type=int)
+def run(host: str, port: int, threads: int) -> None:
+    import waitress
+
+    from ..models import Admin
+    from ..services import scheduler
+    db.upgrade()
+    if not db.session().query(Admin).first():
+        click.echo("No admin yet: create one with `sslmanager create-admin NAME` "
+                   "(in a checkout: .venv/bin/sslmanager create-admin NAME).")
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if app.config["SSLMANAGER_SCHEDULER_ENABLED"]:
+        scheduler.start(app)
+    click.echo(f"SSL Manager serving on http://{host}:{port}/")
+    waitress.serve(app, host=host, port=port, threads=threads, ident="sslmanager")
+
+
+def register_cli(app) -> None:
+    """Commands are on the umbrella blueprint's group (`flask sslmanager ...`)."""
+    from ..blueprints import bp
+    for cmd in commands:
+        if cmd.name not in bp.cli.commands:
+            bp.cli.add_command(cmd)
+
+
+def _load_subcommands() -> None:
+    from . import ca  # noqa: F401  (registers `ca ...`)
+
+
+def main() -> None:
+    """Entry point of the `sslmanager` console script."""
+    from .. import create_app
+    group = FlaskGroup(create_app=lambda: create_app(), add_default_commands=False,
+                       add_version_option=False, load_dotenv=False,
+                       help="SSL Manager: CA profiles, certificates and renewals.")
+    for cmd in commands:
+        group.add_command(cmd)
+    try:
+        group.main(prog_name="sslmanager")
+    except SSLManagerError as exc:
+        fail(exc)
+
+
+_load_subcommands()

@@ -1,0 +1,1 @@
+"""`sslmanager ca ...`: CA profiles from the command line (filled in by the CA issue)."""

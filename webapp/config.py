@@ -1,0 +1,75 @@
+"""Every configuration key, its default, and one line on what it does.
+
+Values come from, in order: these defaults, `instance/config.py`, then environment variables
+of the same name. Every key carries the SSLMANAGER_ prefix so a host app's config stays apart.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+DEFAULTS: dict[str, Any] = {
+    # Where runtime data lives (database, encryption key, local config). Default: ./instance.
+    "SSLMANAGER_INSTANCE_PATH": None,
+    # SQLAlchemy URL; default sqlite:///<instance>/sslmanager.db. PostgreSQL: postgresql+psycopg://...
+    "SSLMANAGER_DATABASE_URL": None,
+    # Data-encryption key (urlsafe base64 of 32 bytes). Default: read from / generated into
+    # <instance>/encryption.key (mode 0600).
+    "SSLMANAGER_ENCRYPTION_KEY": None,
+    # Flask session signing key for standalone mode. Default: generated into <instance>/secret.key.
+    "SSLMANAGER_SECRET_KEY": None,
+    # Embedded: the host decides who may see our pages. A callable or "module:function" that
+    # returns True to allow. Standalone default: a signed-in SSL Manager admin.
+    "SSLMANAGER_AUTHORIZE": None,
+    # Embedded: name of the host's base template our pages extend (it must have a `content` block).
+    "SSLMANAGER_BASE_TEMPLATE": "sslmanager/base.html",
+    # Embedded with a host base template: also emit our CSS and htmx tags inside the content block.
+    "SSLMANAGER_INCLUDE_ASSETS": False,
+    # The admin's name shown in the audit log when embedded: a callable or "module:function".
+    "SSLMANAGER_CURRENT_USER": None,
+    # Login rate limit: failed attempts allowed per account / per address in the window.
+    "SSLMANAGER_LOGIN_MAX_PER_ACCOUNT": 5,
+    "SSLMANAGER_LOGIN_MAX_PER_ADDRESS": 20,
+    "SSLMANAGER_LOGIN_WINDOW_SECONDS": 900,
+    # Run the scheduler inside the web process (`sslmanager run`); `sslmanager worker` ignores it.
+    "SSLMANAGER_SCHEDULER_ENABLED": True,
+    # Resolvers used for CNAME checks: list of "ip" or "ip:port"; empty = the system's.
+    "SSLMANAGER_DNS_RESOLVERS": [],
+    # Allow CA directory and webhook URLs on private/loopback addresses (labs, internal CAs).
+    "SSLMANAGER_ALLOW_PRIVATE_ADDRESSES": False,
+    # Page size of long lists.
+    "SSLMANAGER_PAGE_SIZE": 50,
+}
+
+
+def _parse(raw: str, default: Any) -> Any:
+    """Read an environment value in the type of its default (bool, int, list, str)."""
+    if isinstance(default, bool):
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, list):
+        raw = raw.strip()
+        if raw.startswith("["):
+            return json.loads(raw)
+        return [part.strip() for part in raw.split(",") if part.strip()]
+    return raw
+
+
+def load(config: Any, instance_path: str, overrides: dict[str, Any] | None = None) -> None:
+    """Fill a Flask config with our keys: defaults, instance/config.py, environment, overrides."""
+    for key, value in DEFAULTS.items():
+        config.setdefault(key, value)
+    config.from_pyfile(os.path.join(instance_path, "config.py"), silent=True)
+    for key, default in DEFAULTS.items():
+        if key in os.environ:
+            config[key] = _parse(os.environ[key], default)
+    if overrides:
+        config.update(overrides)
+
+
+def instance_path_from_env() -> str | None:
+    """The instance folder named by SSLMANAGER_INSTANCE_PATH, if any."""
+    path = os.environ.get("SSLMANAGER_INSTANCE_PATH")
+    return os.path.abspath(path) if path else None

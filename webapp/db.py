@@ -1,0 +1,62 @@
+"""The database seen from SSL Manager: its session, and Alembic migrations run in-process."""
+from __future__ import annotations
+
+import os
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from flask import current_app
+from sqlalchemy.orm import scoped_session
+
+MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
+
+
+def session() -> scoped_session:
+    """The Flask-SQLAlchemy session our models use (the host's when embedded)."""
+    return current_app.extensions["sslmanager"].db.session
+
+
+def _alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", MIGRATIONS)
+    return cfg
+
+
+def head_revision() -> str:
+    """The newest migration shipped with this version."""
+    return ScriptDirectory.from_config(_alembic_config()).get_current_head() or ""
+
+
+def current_revision() -> str:
+    """The migration the database is at ("" when it has none)."""
+    engine = current_app.extensions["sslmanager"].engine
+    with engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"version_table": "sslm_alembic_version"})
+        return ctx.get_current_revision() or ""
+
+
+def upgrade(revision: str = "head") -> None:
+    """Apply migrations up to `revision`."""
+    cfg = _alembic_config()
+    with current_app.extensions["sslmanager"].engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+    current_app.extensions["sslmanager"].schema_current = current_revision() == head_revision()
+
+
+def revision(message: str) -> None:
+    """Autogenerate a migration from the models (for developers: `sslmanager db revision`)."""
+    cfg = _alembic_config()
+    with current_app.extensions["sslmanager"].engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.revision(cfg, message=message, autogenerate=True)
+
+
+def schema_is_current() -> bool:
+    """True once the database is at the head migration (cached after the first yes)."""
+    state = current_app.extensions["sslmanager"]
+    if not state.schema_current:
+        state.schema_current = current_revision() == head_revision()
+    return state.schema_current

@@ -1,0 +1,154 @@
+"""Database models on SSL Manager's own DeclarativeBase, so a host app's Flask-SQLAlchemy
+instance and ours never collide. Tables carry the `sslm_` prefix for the same reason."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import JSON, Boolean, DateTime, Integer, MetaData, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+BIND_KEY = "sslmanager"
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now, in UTC."""
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """Stores UTC; always returns aware datetimes (SQLite drops the zone otherwise)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value
+
+
+class Encrypted(TypeDecorator):
+    """A secret: encrypted with the app's data key on the way in, decrypted on the way out."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Any) -> str | None:
+        if value is None or value == "":
+            return None
+        return current_app.extensions["sslmanager"].keyring.encrypt(value)
+
+    def process_result_value(self, value: str | None, dialect: Any) -> str | None:
+        if value is None:
+            return None
+        return current_app.extensions["sslmanager"].keyring.decrypt(value)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING, info={"bind_key": BIND_KEY})
+
+
+class Admin(Base):
+    __tablename__ = "sslm_admin"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(150), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class LoginAttempt(Base):
+    """Failed sign-ins, counted per account and per address for rate limiting."""
+
+    __tablename__ = "sslm_login_attempt"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(150), index=True)
+    address: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class CAProfile(Base):
+    """A CA profile: which CA, the ACME account, the technical zone and timeouts."""
+
+    __tablename__ = "sslm_ca_profile"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    module: Mapped[str] = mapped_column(String(64))
+    ca_key: Mapped[str] = mapped_column(String(64), default="")        # the plugin's directory key
+    directory_url: Mapped[str] = mapped_column(String(500), default="")  # custom module only
+    ca_bundle: Mapped[str] = mapped_column(Text, default="")             # PEM trusted for the CA's TLS
+    email: Mapped[str] = mapped_column(String(254), default="")
+    eab_kid: Mapped[str] = mapped_column(String(255), default="")
+    eab_hmac: Mapped[str | None] = mapped_column(Encrypted)
+    api_key: Mapped[str | None] = mapped_column(Encrypted)
+    dns_zone: Mapped[str] = mapped_column(String(253), default="")
+    allow_wildcard: Mapped[bool] = mapped_column(Boolean, default=False)
+    dns_ttl: Mapped[int] = mapped_column(Integer, default=60)
+    api_timeout: Mapped[int] = mapped_column(Integer, default=20)
+    account_key: Mapped[str | None] = mapped_column(Encrypted)
+    account_url: Mapped[str] = mapped_column(String(500), default="")
+    account_status: Mapped[str] = mapped_column(String(32), default="")
+    account_email: Mapped[str] = mapped_column(String(254), default="")
+    account_directory: Mapped[str] = mapped_column(String(500), default="")  # where account_url lives
+    last_test_ok: Mapped[bool | None] = mapped_column(Boolean)
+    last_test_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_test_message: Mapped[str] = mapped_column(Text, default="")
+    directory_meta: Mapped[dict | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class AuditEvent(Base):
+    """Who did what and when; never holds a secret."""
+
+    __tablename__ = "sslm_audit_event"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(150), default="")
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    object_type: Mapped[str] = mapped_column(String(32), default="")
+    object_id: Mapped[str] = mapped_column(String(64), default="")
+    summary: Mapped[str] = mapped_column(Text, default="")
+
+
+class TechZone(Base):
+    """A technical zone and the DNS provider that writes its TXT records."""
+
+    __tablename__ = "sslm_tech_zone"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(253), unique=True)
+    provider: Mapped[str] = mapped_column(String(32), default="builtin")
+    options: Mapped[dict] = mapped_column(JSON, default=dict)       # non-secret options
+    secrets: Mapped[str | None] = mapped_column(Encrypted)          # JSON of secret options
+    last_check_ok: Mapped[bool | None] = mapped_column(Boolean)
+    last_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_check_message: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+def encrypted_columns() -> list[tuple[type[Base], str]]:
+    """Every (model, attribute) holding a secret: what key rotation must rewrite."""
+    found = []
+    for mapper in Base.registry.mappers:
+        for column in mapper.columns:
+            if isinstance(column.type, Encrypted):
+                found.append((mapper.class_, column.key))
+    return found
+
