@@ -1,0 +1,82 @@
+"""Pytest plugin for the lab: load with `pytest_plugins = ["tests.lab.fixtures"]` or `-p`.
+
+Session-scoped servers are shared by every test, so tests must clean up the DNS names they
+touch (Bind.clear) and must not rely on Pebble state left by others.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from .servers import LAB_EAB_KEYS, Bind, Pebble, Postgres, Unbound
+
+
+def _resolver_address(unbound: Unbound) -> str:
+    """host:port form that Pebble's -dnsserver expects."""
+    return f"{unbound.host}:{unbound.port}"
+
+
+@pytest.fixture(scope="session")
+def lab_bind() -> Iterator[Bind]:
+    """Authoritative BIND9 with TECH_ZONE and CUSTOMER_ZONES, dynamic via TSIG."""
+    with Bind() as bind:
+        yield bind
+
+
+@pytest.fixture(scope="session")
+def lab_unbound(lab_bind: Bind) -> Iterator[Unbound]:
+    """Recursive Unbound stubbing every lab_bind zone to lab_bind."""
+    with Unbound(lab_bind) as unbound:
+        yield unbound
+
+
+@pytest.fixture(scope="session")
+def lab_pebble(lab_unbound: Unbound) -> Iterator[Pebble]:
+    """Pebble validating DNS-01 through lab_unbound; no EAB."""
+    with Pebble(_resolver_address(lab_unbound)) as pebble:
+        yield pebble
+
+
+@pytest.fixture(scope="session")
+def lab_pebble_eab(lab_unbound: Unbound) -> Iterator[Pebble]:
+    """Pebble requiring External Account Binding, kids "kid-1" and "kid-2" (LAB_EAB_KEYS)."""
+    with Pebble(_resolver_address(lab_unbound), eab_keys=LAB_EAB_KEYS) as pebble:
+        yield pebble
+
+
+@pytest.fixture(scope="session")
+def lab_postgres() -> Iterator[Postgres]:
+    """A throwaway PostgreSQL cluster (trust auth, user postgres)."""
+    with Postgres() as postgres:
+        yield postgres
+
+
+@pytest.fixture
+def pebble_factory(lab_unbound: Unbound) -> Iterator[Callable[..., Pebble]]:
+    """Callable(**Pebble kwargs) -> a started extra Pebble, stopped at test end.
+
+    dns_server defaults to lab_unbound, e.g. pebble_factory(env={"PEBBLE_WFE_NONCEREJECT": "50"}).
+    """
+    started: list[Pebble] = []
+
+    def make(dns_server: str | None = None, **kwargs) -> Pebble:
+        pebble = Pebble(dns_server or _resolver_address(lab_unbound), **kwargs)
+        pebble.start()
+        started.append(pebble)
+        return pebble
+
+    yield make
+    for pebble in reversed(started):
+        pebble.stop()
+
+
+@pytest.fixture
+def pg_database(lab_postgres: Postgres) -> Iterator[str]:
+    """SQLAlchemy URL of a fresh empty database, dropped after the test."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    url = lab_postgres.create_database(name)
+    yield url
+    lab_postgres.drop_database(name)
