@@ -24,8 +24,9 @@ DEFAULTS: dict[str, Any] = {
     "SSLMANAGER_AUTHORIZE": None,
     # Embedded: name of the host's base template our pages extend (it must have a `content` block).
     "SSLMANAGER_BASE_TEMPLATE": "sslmanager/base.html",
-    # Embedded with a host base template: also emit our CSS and htmx tags inside the content block.
-    "SSLMANAGER_INCLUDE_ASSETS": False,
+    # Embedded with a host base template: emit our CSS and htmx tags inside the content block.
+    # Set False when the host page already loads htmx (and styles our markup itself).
+    "SSLMANAGER_INCLUDE_ASSETS": True,
     # The admin's name shown in the audit log when embedded: a callable or "module:function".
     "SSLMANAGER_CURRENT_USER": None,
     # Login rate limit: failed attempts allowed per account / per address in the window.
@@ -38,6 +39,17 @@ DEFAULTS: dict[str, Any] = {
     "SSLMANAGER_DNS_RESOLVERS": [],
     # Allow CA directory and webhook URLs on private/loopback addresses (labs, internal CAs).
     "SSLMANAGER_ALLOW_PRIVATE_ADDRESSES": False,
+    # Per-CA-module deployment overrides, e.g. {"zerossl": {"directory_url": ..., "api_url": ...,
+    # "ca_bundle": "/path.pem"}}: a mirror, a proxy, or a lab CA standing in for the real one.
+    "SSLMANAGER_CA_OVERRIDES": {},
+    # How long one issuance may take from order to certificate before it is retried later.
+    "SSLMANAGER_ISSUANCE_TIMEOUT": 300,
+    # Transient failures (network, 5xx, DNS provider) retried this many times before Failed.
+    "SSLMANAGER_MAX_ATTEMPTS": 5,
+    # Seconds between scheduler looks at Pending certificates' CNAMEs.
+    "SSLMANAGER_CNAME_POLL_INTERVAL": 60,
+    # Parallel orders per CA profile (the scheduler's bound).
+    "SSLMANAGER_CONCURRENCY_PER_CA": 4,
     # Page size of long lists.
     "SSLMANAGER_PAGE_SIZE": 50,
 }
@@ -49,6 +61,8 @@ def _parse(raw: str, default: Any) -> Any:
         return raw.strip().lower() in {"1", "true", "yes", "on"}
     if isinstance(default, int):
         return int(raw)
+    if isinstance(default, dict):
+        return json.loads(raw)
     if isinstance(default, list):
         raw = raw.strip()
         if raw.startswith("["):

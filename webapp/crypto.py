@@ -20,7 +20,7 @@ def new_data_key() -> str:
     return base64.urlsafe_b64encode(os.urandom(32)).decode()
 
 
-def _decode_key(text: str, source: str) -> bytes:
+def decode_key(text: str, source: str) -> bytes:
     try:
         raw = base64.urlsafe_b64decode(text.strip().encode())
     except (ValueError, TypeError):
@@ -74,7 +74,7 @@ class Keyring:
 def load_keyring(instance_path: str, configured: str | None, *, create: bool) -> Keyring:
     """The key from config, else instance/encryption.key; generated there (0600) on first run."""
     if configured:
-        return Keyring(_decode_key(configured, "SSLMANAGER_ENCRYPTION_KEY"))
+        return Keyring(decode_key(configured, "SSLMANAGER_ENCRYPTION_KEY"))
     path = os.path.join(instance_path, KEY_FILE)
     if os.path.exists(path):
         try:
@@ -86,7 +86,7 @@ def load_keyring(instance_path: str, configured: str | None, *, create: bool) ->
                 hint="Fix its permissions (the app's user must read it) or set "
                      "SSLMANAGER_ENCRYPTION_KEY. Never delete it: secrets in the database "
                      "need it.") from None
-        return Keyring(_decode_key(text, path))
+        return Keyring(decode_key(text, path))
     if not create:
         raise ConfigError(f"No encryption key at {path}.",
                           hint="Run `sslmanager db upgrade` once, or set SSLMANAGER_ENCRYPTION_KEY.")
@@ -105,3 +105,104 @@ def write_key_file(path: str, key: str) -> None:
 def random_token(nbytes: int = 32) -> str:
     """A URL-safe random token."""
     return secrets.token_urlsafe(nbytes)
+
+
+# -- certificate keys, CSRs and certificates ---------------------------------------------------
+
+KEY_TYPES = {  # id -> label; ECDSA P-256 is the default
+    "ec-p256": "ECDSA P-256", "ec-p384": "ECDSA P-384",
+    "rsa-2048": "RSA 2048", "rsa-3072": "RSA 3072", "rsa-4096": "RSA 4096",
+}
+
+
+def generate_private_key(key_type: str) -> str:
+    """A new private key of `key_type`, as unencrypted PKCS#8 PEM (stored encrypted by the caller)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    if key_type == "ec-p256":
+        key = ec.generate_private_key(ec.SECP256R1())
+    elif key_type == "ec-p384":
+        key = ec.generate_private_key(ec.SECP384R1())
+    elif key_type in ("rsa-2048", "rsa-3072", "rsa-4096"):
+        key = rsa.generate_private_key(65537, int(key_type.split("-")[1]))
+    else:
+        raise CryptoError(f"Unknown key type {key_type!r}.", hint=f"Use one of {', '.join(KEY_TYPES)}.")
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()
+
+
+def make_csr(key_pem: str, names: list[str]) -> str:
+    """A CSR for `names` (SANs; the first is also the CN when short enough)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import NameOID
+    key = serialization.load_pem_private_key(key_pem.encode(), None)
+    builder = x509.CertificateSigningRequestBuilder().add_extension(
+        x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+    if len(names[0]) <= 64:
+        builder = builder.subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+
+
+@dataclass
+class CertInfo:
+    serial: str
+    issuer: str
+    subject: str
+    sans: list[str]
+    not_before: object
+    not_after: object
+    sha256: str
+    key_type: str
+
+
+def split_pem_chain(fullchain: str) -> tuple[str, str]:
+    """(leaf PEM, chain PEM) from a full chain."""
+    marker = "-----END CERTIFICATE-----"
+    parts = [p.strip() + "\n" + marker + "\n" for p in fullchain.split(marker) if "BEGIN CERTIFICATE" in p]
+    return parts[0], "".join(parts[1:])
+
+
+def cert_info(cert_pem: str) -> CertInfo:
+    """What the detail page shows about a certificate."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    cert = x509.load_pem_x509_certificate(cert_pem.encode())
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    except x509.ExtensionNotFound:
+        sans = []
+    public = cert.public_key()
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        key_type = f"ECDSA {public.curve.name}"
+    elif isinstance(public, rsa.RSAPublicKey):
+        key_type = f"RSA {public.key_size}"
+    else:
+        key_type = type(public).__name__
+    return CertInfo(serial=f"{cert.serial_number:x}", issuer=cert.issuer.rfc4514_string(),
+                    subject=cert.subject.rfc4514_string(), sans=list(sans),
+                    not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
+                    sha256=cert.fingerprint(hashes.SHA256()).hex(":").upper(), key_type=key_type)
+
+
+def key_matches_cert(key_pem: str, cert_pem: str) -> bool:
+    """True when the certificate's public key is the private key's."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    key = serialization.load_pem_private_key(key_pem.encode(), None)
+    cert = x509.load_pem_x509_certificate(cert_pem.encode())
+    fmt = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return key.public_key().public_bytes(*fmt) == cert.public_key().public_bytes(*fmt)
+
+
+def pkcs12(key_pem: str, cert_pem: str, chain_pem: str, password: str, name: str) -> bytes:
+    """A PKCS#12 bundle protected by `password` (AES-256, as current OpenSSL expects)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.serialization import pkcs12 as p12
+    key = serialization.load_pem_private_key(key_pem.encode(), None)
+    cert = x509.load_pem_x509_certificate(cert_pem.encode())
+    cas = x509.load_pem_x509_certificates(chain_pem.encode()) if chain_pem.strip() else None
+    return p12.serialize_key_and_certificates(
+        name.encode(), key, cert, cas, serialization.BestAvailableEncryption(password.encode()))

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import JSON, Boolean, DateTime, Integer, MetaData, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -141,6 +141,103 @@ class TechZone(Base):
     last_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_check_message: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DnsRecord(Base):
+    """A TXT value SSL Manager wrote into a technical zone (served by the builtin server, and
+    the sweeper's record of what it may remove for the other providers)."""
+
+    __tablename__ = "sslm_dns_record"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    zone: Mapped[str] = mapped_column(String(253), index=True)
+    name: Mapped[str] = mapped_column(String(253), index=True)  # lower-case FQDN, no final dot
+    value: Mapped[str] = mapped_column(String(255))
+    ttl: Mapped[int] = mapped_column(Integer, default=60)
+    certificate_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Certificate(Base):
+    """A certificate and its lifecycle: draft → csr → pending → processing → active, or failed;
+    later expired or revoked. Each issuance adds a CertificateVersion."""
+
+    __tablename__ = "sslm_certificate"
+    __table_args__ = (Index("ix_sslm_certificate_status_next", "status", "next_run_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    profile_id: Mapped[int] = mapped_column(ForeignKey("sslm_ca_profile.id"), index=True)
+    domains: Mapped[list] = mapped_column(JSON)            # punycode, in the order given
+    common_name: Mapped[str] = mapped_column(String(253), index=True)
+    search_text: Mapped[str] = mapped_column(Text, default="")  # lower-case names, for search
+    status: Mapped[str] = mapped_column(String(16), default="draft", index=True)
+    key_type: Mapped[str] = mapped_column(String(16), default="ec-p256")
+    auto_renew: Mapped[bool] = mapped_column(Boolean, default=True)
+    acme_profile: Mapped[str] = mapped_column(String(64), default="")
+    reuse_key: Mapped[bool] = mapped_column(Boolean, default=False)
+    private_key: Mapped[str | None] = mapped_column(Encrypted)   # the key of the CSR in flight
+    csr: Mapped[str] = mapped_column(Text, default="")
+    # The order in flight, stored as it goes so a restarted process resumes it.
+    order_url: Mapped[str] = mapped_column(String(500), default="")
+    step: Mapped[str] = mapped_column(String(64), default="")
+    # ZeroSSL without keys: each certificate has its own ACME account.
+    account_key: Mapped[str | None] = mapped_column(Encrypted)
+    account_url: Mapped[str] = mapped_column(String(500), default="")
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    last_error_hint: Mapped[str] = mapped_column(Text, default="")
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    not_after: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    serial: Mapped[str] = mapped_column(String(64), default="")
+    next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # next scheduler look
+    renew_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    renew_reason: Mapped[str] = mapped_column(Text, default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str] = mapped_column(String(64), default="")
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class CertificateVersion(Base):
+    """One issued certificate: what a renewal adds; the previous stays downloadable."""
+
+    __tablename__ = "sslm_certificate_version"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    certificate_id: Mapped[int] = mapped_column(ForeignKey("sslm_certificate.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    cert_pem: Mapped[str] = mapped_column(Text)
+    chain_pem: Mapped[str] = mapped_column(Text)
+    alternates: Mapped[list] = mapped_column(JSON, default=list)  # other full chains offered
+    private_key: Mapped[str] = mapped_column(Encrypted)
+    serial: Mapped[str] = mapped_column(String(64))
+    issuer: Mapped[str] = mapped_column(Text, default="")
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime)
+    not_after: Mapped[datetime] = mapped_column(UTCDateTime)
+    order_url: Mapped[str] = mapped_column(String(500), default="")
+    account_url: Mapped[str] = mapped_column(String(500), default="")
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TimelineEvent(Base):
+    """One line of a certificate's timeline: a protocol step and its outcome."""
+
+    __tablename__ = "sslm_timeline_event"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    certificate_id: Mapped[int] = mapped_column(ForeignKey("sslm_certificate.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    level: Mapped[str] = mapped_column(String(8), default="info")
+    message: Mapped[str] = mapped_column(Text)
+
+
+class CnameLabel(Base):
+    """The stable label per (domain, technical zone): renewals never need a DNS change."""
+
+    __tablename__ = "sslm_cname_label"
+    __table_args__ = (UniqueConstraint("domain", "zone"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    domain: Mapped[str] = mapped_column(String(253))
+    zone: Mapped[str] = mapped_column(String(253))
+    label: Mapped[str] = mapped_column(String(63), unique=True)
 
 
 def encrypted_columns() -> list[tuple[type[Base], str]]:

@@ -80,3 +80,11 @@ def pg_database(lab_postgres: Postgres) -> Iterator[str]:
     url = lab_postgres.create_database(name)
     yield url
     lab_postgres.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def lab_zerossl_api(lab_pebble_eab: Pebble):
+    """ZeroSSL's EAB REST endpoints, served locally, handing out lab_pebble_eab's keys."""
+    from .zerossl import ZeroSSLApi
+    with ZeroSSLApi(lab_pebble_eab.eab_keys) as api:
+        yield api

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, current_app, g, jsonify, redirect, render_template, request, url_for
 from flask.sessions import SecureCookieSessionInterface
+from flask_htmx import HTMX
 from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
 
 from .. import __version__, db
@@ -11,6 +12,8 @@ from ..services.auth import is_authorized
 
 bp = Blueprint("sslmanager", __name__, template_folder="../templates",
                static_folder="../static", static_url_path="/static")
+
+htmx = HTMX()  # a request helper only (reads HX-* headers); never replaces the host's request class
 
 # Reachable without signing in.
 PUBLIC_ENDPOINTS = {"sslmanager.static", "sslmanager.healthz", "sslmanager.auth.login"}
@@ -101,8 +104,7 @@ def _template_context():
     cfg = current_app.config
     return {"sslm": {
         "base_template": cfg["SSLMANAGER_BASE_TEMPLATE"],
-        "include_assets": cfg["SSLMANAGER_INCLUDE_ASSETS"]
-        or cfg["SSLMANAGER_BASE_TEMPLATE"] == "sslmanager/base.html",
+        "include_assets": cfg["SSLMANAGER_INCLUDE_ASSETS"],
         "standalone": current_app.extensions["sslmanager"].standalone,
         "version": __version__,
     }}

@@ -11,7 +11,7 @@ from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
 
 from .. import db
-from ..crypto import Keyring, _decode_key, new_data_key, write_key_file
+from ..crypto import Keyring, decode_key, new_data_key, write_key_file
 from ..errors import SSLManagerError, ValidationError
 
 commands: list[click.Command] = []
@@ -92,7 +92,7 @@ def rotate_encryption_key(new_key: str | None) -> None:
         sys.exit(1)
     new_key = new_key or new_data_key()
     try:
-        raw = _decode_key(new_key, "--new-key")
+        raw = decode_key(new_key, "--new-key")
     except SSLManagerError as exc:
         fail(exc)
     key_file = os.path.join(state.instance_path, "encryption.key")
@@ -122,10 +122,22 @@ def run(host: str, port: int, threads: int) -> None:
 
     from ..models import Admin
     from ..services import scheduler
+    from ..services.auth import create_admin as create
     db.upgrade()
     if not db.session().query(Admin).first():
-        click.echo("No admin yet: create one with `sslmanager create-admin NAME` "
-                   "(in a checkout: .venv/bin/sslmanager create-admin NAME).")
+        if sys.stdin.isatty():  # first start at a terminal: make the first admin right here
+            click.echo("No admin yet. Create the first one now.")
+            while True:
+                try:
+                    create(click.prompt("Username", default="admin"),
+                           click.prompt("Password", hide_input=True, confirmation_prompt=True))
+                    break
+                except ValidationError as exc:
+                    for message in exc.errors.values():
+                        click.echo(message)
+        else:
+            click.echo("No admin yet: create one with `sslmanager create-admin NAME` "
+                       "(in a checkout: .venv/bin/sslmanager create-admin NAME).")
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     if app.config["SSLMANAGER_SCHEDULER_ENABLED"]:
         scheduler.start(app)
@@ -142,7 +154,7 @@ def register_cli(app) -> None:
 
 
 def _load_subcommands() -> None:
-    from . import ca  # noqa: F401  (registers `ca ...`)
+    from . import ca, cert, zone  # noqa: F401  (each registers its group)
 
 
 def main() -> None:

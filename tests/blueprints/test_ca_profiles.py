@@ -1,0 +1,128 @@
+"""The Certificate Authorities pages: list, + Create, Edit with errors beside fields, Save and
+Test's modal, duplicate and delete; secrets never in HTML."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from webapp import db
+from webapp.models import CAProfile
+
+HX = {"HX-Request": "true"}
+
+
+def create(client, name="LE STAGING", module="letsencrypt"):
+    resp = client.post("/ca/new", data={"name": name, "module": module})
+    assert resp.status_code == 302, resp.get_data(as_text=True)
+    return int(re.search(r"/ca/(\d+)/edit", resp.headers["Location"]).group(1))
+
+
+def form(**over):
+    data = {"name": "LE STAGING", "description": "sandbox", "ca_key": "staging",
+            "email": "it@company.test", "dns_zone": "acme.tech.test", "dns_ttl": "60",
+            "api_timeout": "20", "action": "save"}
+    data.update(over)
+    return data
+
+
+def test_list_shows_profiles_with_their_columns(admin_client):
+    pid = create(admin_client)
+    admin_client.post(f"/ca/{pid}/edit", data=form())
+    html = admin_client.get("/ca/").get_data(as_text=True)
+    for text in ("LE STAGING", "Let&#39;s Encrypt Staging", "it@company.test", "acme.tech.test", "never", "+ Create"):
+        assert text in html
+
+
+def test_create_asks_name_and_module_then_opens_edit_with_every_field(admin_client):
+    html = admin_client.get("/ca/new").get_data(as_text=True)
+    assert 'name="name"' in html and 'name="module"' in html
+    pid = create(admin_client)
+    html = admin_client.get(f"/ca/{pid}/edit").get_data(as_text=True)
+    for field in ("name", "description", "ca_key", "email", "eab_kid", "eab_hmac", "dns_zone",
+                  "allow_wildcard", "dns_ttl", "api_timeout"):
+        assert f'name="{field}"' in html, field
+    assert "Save and Test" in html
+    assert re.search(r'<option value="staging"\s+selected', html)
+
+
+def test_create_with_a_taken_name_shows_the_error_beside_the_field(admin_client):
+    create(admin_client)
+    resp = admin_client.post("/ca/new", data={"name": "LE STAGING", "module": "letsencrypt"})
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 422 and 'id="err-name"' in html and "already exists" in html
+
+
+def test_invalid_edit_keeps_what_was_typed_and_marks_each_field(admin_client):
+    pid = create(admin_client)
+    resp = admin_client.post(f"/ca/{pid}/edit", data=form(email="nope", dns_ttl="5",
+                                                          description="typed text"), headers=HX)
+    html = resp.get_data(as_text=True)
+    assert 'id="err-email"' in html and 'id="err-dns_ttl"' in html
+    assert "typed text" in html and 'value="nope"' in html
+    assert "Nothing was saved" in html
+
+
+def test_hmac_and_api_key_are_never_rendered_back(admin_client, app):
+    pid = create(admin_client, "ZeroSSL", "zerossl")
+    admin_client.post(f"/ca/{pid}/edit", data=form(name="ZeroSSL", ca_key="production", eab_kid="kid-9",
+                                                   eab_hmac="SUPERSECRETHMAC", api_key="SECRETAPIKEY"))
+    html = admin_client.get(f"/ca/{pid}/edit").get_data(as_text=True)
+    assert "SUPERSECRETHMAC" not in html and "SECRETAPIKEY" not in html
+    assert "An HMAC key is set" in html and "An API key is set" in html
+    # Saved again with the secret fields blank: both are kept.
+    admin_client.post(f"/ca/{pid}/edit", data=form(name="ZeroSSL", ca_key="production", eab_kid="kid-9"))
+    with app.app_context():
+        profile = db.session().get(CAProfile, pid)
+        assert profile.eab_hmac == "SUPERSECRETHMAC" and profile.api_key == "SECRETAPIKEY"
+    # Failing validation does not echo them either.
+    html = admin_client.post(f"/ca/{pid}/edit", data=form(name="ZeroSSL", email="x", eab_hmac="NEWSECRETHMAC"),
+                             headers=HX).get_data(as_text=True)
+    assert "NEWSECRETHMAC" not in html
+    audit = admin_client.get("/ca/").get_data(as_text=True)
+    assert "SUPERSECRETHMAC" not in audit
+
+
+def test_save_and_test_opens_the_modal_with_api_is_available_and_endpoints(admin_client, lab_pebble):
+    pid = create(admin_client, "Pebble", "custom")
+    resp = admin_client.post(f"/ca/{pid}/edit", headers=HX, data=form(
+        name="Pebble", directory_url=lab_pebble.directory_url,
+        ca_bundle=Path(lab_pebble.ca_bundle).read_text(), action="test"))
+    html = resp.get_data(as_text=True)
+    assert 'id="modal" hx-swap-oob' in html and "<dialog data-modal" in html
+    assert "API is available" in html
+    for endpoint in ("newNonce", "newAccount", "newOrder", "revokeCert", "keyChange"):
+        assert endpoint in html
+    assert "ACME account" in html and "valid" in html
+    listing = admin_client.get("/ca/").get_data(as_text=True)
+    assert "API is available" in listing
+
+
+def test_save_and_test_failure_shows_the_step_and_what_to_do(admin_client, lab_pebble):
+    pid = create(admin_client, "Pebble", "custom")
+    html = admin_client.post(f"/ca/{pid}/edit", headers=HX, data=form(
+        name="Pebble", directory_url=lab_pebble.directory_url, action="test")).get_data(as_text=True)
+    assert "Test failed" in html and "What to do" in html and "TLS" in html
+
+
+def test_save_and_test_without_javascript_renders_the_result_on_the_page(admin_client, lab_pebble):
+    pid = create(admin_client, "Pebble", "custom")
+    html = admin_client.post(f"/ca/{pid}/edit", data=form(
+        name="Pebble", directory_url=lab_pebble.directory_url,
+        ca_bundle=Path(lab_pebble.ca_bundle).read_text(), action="test")).get_data(as_text=True)
+    assert "<dialog data-modal open" in html and "API is available" in html
+
+
+def test_duplicate_and_delete(admin_client, app):
+    pid = create(admin_client)
+    resp = admin_client.post(f"/ca/{pid}/duplicate")
+    assert resp.status_code == 302
+    html = admin_client.get("/ca/").get_data(as_text=True)
+    assert "LE STAGING (copy)" in html
+    assert 'data-confirm="Delete the CA profile' in html
+    admin_client.post(f"/ca/{pid}/delete")
+    with app.app_context():
+        assert db.session().get(CAProfile, pid) is None
+
+
+def test_edit_of_a_missing_profile_is_404(admin_client):
+    assert admin_client.get("/ca/999/edit").status_code == 404

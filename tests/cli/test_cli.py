@@ -1,0 +1,45 @@
+"""The `sslmanager` console script: create-admin, db upgrade, --help everywhere."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from webapp import db
+from webapp.models import Admin
+
+
+def test_create_admin_reads_the_password_from_stdin_and_hashes_it(runner, app):
+    result = runner.invoke(args=["sslmanager", "create-admin", "alice", "--password-stdin"],
+                           input="a long enough password\n")
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        admin = db.session().query(Admin).one()
+        assert admin.password_hash.startswith("$argon2id$")
+
+
+def test_create_admin_refuses_a_short_password(runner):
+    result = runner.invoke(args=["sslmanager", "create-admin", "alice", "--password-stdin"], input="short\n")
+    assert result.exit_code == 1 and "password:" in result.output
+
+
+def _sslmanager(tmp_path, *args, input=None):
+    env = {**os.environ, "SSLMANAGER_INSTANCE_PATH": str(tmp_path / "inst")}
+    return subprocess.run([os.path.join(os.path.dirname(sys.executable), "sslmanager"), *args],
+                          capture_output=True, text=True, env=env, input=input, timeout=60)
+
+
+def test_console_script_upgrades_a_fresh_database_and_explains_every_command(tmp_path):
+    out = _sslmanager(tmp_path, "db", "upgrade")
+    assert out.returncode == 0 and "Database at revision" in out.stdout, out.stderr
+    for command in (["--help"], ["run", "--help"], ["create-admin", "--help"], ["db", "upgrade", "--help"],
+                    ["rotate-encryption-key", "--help"], ["ca", "add", "--help"], ["ca", "test", "--help"]):
+        result = _sslmanager(tmp_path, *command)
+        assert result.returncode == 0 and "Usage:" in result.stdout, command
+
+
+def test_console_script_prints_a_clear_error_for_a_bad_key(tmp_path):
+    _sslmanager(tmp_path, "db", "upgrade")
+    (tmp_path / "inst" / "encryption.key").write_text("garbage")
+    out = _sslmanager(tmp_path, "ca", "list")
+    assert out.returncode == 1 and "not valid" in out.stderr and "Traceback" not in out.stderr

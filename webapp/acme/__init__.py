@@ -1,0 +1,1 @@
+"""Internals of the ACME adapter; the public API is `webapp.acme_client`."""

@@ -1,0 +1,370 @@
+"""Transport under the ACME adapter: directory probe, retrying POSTs, error translation.
+
+certbot's `ClientNetwork` signs every POST (JWS, nonces, kid); this module adds what it lacks:
+our retry policy (badNonce many times, 5xx and rateLimited within the caller's deadline),
+operator-readable network diagnoses, and translation of everything into `webapp.errors`.
+No Flask here.
+"""
+from __future__ import annotations
+
+import email.utils
+import json
+import socket
+import ssl
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+from urllib.parse import urlsplit
+
+import josepy as jose
+import requests
+import urllib3.exceptions
+from acme import errors as acme_errors
+from acme import messages
+from acme.client import ClientNetwork
+
+from webapp.errors import AcmeError, AcmeNetworkError, AcmeRateLimited
+
+LogFn = Callable[[str], None]
+
+# Pebble rejects a configurable share of nonces (50 % in our hardest test). One POST gets at
+# most this many attempts in all (badNonce, 5xx, Retry-After); each attempt is one
+# ClientNetwork.post, which already retries a badNonce once on its own.
+MAX_ATTEMPTS = 10
+# A 5xx without Retry-After is retried with a short backoff this many times in all.
+SERVER_ERROR_ATTEMPTS = 4
+SERVER_ERROR_FIRST_WAIT = 0.1
+SNIPPET_CHARS = 200
+REQUIRED_ENDPOINTS = ("newNonce", "newAccount", "newOrder")
+
+# What an operator reads for each ACME problem type (RFC 8555 section 6.7), and what to do.
+_PROBLEMS: dict[str, tuple[str, str]] = {
+    "accountDoesNotExist": ("no account exists at the CA for this account key",
+                            "register the account again"),
+    "alreadyRevoked": ("the certificate is already revoked", ""),
+    "badCSR": ("the CA rejected the certificate request (CSR)", ""),
+    "badNonce": ("the CA kept rejecting our anti-replay nonces",
+                 "try again; if it persists the CA is misbehaving"),
+    "badPublicKey": ("the CA does not accept this key type", "use an EC P-256 or RSA key"),
+    "badRevocationReason": ("the CA does not accept this revocation reason", ""),
+    "badSignatureAlgorithm": ("the CA does not accept the account key's signature algorithm",
+                              "use an EC P-256 account key"),
+    "caa": ("a CAA record forbids this CA from issuing for the name",
+            "add the CA to the domain's CAA records"),
+    "compound": ("the CA reported several problems", ""),
+    "connection": ("the CA could not connect to the server to validate", ""),
+    "dns": ("the CA's DNS lookup failed during validation",
+            "check that _acme-challenge resolves publicly (CNAME and TXT)"),
+    "externalAccountRequired": ("EAB required but missing: the CA requires External Account "
+                                "Binding and no EAB key ID / HMAC key is set",
+                                "enter the EAB key ID and HMAC key from the CA's account page"),
+    "incorrectResponse": ("the CA found a wrong validation value",
+                          "check the TXT records at _acme-challenge"),
+    "invalidContact": ("the CA rejected the contact e-mail address",
+                       "use a real, reachable e-mail address"),
+    "malformed": ("the CA rejected the request as malformed", ""),
+    "orderNotReady": ("the order is not ready to be finalized", ""),
+    "rateLimited": ("the CA's rate limit was hit", "wait before trying again"),
+    "rejectedIdentifier": ("the CA will not issue for this name", ""),
+    "serverInternal": ("the CA had an internal error", "try again later"),
+    "tls": ("the CA's TLS validation connection failed", ""),
+    "unauthorized": ("the CA refused: not authorized", ""),
+    "unsupportedContact": ("the CA does not support this contact type", ""),
+    "unsupportedIdentifier": ("the CA does not support this identifier type", ""),
+    "userActionRequired": ("the CA requires an action on its website (e.g. new terms)",
+                           "visit the CA's website"),
+}
+
+
+@dataclass
+class DirectoryInfo:
+    """An ACME directory: its URL, endpoint URLs by name, and its meta object."""
+
+    url: str
+    endpoints: dict[str, str]
+    meta: dict = field(default_factory=dict)
+
+
+def probe_directory(url: str, *, timeout: float, ca_bundle: str | None = None) -> DirectoryInfo:
+    """GET the ACME directory at `url`; any failure is diagnosed in words an operator can act on."""
+    return fetch_directory(url, timeout=timeout, ca_bundle=ca_bundle)
+
+
+def fetch_directory(url: str, *, timeout: float, ca_bundle: str | None = None,
+                    session: requests.Session | None = None,
+                    user_agent: str = "sslmanager") -> DirectoryInfo:
+    """probe_directory with an optional session to reuse (the client's connection pool)."""
+    step = "fetch directory"
+    getter = session.get if session is not None else requests.get
+    try:
+        response = getter(url, timeout=timeout, verify=ca_bundle or True,
+                          headers={"User-Agent": user_agent})
+    except requests.RequestException as exc:
+        raise network_error(exc, step=step, url=url, timeout=timeout, ca_bundle=ca_bundle) from exc
+    if not response.ok:
+        raise AcmeError(f"HTTP status {response.status_code}", step=step, url=url,
+                        detail=snippet(response.text), status=response.status_code,
+                        hint="check the directory URL: it must be the CA's ACME directory")
+    try:
+        jobj = response.json()
+    except ValueError:
+        jobj = None
+    missing = [name for name in REQUIRED_ENDPOINTS
+               if not isinstance(jobj, dict) or not isinstance(jobj.get(name), str)]
+    if missing:
+        what = ("the response is not JSON (Content-Type: "
+                f"{response.headers.get('Content-Type', 'none')})" if jobj is None
+                else f"the JSON has no {', '.join(missing)}")
+        raise AcmeError("not an ACME directory", step=step, url=url,
+                        detail=f"{what}: {snippet(response.text)}", status=response.status_code,
+                        hint="check the URL: it must be the CA's ACME directory, e.g. "
+                             "https://acme-v02.api.letsencrypt.org/directory")
+    endpoints = {name: value for name, value in jobj.items() if isinstance(value, str)}
+    meta = jobj.get("meta") if isinstance(jobj.get("meta"), dict) else {}
+    return DirectoryInfo(url=url, endpoints=endpoints, meta=meta)
+
+
+def snippet(text: str) -> str:
+    """The start of a response body on one line, for error messages."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= SNIPPET_CHARS else flat[:SNIPPET_CHARS] + "..."
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """The exception, its args that are exceptions (requests wraps urllib3 that way), its causes."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        current = todo.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        todo += [a for a in current.args if isinstance(a, BaseException)]
+        reason = getattr(current, "reason", None)
+        if isinstance(reason, BaseException):
+            todo.append(reason)
+        todo += [c for c in (current.__cause__, current.__context__) if c is not None]
+
+
+def network_error(exc: requests.RequestException, *, step: str, url: str, timeout: float,
+                  ca_bundle: str | None = None) -> AcmeNetworkError:
+    """Name what went wrong on the wire: DNS, refused, TLS, timeout or other."""
+    parts = urlsplit(url)
+    host = parts.hostname or url
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    causes = list(_causes(exc))
+    kw = {"step": step, "url": url, "detail": _innermost(causes)}
+    # Order matters: SSLError and ConnectTimeout are also ConnectionErrors.
+    if isinstance(exc, requests.exceptions.SSLError):
+        where = (f"the CA bundle {ca_bundle} does not verify it" if ca_bundle
+                 else "it is not signed by a CA this system trusts")
+        return AcmeNetworkError(
+            f"TLS verification failed for {host}: {where}",
+            hint="set this CA profile's CA bundle to the PEM of the CA that issued the "
+                 "server's certificate", **kw)
+    if isinstance(exc, requests.Timeout):
+        return AcmeNetworkError(
+            f"timed out after {timeout:g} seconds talking to {host}",
+            hint="raise API Timeout if the CA is slow, or check the network path to it", **kw)
+    if any(isinstance(c, (urllib3.exceptions.NameResolutionError, socket.gaierror))
+           for c in causes):
+        return AcmeNetworkError(f"could not resolve host {host}",
+                                hint="check the host name in the URL and this machine's DNS", **kw)
+    if any(isinstance(c, ConnectionRefusedError) for c in causes):
+        return AcmeNetworkError(f"connection refused by {host}:{port}",
+                                hint="check the port in the URL and that the CA is running", **kw)
+    if any(isinstance(c, ssl.SSLError) for c in causes):
+        return AcmeNetworkError(f"TLS handshake with {host} failed",
+                                hint="check that the URL's scheme and port are right", **kw)
+    return AcmeNetworkError(f"could not talk to {host}:{port}",
+                            hint="check the URL and the network path to the CA", **kw)
+
+
+def _innermost(causes: list[BaseException]) -> str:
+    """The most specific cause's text (urllib3's wrappers repeat themselves)."""
+    for cause in reversed(causes):
+        text = str(cause)
+        if text:
+            return snippet(text)
+    return ""
+
+
+def retry_after_seconds(response: requests.Response | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP-date), None when absent.
+
+    Not acme's ClientV2.retry_after: it returns a naive local time and mis-reads HTTP-dates
+    (the zone offset is taken as days and the result is UTC compared with local time)."""
+    value = response.headers.get("Retry-After") if response is not None else None
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class _CallContext(threading.local):
+    """Per-thread state of the ACME call in progress (status, Retry-After, deadline)."""
+
+    step = ""
+    deadline = 0.0
+    response: requests.Response | None = None
+
+
+class RetryingNetwork(ClientNetwork):
+    """ClientNetwork whose every POST follows our retry policy; ClientV2's verbs included."""
+
+    def __init__(self, key: jose.JWK, *, alg: jose.JWASignature, verify: bool | str,
+                 user_agent: str, timeout: float, log: LogFn) -> None:
+        super().__init__(key=key, alg=alg, verify_ssl=verify, user_agent=user_agent,
+                         timeout=timeout)  # type: ignore[arg-type]  # requests takes floats
+        self.timeout = timeout
+        self.ctx = _CallContext()
+        self._log = log
+        self.session.hooks["response"].append(self._remember)
+
+    def _remember(self, response: requests.Response, *args, **kwargs) -> None:
+        # acme's messages.Error carries no response: keep it for status and Retry-After.
+        self.ctx.response = response
+
+    def post(self, *args, **kwargs) -> requests.Response:
+        """ClientNetwork.post, retried on badNonce, 5xx and Retry-After within the deadline."""
+        url = args[0] if args else kwargs.get("url", "")
+        attempt = 0
+        while True:
+            attempt += 1
+            self.ctx.response = None
+            try:
+                return super().post(*args, **kwargs)
+            except (messages.Error, acme_errors.ClientError) as exc:
+                wait = self._retry_wait(exc, url, attempt)
+                if wait is None:
+                    raise
+                if wait > 0:
+                    time.sleep(wait)
+
+    def _retry_wait(self, exc: Exception, url: str, attempt: int) -> float | None:
+        """Seconds to wait before retrying `exc`, or None to give up and raise it."""
+        if isinstance(exc, acme_errors.ConflictError) or isinstance(exc, acme_errors.NonceError):
+            return None  # 409 is an answer; a missing nonce came with a response that succeeded
+        response = self.ctx.response
+        status = response.status_code if response is not None else None
+        code = exc.code if isinstance(exc, messages.Error) else None
+        step = self.ctx.step
+        if code == "badNonce":
+            if attempt >= MAX_ATTEMPTS:
+                return None
+            self._log(f"{step}: badNonce from {url}, retrying (attempt {attempt + 1} "
+                      f"of {MAX_ATTEMPTS})")
+            return 0.0
+        if status is None or attempt >= MAX_ATTEMPTS:
+            return None
+        rate_limited = status == 429 or code == "rateLimited"
+        if not rate_limited and status < 500:
+            return None
+        wait = retry_after_seconds(response)
+        if wait is None:
+            if rate_limited or attempt >= SERVER_ERROR_ATTEMPTS:
+                return None
+            wait = SERVER_ERROR_FIRST_WAIT * 2 ** (attempt - 1)
+        if time.monotonic() + wait > self.ctx.deadline:
+            return None  # does not fit: the caller gets AcmeRateLimited/AcmeError with retry_after
+        self._log(f"{step}: HTTP {status} from {url}, retrying in {wait:.2f}s "
+                  f"(attempt {attempt + 1})")
+        return wait
+
+    @contextmanager
+    def step(self, step: str, url: str, *, deadline: float | None = None) -> Iterator[None]:
+        """Run one protocol step: set its retry deadline and translate every failure."""
+        ctx = self.ctx
+        ctx.step = step
+        ctx.deadline = deadline if deadline is not None else time.monotonic() + self.timeout
+        ctx.response = None
+        try:
+            yield
+        except AcmeError:
+            raise
+        except messages.Error as exc:
+            raise self.problem_error(exc, step=step, url=url) from exc
+        except requests.exceptions.InvalidJSONError as exc:  # a RequestException, not a network one
+            raise self._unexpected(exc, step=step, url=url) from exc
+        except requests.RequestException as exc:
+            failed_url = exc.request.url if exc.request is not None else url
+            raise network_error(exc, step=step, url=failed_url or url, timeout=self.timeout,
+                                ca_bundle=self.verify_ssl if isinstance(self.verify_ssl, str)
+                                else None) from exc
+        except acme_errors.ClientError as exc:
+            raise self._client_error(exc, step=step, url=url) from exc
+        except (acme_errors.Error, jose.DeserializationError, ValueError) as exc:
+            raise self._unexpected(exc, step=step, url=url) from exc
+
+    def _unexpected(self, exc: Exception, *, step: str, url: str) -> AcmeError:
+        """The CA answered, but not in a shape RFC 8555 allows."""
+        response = self.ctx.response
+        return AcmeError("unexpected answer from the CA", step=step,
+                         url=response.url if response is not None and response.url else url,
+                         detail=snippet(str(exc) or type(exc).__name__),
+                         status=response.status_code if response is not None else None)
+
+    def problem_error(self, problem: messages.Error, *, step: str, url: str,
+                      message: str = "") -> AcmeError:
+        """An AcmeError carrying the CA's problem document (type, detail, subproblems)."""
+        response = self.ctx.response
+        status = response.status_code if response is not None else None
+        retry_after = retry_after_seconds(response)
+        code = problem.code or ""
+        default = (f"the CA refused the request ({code or problem.typ})", "")
+        words, hint = _PROBLEMS.get(code, default)
+        cls = AcmeError
+        if code == "rateLimited" or status == 429 or (status == 503 and retry_after is not None):
+            cls = AcmeRateLimited
+            if retry_after is not None:
+                hint = f"wait {retry_after:.0f} seconds before trying again"
+        return cls(message or words, step=step, hint=hint,
+                   url=response.url if response is not None and response.url else url,
+                   detail=problem_detail(problem), problem_type=str(problem.typ or ""),
+                   retry_after=retry_after, status=status)
+
+    def _client_error(self, exc: acme_errors.ClientError, *, step: str, url: str) -> AcmeError:
+        """A non-problem failure: an HTTP error without JSON, a missing nonce or header."""
+        response = self.ctx.response
+        if isinstance(exc, acme_errors.ConflictError):
+            return AcmeError("the CA answered 409 Conflict", step=step, url=url, status=409,
+                             detail=str(exc.location))
+        if response is None or response.ok:
+            return self._unexpected(exc, step=step, url=url)
+        retry_after = retry_after_seconds(response)
+        status = response.status_code
+        limited = status == 429 or (status == 503 and retry_after is not None)
+        cls = AcmeRateLimited if limited else AcmeError
+        return cls(f"HTTP status {status} from the CA", step=step, url=response.url or url,
+                   detail=snippet(response.text), status=status, retry_after=retry_after,
+                   hint="try again later" if status >= 500 else "")
+
+
+def problem_detail(problem: messages.Error) -> str:
+    """The CA's own words: detail (or title), then each subproblem with its identifier."""
+    text = problem.detail or problem.title or ""
+    for sub in problem.subproblems or ():
+        who = f"{sub.identifier.value}: " if sub.identifier is not None else ""
+        text += f"; {who}{sub.detail or sub.typ}"
+    return text
+
+
+def problem_from_json(jobj: dict | None) -> messages.Error | None:
+    """A problem document embedded in an order, authorization or challenge."""
+    if not jobj:
+        return None
+    try:
+        return messages.Error.from_json(jobj)
+    except jose.DeserializationError:
+        return messages.Error(typ="about:blank", detail=json.dumps(jobj)[:SNIPPET_CHARS])

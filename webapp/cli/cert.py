@@ -1,0 +1,134 @@
+"""`sslmanager cert ...`: certificates from the command line."""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from flask.cli import with_appcontext
+
+from ..errors import SSLManagerError
+from ..services import ca_profiles, certificates as service
+from . import commands, fail
+
+
+@click.group("cert", help="Certificates: add, list, show, process, export, revoke.")
+def cert() -> None:
+    pass
+
+
+commands.append(cert)
+
+
+def _summary(c) -> dict:
+    profile = ca_profiles.get(c.profile_id)
+    return {"id": c.id, "domains": c.domains, "status": c.status, "ca": profile.name,
+            "key_type": c.key_type, "auto_renew": c.auto_renew,
+            "not_after": c.not_after.isoformat() if c.not_after else None,
+            "days_remaining": service.days_remaining(c), "serial": c.serial,
+            "last_error": c.last_error, "step": c.step, "order_url": c.order_url}
+
+
+@cert.command("add", help="Create a certificate, make its key and CSR, and print the CNAMEs "
+                          "the domain owner must create. Then it issues by itself once they exist.")
+@click.option("--ca", "ca_name", required=True, help="CA profile name.")
+@click.option("--key-type", default="ec-p256", show_default=True,
+              type=click.Choice(["ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096"]))
+@click.option("--no-auto-renew", is_flag=True)
+@click.option("--acme-profile", default="", help="An ACME profile the CA offers (e.g. tlsserver).")
+@click.argument("domains", nargs=-1, required=True)
+@with_appcontext
+def add(ca_name, key_type, no_auto_renew, acme_profile, domains) -> None:
+    try:
+        profile = ca_profiles.by_name(ca_name)
+        c = service.create({"profile_id": profile.id, "domains": " ".join(domains), "key_type": key_type,
+                            "auto_renew": "" if no_auto_renew else "1", "acme_profile": acme_profile})
+        service.request(c)
+    except SSLManagerError as exc:
+        fail(exc)
+    click.echo(f"Certificate {c.id} created for {', '.join(c.domains)} (pending). Create these records:")
+    for item in service.instructions(c):
+        click.echo(f"  {item.record}")
+
+
+@cert.command("list", help="List certificates.")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--status", default="")
+@click.option("--search", "query", default="")
+@with_appcontext
+def list_certs(as_json, status, query) -> None:
+    rows, _ = service.search(query, status, per_page=100000)
+    data = [_summary(c) for c in rows]
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    for d in data:
+        click.echo(f"{d['id']}\t{d['status']}\t{d['ca']}\t{d['days_remaining'] if d['days_remaining'] is not None else '-'}d\t{', '.join(d['domains'])}")
+
+
+@cert.command("show", help="Show one certificate (with --json: every field and its versions).")
+@click.argument("cert_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def show(cert_id, as_json) -> None:
+    try:
+        c = service.get(cert_id)
+    except SSLManagerError as exc:
+        fail(exc)
+    data = _summary(c)
+    data["versions"] = [{"number": v.number, "serial": v.serial, "not_before": v.not_before.isoformat(),
+                         "not_after": v.not_after.isoformat(), "issuer": v.issuer,
+                         "revoked": v.revoked_at is not None} for v in service.versions(c)]
+    data["cnames"] = [i.record for i in service.instructions(c)]
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    for key, value in data.items():
+        click.echo(f"{key}: {value}")
+
+
+@cert.command("process", help="Run the pipeline now; with --wait, keep at it until Active or "
+                              "Failed. Exit 0 only when Active.")
+@click.argument("cert_id", type=int)
+@click.option("--wait", type=float, default=0, help="Seconds to keep trying (CNAME checks, retries).")
+@with_appcontext
+def process(cert_id, wait) -> None:
+    try:
+        c = service.get(cert_id)
+        if c.status in ("draft", "csr"):
+            service.request(c)
+        status = service.process_until_final(cert_id, wait) if wait else service.process(cert_id)
+        c = service.get(cert_id)
+    except SSLManagerError as exc:
+        fail(exc)
+    click.echo(f"Certificate {cert_id}: {c.status}")
+    if c.last_error:
+        click.echo(f"  {c.last_error}", err=True)
+        if c.last_error_hint:
+            click.echo(f"  hint: {c.last_error_hint}", err=True)
+    sys.exit(0 if c.status == "active" else 1)
+
+
+@cert.command("export", help="Write cert.pem, chain.pem, fullchain.pem and privkey.pem (0600) into DIR.")
+@click.argument("cert_id", type=int)
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+@with_appcontext
+def export(cert_id, out_dir) -> None:
+    try:
+        for path in service.write_export(service.get(cert_id), out_dir):
+            click.echo(path)
+    except SSLManagerError as exc:
+        fail(exc)
+
+
+@cert.command("revoke", help="Revoke the certificate at the CA.")
+@click.argument("cert_id", type=int)
+@click.option("--reason", type=int, default=0, show_default=True,
+              help="RFC 5280 reason: 0 unspecified, 1 keyCompromise, 3 affiliationChanged, 4 superseded, 5 cessationOfOperation.")
+@with_appcontext
+def revoke(cert_id, reason) -> None:
+    try:
+        service.revoke(service.get(cert_id), reason)
+    except SSLManagerError as exc:
+        fail(exc)
+    click.echo(f"Certificate {cert_id} revoked.")

@@ -1,0 +1,111 @@
+"""`sslmanager zone ...`, `sslmanager dns serve` and `sslmanager preflight`."""
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+
+from ..errors import SSLManagerError
+from ..services import zones as service
+from . import commands, fail
+
+
+@click.group("zone", help="Technical zones and their DNS providers.")
+def zone() -> None:
+    pass
+
+
+commands.append(zone)
+
+_OPTION_FLAGS = {  # CLI flag -> provider option
+    "server": "server", "tsig_key": "tsig_key_name", "tsig_secret": "tsig_secret",
+    "tsig_algorithm": "tsig_algorithm", "api_url": "api_url", "api_key": "api_key",
+    "server_id": "server_id", "dns_server": "dns_server", "listen": "listen",
+    "nameservers": "nameservers", "hostmaster": "hostmaster",
+}
+
+
+@zone.command("add", help="Configure a technical zone: where TXT records are written and how.")
+@click.argument("name")
+@click.option("--provider", required=True, type=click.Choice(["builtin", "rfc2136", "powerdns"]))
+@click.option("--server", help="rfc2136: the primary, HOST:PORT.")
+@click.option("--tsig-key", help="rfc2136: TSIG key name.")
+@click.option("--tsig-secret", help="rfc2136: TSIG secret (base64). Stored encrypted.")
+@click.option("--tsig-algorithm", help="rfc2136: hmac-sha256 (default), hmac-sha512, ...")
+@click.option("--api-url", help="powerdns: the API URL, e.g. http://127.0.0.1:8081.")
+@click.option("--api-key", help="powerdns: the API key. Stored encrypted.")
+@click.option("--server-id", help="powerdns: server id (default localhost).")
+@click.option("--dns-server", help="powerdns: where it answers DNS, HOST:PORT.")
+@click.option("--listen", help="builtin: where the builtin server answers, ADDR:PORT[,ADDR:PORT].")
+@click.option("--nameservers", help="builtin: NS names served for the zone (comma separated).")
+@click.option("--hostmaster", help="builtin: SOA contact.")
+@with_appcontext
+def add(name, provider, **given) -> None:
+    options = {_OPTION_FLAGS[k]: v for k, v in given.items() if v}
+    try:
+        z = service.add(name, provider, options)
+    except SSLManagerError as exc:
+        fail(exc)
+    click.echo(f"Technical zone {z.name} ({z.provider}) saved. Check it: sslmanager zone check {z.name}")
+
+
+@zone.command("list", help="List technical zones and their last health check.")
+@with_appcontext
+def list_zones() -> None:
+    for z in service.all_zones():
+        health = "never checked" if z.last_check_ok is None else ("ok" if z.last_check_ok else "failing")
+        click.echo(f"{z.name}\t{z.provider}\t{health}\t{z.last_check_message}")
+
+
+@zone.command("check", help="Check the zone's DNS provider (exit 1 when unhealthy).")
+@click.argument("name")
+@with_appcontext
+def check(name) -> None:
+    try:
+        ok, message = service.check(service.get(name))
+    except SSLManagerError as exc:
+        fail(exc)
+    click.echo(("ok: " if ok else "failing: ") + message)
+    sys.exit(0 if ok else 1)
+
+
+@click.group("dns", help="The builtin authoritative DNS server.")
+def dns_group() -> None:
+    pass
+
+
+commands.append(dns_group)
+
+
+@dns_group.command("serve", help="Serve the builtin technical zones over UDP and TCP. Port 53 needs "
+                                 "root or CAP_NET_BIND_SERVICE (setcap cap_net_bind_service=+ep on "
+                                 "the Python binary, or AmbientCapabilities= in a systemd unit).")
+@click.option("--listen", default="127.0.0.1:5353", show_default=True, help="ADDR:PORT[,ADDR:PORT]")
+@click.option("--workers", default=1, show_default=True, help="Processes sharing the port.")
+@click.option("--rate-limit", default=200.0, show_default=True, help="Queries/s per source address.")
+@with_appcontext
+def serve(listen, workers, rate_limit) -> None:
+    from ..dns.server import serve as run_server
+    click.echo(f"Builtin DNS serving on {listen}")
+    run_server(current_app.extensions["sslmanager"].engine, listen, workers=workers, rate_limit=rate_limit)
+
+
+@click.command("preflight", help="Check a certificate's CNAMEs (and what blocks issuance) now.")
+@click.argument("cert_id", type=int)
+@with_appcontext
+def preflight(cert_id) -> None:
+    from ..services import certificates, issuance
+    try:
+        report = issuance.cname_report(certificates.get(cert_id))
+    except SSLManagerError as exc:
+        fail(exc)
+    for c in report:
+        click.echo(f"{'OK  ' if c.ok else 'FAIL'} {c.name} -> {c.found or '(nothing)'}: {c.message}")
+        if not c.ok:
+            click.echo(f"     fix: {c.fix}")
+    sys.exit(0 if all(c.ok for c in report) else 1)
+
+
+commands.append(preflight)

@@ -1,0 +1,417 @@
+"""CA profiles: validation, create/edit/duplicate/delete, and Save and Test."""
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import re
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from cryptography import x509
+from email_validator import EmailNotValidError, validate_email
+from flask import current_app
+from sqlalchemy import func, select
+
+from .. import db
+from ..acme_client import AcmeClient, DirectoryInfo, generate_account_key, probe_directory
+from ..ca_plugins import CAPlugin, ProfileView, Registry, discover
+from ..errors import AcmeError, ConfigError, Conflict, NotFound, SSLManagerError, ValidationError
+from ..models import CAProfile, Certificate, utcnow
+from . import audit
+
+TTL_MIN, TTL_MAX = 10, 86400
+TIMEOUT_MIN, TIMEOUT_MAX = 2, 300
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_B64URL = re.compile(r"^[A-Za-z0-9_-]+={0,2}$")
+# Cloud metadata and link-local addresses are never a CA, whatever the settings say.
+_ALWAYS_REFUSED = [ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("fe80::/10"),
+                   ipaddress.ip_network("fd00:ec2::254/128")]
+
+
+def registry() -> Registry:
+    """The CA modules, discovered once per app."""
+    state = current_app.extensions["sslmanager"]
+    if "ca_registry" not in state.extra:
+        state.extra["ca_registry"] = discover()
+    return state.extra["ca_registry"]
+
+
+def plugin_for(profile: CAProfile) -> CAPlugin:
+    """The profile's CA module, with this deployment's overrides."""
+    try:
+        return registry().get(profile.module, current_app.config["SSLMANAGER_CA_OVERRIDES"].get(profile.module))
+    except KeyError:
+        reason = registry().unavailable.get(profile.module, "not installed")
+        raise ConfigError(f"CA module {profile.module!r} is unavailable: {reason}",
+                          hint="Install or fix the CA module, or pick another module.") from None
+
+
+def view_of(profile: CAProfile) -> ProfileView:
+    return ProfileView(ca_key=profile.ca_key, directory_url=profile.directory_url,
+                       email=profile.email, eab_kid=profile.eab_kid,
+                       eab_hmac=profile.eab_hmac or "", api_key=profile.api_key or "")
+
+
+def is_fqdn(name: str) -> bool:
+    """A syntactically valid DNS name with at least two labels (no wildcard, no final dot)."""
+    labels = name.split(".")
+    return len(name) <= 253 and len(labels) >= 2 and all(_LABEL.match(label) for label in labels)
+
+
+def get(profile_id: int) -> CAProfile:
+    profile = db.session().get(CAProfile, profile_id)
+    if profile is None:
+        raise NotFound(f"No CA profile with id {profile_id}.")
+    return profile
+
+
+def by_name(name: str) -> CAProfile:
+    profile = db.session().execute(select(CAProfile).filter_by(name=name)).scalar_one_or_none()
+    if profile is None:
+        raise NotFound(f"No CA profile named {name!r}.", hint="`sslmanager ca list` shows the names.")
+    return profile
+
+
+def all_profiles() -> list[CAProfile]:
+    return list(db.session().execute(select(CAProfile).order_by(CAProfile.name)).scalars())
+
+
+def certificate_counts() -> dict[int, int]:
+    """profile id -> number of certificates using it."""
+    rows = db.session().execute(select(Certificate.profile_id, func.count())
+                                .group_by(Certificate.profile_id))
+    return {pid: n for pid, n in rows}
+
+
+def _name_taken(name: str, exclude_id: int | None) -> bool:
+    query = select(CAProfile.id).where(func.lower(CAProfile.name) == name.lower())
+    if exclude_id:
+        query = query.where(CAProfile.id != exclude_id)
+    return db.session().execute(query).first() is not None
+
+
+def _int_field(values: dict, key: str, label: str, low: int, high: int, errors: dict) -> int | None:
+    raw = str(values.get(key, "")).strip()
+    try:
+        number = int(raw)
+    except ValueError:
+        errors[key] = f"{label} must be a whole number of seconds between {low} and {high}."
+        return None
+    if not low <= number <= high:
+        errors[key] = f"{label} must be between {low} and {high} seconds."
+        return None
+    return number
+
+
+def _check_ca_bundle(pem: str) -> str | None:
+    try:
+        certs = x509.load_pem_x509_certificates(pem.encode())
+    except ValueError:
+        certs = []
+    if not certs:
+        return "Paste one or more PEM certificates (-----BEGIN CERTIFICATE-----), or leave empty."
+    return None
+
+
+def validate_create(values: dict[str, Any]) -> dict[str, str]:
+    """Name and Module: what + Create asks for."""
+    name = str(values.get("name", "")).strip()
+    module = str(values.get("module", "")).strip()
+    errors = {}
+    if not name:
+        errors["name"] = "Enter a name, e.g. LE STAGING."
+    elif len(name) > 100:
+        errors["name"] = "Keep the name under 100 characters."
+    elif _name_taken(name, None):
+        errors["name"] = f"A CA profile named {name!r} already exists; choose another name."
+    if module not in registry().plugins:
+        errors["module"] = "Choose one of the available modules."
+    if errors:
+        raise ValidationError(errors)
+    return {"name": name, "module": module}
+
+
+def create(values: dict[str, Any], *, complete: bool = False) -> CAProfile:
+    """A new profile from Name and Module with the module's defaults (the UI's + Create);
+    with complete=True every other field is validated and saved too (the CLI's `ca add`)."""
+    clean = validate_create(values)
+    plugin = registry().plugins[clean["module"]]
+    profile = CAProfile(name=clean["name"], module=clean["module"], description="",
+                        ca_key=plugin.default_key or next(iter(plugin.directories), ""),
+                        directory_url="", ca_bundle="", email="", eab_kid="", dns_zone="",
+                        dns_ttl=60, api_timeout=20, allow_wildcard=False)
+    if complete:
+        for key, value in validate(profile, {"ca_key": profile.ca_key, "dns_ttl": 60,
+                                             "api_timeout": 20, **values}).items():
+            setattr(profile, key, value)
+    db.session().add(profile)
+    db.session().flush()
+    audit.record("CA profile created", "ca_profile", profile.id, f"{profile.name} ({profile.module})")
+    db.session().commit()
+    return profile
+
+
+def validate(profile: CAProfile, values: dict[str, Any]) -> dict[str, Any]:
+    """Every field of the Field Reference; raises ValidationError naming each bad field."""
+    errors: dict[str, str] = {}
+    clean: dict[str, Any] = {}
+    plugin_cls = registry().plugins.get(profile.module)
+
+    name = str(values.get("name", profile.name)).strip()
+    if not name:
+        errors["name"] = "Enter a name, e.g. LE STAGING."
+    elif len(name) > 100:
+        errors["name"] = "Keep the name under 100 characters."
+    elif _name_taken(name, profile.id):
+        errors["name"] = f"A CA profile named {name!r} already exists; choose another name."
+    clean["name"] = name
+    clean["description"] = str(values.get("description", "")).strip()[:2000]
+
+    clean["ca_key"] = str(values.get("ca_key", profile.ca_key) or "").strip()
+    clean["directory_url"] = str(values.get("directory_url", profile.directory_url) or "").strip()
+
+    email = str(values.get("email", "")).strip()
+    if not email:
+        errors["email"] = "Enter the email address for the ACME account (a shared ops mailbox is best)."
+    else:
+        try:
+            email = validate_email(email, check_deliverability=False, test_environment=True).normalized
+        except EmailNotValidError as exc:
+            errors["email"] = f"Enter a valid email address: {exc}"
+    clean["email"] = email
+
+    kid = str(values.get("eab_kid", "")).strip()
+    hmac_new = str(values.get("eab_hmac", "")).strip()
+    clear_eab = _truthy(values.get("eab_clear"))
+    hmac_kept = "" if clear_eab else (profile.eab_hmac or "")
+    if hmac_new and not _B64URL.match(hmac_new):
+        errors["eab_hmac"] = "The EAB HMAC key must be base64url (letters, digits, - and _), as the CA shows it."
+    hmac_final = hmac_new or hmac_kept
+    if kid and not hmac_final:
+        errors["eab_hmac"] = "Enter the EAB HMAC key that goes with the EAB Key ID (or clear the Key ID)."
+    elif hmac_final and not kid and not clear_eab:
+        errors["eab_kid"] = "Enter the EAB Key ID that goes with the HMAC key (or clear both)."
+    clean["eab_kid"] = "" if clear_eab else kid
+    clean["eab_hmac"] = None if clear_eab else hmac_final or None
+
+    api_new = str(values.get("api_key", "")).strip()
+    clear_api = _truthy(values.get("api_key_clear"))
+    clean["api_key"] = None if clear_api else (api_new or profile.api_key or None)
+    if clean["api_key"] and plugin_cls is not None and not plugin_cls.supports_api_key:
+        errors["api_key"] = "This CA module takes no account API key; leave it empty."
+
+    zone = str(values.get("dns_zone", "")).strip().lower().rstrip(".")
+    if not zone:
+        errors["dns_zone"] = "Enter the technical zone where TXT records are made, e.g. acme.example.com."
+    elif not is_fqdn(zone):
+        errors["dns_zone"] = "Enter a valid DNS name such as acme.example.com (letters, digits, hyphens; no wildcard)."
+    clean["dns_zone"] = zone
+
+    clean["allow_wildcard"] = _truthy(values.get("allow_wildcard"))
+    ttl = _int_field(values, "dns_ttl", "DNS Record TTL", TTL_MIN, TTL_MAX, errors)
+    timeout = _int_field(values, "api_timeout", "API Timeout", TIMEOUT_MIN, TIMEOUT_MAX, errors)
+    clean["dns_ttl"], clean["api_timeout"] = ttl, timeout
+
+    bundle = str(values.get("ca_bundle", profile.ca_bundle) or "").strip()
+    if bundle:
+        problem = _check_ca_bundle(bundle)
+        if problem:
+            errors["ca_bundle"] = problem
+    clean["ca_bundle"] = bundle
+
+    if plugin_cls is not None:
+        view = ProfileView(ca_key=clean["ca_key"], directory_url=clean["directory_url"],
+                           email=email, eab_kid=clean["eab_kid"], eab_hmac=clean["eab_hmac"] or "",
+                           api_key=clean["api_key"] or "")
+        errors.update({k: v for k, v in plugin_cls(None).validate(view).items() if k not in errors})
+        if plugin_cls.custom_directory and "directory_url" not in errors:
+            problem = _address_problem(clean["directory_url"])
+            if problem:
+                errors["directory_url"] = problem
+    if errors:
+        raise ValidationError(errors)
+    return clean
+
+
+def _truthy(value: Any) -> bool:
+    return str(value).strip().lower() in {"1", "true", "on", "yes", "y"}
+
+
+def _address_problem(url: str) -> str | None:
+    """Refuse URLs at link-local/metadata addresses always, private ones unless allowed."""
+    host = urlsplit(url).hostname or ""
+    try:
+        addresses = {ipaddress.ip_address(host)}
+    except ValueError:
+        try:
+            addresses = {ipaddress.ip_address(info[4][0]) for info in socket.getaddrinfo(host, None)}
+        except (socket.gaierror, UnicodeError):
+            return None  # the test step reports name resolution in its own words
+    for address in addresses:
+        if any(address in net for net in _ALWAYS_REFUSED):
+            return f"{host} is a link-local or cloud-metadata address ({address}); that is never a CA."
+        if (address.is_private or address.is_loopback) and not current_app.config["SSLMANAGER_ALLOW_PRIVATE_ADDRESSES"]:
+            return (f"{host} resolves to a private address ({address}). Set "
+                    "SSLMANAGER_ALLOW_PRIVATE_ADDRESSES=true to allow an internal CA.")
+    return None
+
+
+def update(profile: CAProfile, values: dict[str, Any]) -> CAProfile:
+    """Save the edit form; nothing is written when a field is wrong."""
+    clean = validate(profile, values)
+    changed = sorted(k for k, v in clean.items() if getattr(profile, k) != v)
+    for key, value in clean.items():
+        setattr(profile, key, value)
+    # What was saved is listed by field name only: secrets never enter the audit log.
+    audit.record("CA profile edited", "ca_profile", profile.id,
+                 f"{profile.name}: {', '.join(changed) or 'no changes'}")
+    db.session().commit()
+    return profile
+
+
+def duplicate(profile: CAProfile) -> CAProfile:
+    """A copy with a new name; the copy registers its own ACME account on its first test."""
+    base = f"{profile.name} (copy)"
+    name, n = base, 2
+    while _name_taken(name, None):
+        name, n = f"{base} {n}", n + 1
+    copy = CAProfile(name=name, description=profile.description, module=profile.module,
+                     ca_key=profile.ca_key, directory_url=profile.directory_url,
+                     ca_bundle=profile.ca_bundle, email=profile.email, eab_kid=profile.eab_kid,
+                     eab_hmac=profile.eab_hmac, api_key=profile.api_key, dns_zone=profile.dns_zone,
+                     allow_wildcard=profile.allow_wildcard, dns_ttl=profile.dns_ttl,
+                     api_timeout=profile.api_timeout)
+    db.session().add(copy)
+    db.session().flush()
+    audit.record("CA profile duplicated", "ca_profile", copy.id, f"{profile.name} → {copy.name}")
+    db.session().commit()
+    return copy
+
+
+def delete(profile: CAProfile) -> None:
+    """Delete a profile no certificate uses."""
+    used = certificate_counts().get(profile.id, 0)
+    if used:
+        raise Conflict(f"{profile.name} is used by {used} certificate{'s' if used != 1 else ''}; "
+                       "it cannot be deleted.",
+                       hint="Reissue or delete those certificates first.")
+    audit.record("CA profile deleted", "ca_profile", profile.id, profile.name)
+    db.session().delete(profile)
+    db.session().commit()
+
+
+def directory_url(profile: CAProfile) -> str:
+    return plugin_for(profile).directory_url(view_of(profile))
+
+
+def ca_bundle_path(profile: CAProfile) -> str | None:
+    """A file with the profile's CA bundle (requests wants a path), else the module default."""
+    if not profile.ca_bundle:
+        return plugin_for(profile).default_ca_bundle()
+    folder = os.path.join(current_app.extensions["sslmanager"].instance_path, "ca-bundles")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, hashlib.sha256(profile.ca_bundle.encode()).hexdigest()[:16] + ".pem")
+    if not os.path.exists(path):
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as fh:
+            fh.write(profile.ca_bundle.strip() + "\n")
+        os.replace(tmp, path)
+    return path
+
+
+@dataclass
+class TestResult:
+    ok: bool
+    step: str = ""
+    message: str = ""
+    hint: str = ""
+    detail: str = ""
+    url: str = ""
+    directory: DirectoryInfo | None = None
+    account_url: str = ""
+    account_status: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def acme_client(profile: CAProfile, *, account_key: str, account_url: str = "",
+                log=None) -> AcmeClient:
+    """An ACME client for the profile's CA with the given account key."""
+    return AcmeClient(directory_url(profile), account_key.encode(), timeout=profile.api_timeout,
+                      ca_bundle=ca_bundle_path(profile), account_url=account_url or None, log=log)
+
+
+def ensure_account(profile: CAProfile, *, client: AcmeClient | None = None) -> AcmeClient:
+    """Register (or find) the profile's ACME account; keep its key; update its contact."""
+    plugin = plugin_for(profile)
+    url = directory_url(profile)
+    if not profile.account_key:
+        profile.account_key = generate_account_key().decode()  # once per profile, then reused
+        db.session().commit()
+    if profile.account_directory != url:
+        profile.account_url = ""  # another CA: the old account URL means nothing there
+    client = client or acme_client(profile, account_key=profile.account_key,
+                                   account_url=profile.account_url)
+    if not profile.account_url:
+        eab = plugin.eab_credentials(view_of(profile), timeout=profile.api_timeout)
+        account = client.register(profile.email, eab_kid=eab.kid if eab else None,
+                                  eab_hmac=eab.hmac if eab else None)
+    elif profile.account_email != profile.email:
+        account = client.update_contact(profile.email)
+    else:
+        account = client.register(profile.email)  # finds the existing account: status check
+    profile.account_url, profile.account_status = account.url, account.status
+    profile.account_email, profile.account_directory = profile.email, url
+    db.session().commit()
+    return client
+
+
+def test(profile: CAProfile) -> TestResult:
+    """Save and Test: fetch the directory within the API Timeout, then register or find the
+    ACME account. Records the outcome on the profile."""
+    result = TestResult(ok=False)
+    try:
+        plugin = plugin_for(profile)
+        url = plugin.directory_url(view_of(profile))
+        result.directory = probe_directory(url, timeout=profile.api_timeout,
+                                           ca_bundle=ca_bundle_path(profile))
+        profile.directory_meta = result.directory.meta
+        eab_required = bool(result.directory.meta.get("externalAccountRequired"))
+        if plugin.account_per_certificate(view_of(profile)):
+            creds = plugin.certificate_eab(view_of(profile), timeout=profile.api_timeout)
+            result.notes.append(f"No account keys: each certificate gets its own ACME account "
+                                f"with temporary EAB credentials (obtained {creds.source} OK).")
+        else:
+            if eab_required and not plugin.eab_credentials(view_of(profile), timeout=profile.api_timeout):
+                raise AcmeError("EAB required but missing: this CA only accepts accounts with "
+                                "External Account Binding.", step="register account", url=url,
+                                hint="Fill in EAB Key ID and EAB HMAC Key from your CA account"
+                                     + (" (or an account API key)" if plugin.supports_api_key else "")
+                                     + ", then Save and Test again.")
+            ensure_account(profile)
+            result.account_url, result.account_status = profile.account_url, profile.account_status
+        result.ok = True
+        result.message = "API is available"
+    except SSLManagerError as exc:
+        result.step, result.message, result.hint = exc.step, exc.message, exc.hint
+        result.detail, result.url = exc.detail, exc.url
+        said = (getattr(exc, "problem_type", "") + exc.message).replace(" ", "").lower()
+        if not result.hint and "externalaccount" in said:
+            result.hint = ("Check the EAB Key ID and EAB HMAC Key: copy both again from your CA "
+                           "account, then Save and Test.")
+    profile.last_test_ok, profile.last_test_at = result.ok, utcnow()
+    profile.last_test_message = result.message if result.ok else str_of(result)
+    audit.record("CA profile tested", "ca_profile", profile.id,
+                 f"{profile.name}: {'API is available' if result.ok else 'failed at ' + (result.step or 'test')}")
+    db.session().commit()
+    return result
+
+
+def str_of(result: TestResult) -> str:
+    """One line for lists and the CLI: step, message, the CA's words."""
+    parts = [f"{result.step}: " if result.step else "", result.message]
+    if result.detail:
+        parts.append(f" — {result.detail}")
+    return "".join(parts)

@@ -1,0 +1,113 @@
+"""Certificate names: IDNA to punycode, the checks a CA would make, base domains, and the
+stable CNAME label per (domain, technical zone)."""
+from __future__ import annotations
+
+import base64
+import ipaddress
+import os
+import re
+
+import idna
+from publicsuffixlist import PublicSuffixList
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from .. import db
+from ..models import CnameLabel
+
+_psl = PublicSuffixList()
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def to_ascii(name: str) -> str:
+    """Lower-case punycode for a name typed in any script ("*." kept)."""
+    name = name.strip().rstrip(".").lower()
+    wildcard = name.startswith("*.")
+    body = name[2:] if wildcard else name
+    try:
+        ascii_body = ".".join(idna.encode(label, uts46=True).decode() if not label.isascii() or label.startswith("xn--")
+                              else label for label in body.split("."))
+    except idna.IDNAError as exc:
+        raise ValueError(f"{name}: not a valid internationalized name ({exc})") from None
+    return ("*." if wildcard else "") + ascii_body
+
+
+def to_unicode(name: str) -> str:
+    """The readable form of a punycode name."""
+    try:
+        return ".".join(idna.decode(label) if label.startswith("xn--") else label for label in name.split("."))
+    except idna.IDNAError:
+        return name
+
+
+def parse(text_or_list, *, allow_wildcard: bool, max_names: int) -> tuple[list[str], list[str]]:
+    """Names in punycode, and the problems found (each a sentence naming the name)."""
+    raw = re.split(r"[\s,;]+", text_or_list) if isinstance(text_or_list, str) else list(text_or_list)
+    names, problems, seen = [], [], set()
+    for item in (r.strip() for r in raw):
+        if not item:
+            continue
+        try:
+            ipaddress.ip_address(item.strip("[]"))
+            problems.append(f"{item}: IP addresses cannot be validated by DNS-01; use a DNS name.")
+            continue
+        except ValueError:
+            pass
+        try:
+            name = to_ascii(item)
+        except ValueError as exc:
+            problems.append(str(exc))
+            continue
+        body = name[2:] if name.startswith("*.") else name
+        labels = body.split(".")
+        if "*" in body or len(body) > 253 or len(labels) < 2 or not all(_LABEL.match(l) for l in labels):
+            problems.append(f"{item}: not a valid domain name (letters, digits and hyphens; "
+                            "a wildcard only as the first label, *.example.com).")
+            continue
+        if _psl.is_public(body):
+            problems.append(f"{item}: {body} is a public suffix; no CA issues for it.")
+            continue
+        if name.startswith("*.") and not allow_wildcard:
+            problems.append(f"{item}: wildcards are not allowed by this CA profile "
+                            "(turn on “Allow wildcard certificates” in the profile).")
+            continue
+        if name in seen:
+            problems.append(f"{item}: listed twice.")
+            continue
+        seen.add(name)
+        names.append(name)
+    if not names and not problems:
+        problems.append("Enter at least one domain name.")
+    if len(names) > max_names:
+        problems.append(f"{len(names)} names; this CA allows at most {max_names} per certificate.")
+    return names, problems
+
+
+def base_domain(name: str) -> str:
+    """The name whose _acme-challenge record validates `name` (apex and wildcard share it)."""
+    return name[2:] if name.startswith("*.") else name
+
+
+def challenge_bases(names: list[str]) -> list[str]:
+    """Each distinct base, in order: one CNAME per entry."""
+    return list(dict.fromkeys(base_domain(n) for n in names))
+
+
+def label_for(domain: str, zone: str) -> str:
+    """The stable label for (domain, zone): made once, kept forever, so renewals need no DNS change."""
+    s = db.session()
+    row = s.execute(select(CnameLabel).filter_by(domain=domain, zone=zone)).scalar_one_or_none()
+    if row is not None:
+        return row.label
+    label = base64.b32encode(os.urandom(10)).decode().lower()  # 16 chars, DNS-safe
+    try:
+        with s.begin_nested():
+            s.add(CnameLabel(domain=domain, zone=zone, label=label))
+    except IntegrityError:  # another process made it first: use theirs
+        return s.execute(select(CnameLabel.label).filter_by(domain=domain, zone=zone)).scalar_one()
+    return label
+
+
+def cname_target(domain: str, zone: str) -> str:
+    """Where _acme-challenge.<domain> must point."""
+    return f"{label_for(domain, zone)}.{zone}"

@@ -1,0 +1,224 @@
+"""Issuance, read like acme-tiny: one linear function in RFC 8555 order, one timeline line per
+step, TXT cleanup in `finally`, errors that name the step, the URL and the CA's own words.
+
+The order URL and step are saved as they happen, so a process killed at any point resumes
+the same order (and keeps the same key) when the certificate is next processed.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import time
+from datetime import timedelta
+
+from flask import current_app
+
+from .. import db
+from ..acme_client import AcmeClient, generate_account_key
+from ..crypto import cert_info, key_matches_cert, split_pem_chain
+from ..dns import checks
+from ..errors import AcmeError, AcmeNetworkError, AcmeRateLimited, DnsError, SSLManagerError
+from ..models import Certificate, CertificateVersion, DnsRecord, TimelineEvent, utcnow
+from . import audit, ca_profiles, domains, zones
+
+log = logging.getLogger("sslmanager.issuance")
+
+
+class Timeline:
+    """Lines for the certificate's timeline; saved with the next commit."""
+
+    def __init__(self, cert: Certificate):
+        self.cert = cert
+        self.started = time.monotonic()
+
+    def __call__(self, line: str, level: str = "info") -> None:
+        log.info("certificate %s: %s", self.cert.id, line)
+        db.session().add(TimelineEvent(certificate_id=self.cert.id, message=line, level=level))
+
+
+def cname_report(cert: Certificate) -> list[checks.CnameCheck]:
+    """The CNAME check of every base domain of the certificate, against its stable target."""
+    zone = cert_profile(cert).dns_zone
+    resolvers = current_app.config["SSLMANAGER_DNS_RESOLVERS"] or None
+    return [checks.check_cname(base, domains.cname_target(base, zone), resolvers)
+            for base in domains.challenge_bases(cert.domains)]
+
+
+def cert_profile(cert: Certificate):
+    return ca_profiles.get(cert.profile_id)
+
+
+def _account_client(cert: Certificate, profile, timeline: Timeline) -> AcmeClient:
+    """The profile's account, or the certificate's own (ZeroSSL without keys)."""
+    plugin = ca_profiles.plugin_for(profile)
+    view = ca_profiles.view_of(profile)
+    if not plugin.account_per_certificate(view):
+        if not (profile.account_url and profile.account_directory == ca_profiles.directory_url(profile)):
+            ca_profiles.ensure_account(profile)
+        timeline(f"account: {profile.account_url}")
+        return ca_profiles.acme_client(profile, account_key=profile.account_key,
+                                       account_url=profile.account_url, log=timeline)
+    if not cert.account_key:
+        cert.account_key = generate_account_key().decode()
+        db.session().commit()
+    client = ca_profiles.acme_client(profile, account_key=cert.account_key,
+                                     account_url=cert.account_url, log=timeline)
+    if not cert.account_url:
+        eab = plugin.certificate_eab(view, timeout=profile.api_timeout)
+        account = client.register(profile.email, eab_kid=eab.kid, eab_hmac=eab.hmac)
+        cert.account_url = account.url
+        timeline(f"account: this certificate's own account {account.url} ({eab.source})")
+        db.session().commit()
+    return client
+
+
+def issue(cert: Certificate) -> None:
+    """Take a certificate in Processing to Active. Raises SSLManagerError on failure."""
+    profile = cert_profile(cert)
+    timeline = Timeline(cert)
+    timeout = current_app.config["SSLMANAGER_ISSUANCE_TIMEOUT"]
+    deadline = time.monotonic() + timeout
+    provider = zones.provider_for(profile.dns_zone, timeout=profile.api_timeout)
+    added: list[tuple[str, str]] = []
+    client = None
+    try:
+        # 1. Account (RFC 8555 7.3): the profile's, made once and reused.
+        client = _account_client(cert, profile, timeline)
+
+        # 2. Order (7.4): resume the stored one, or open a new one (with the ACME profile).
+        order = None
+        if cert.order_url:
+            try:
+                order = client.get_order(cert.order_url)
+                timeline(f"resume order {order.url}: {order.status}")
+            except AcmeError as exc:
+                timeline(f"stored order unusable ({exc.message}); opening a new one", "warning")
+            if order is not None and order.status in ("invalid", "expired", "deactivated"):
+                timeline(f"stored order is {order.status}; opening a new one", "warning")
+                order = None
+        if order is None:
+            order = client.new_order(cert.domains, profile=cert.acme_profile or None)
+            cert.order_url, cert.step = order.url, "order created"
+            db.session().commit()
+
+        # 3. Authorizations (7.5): every TXT value in one DNS update, add never replace.
+        if order.status == "pending":
+            challenges = client.challenges(order)
+            if challenges:
+                added = [(domains.cname_target(domains.base_domain(c.identifier), profile.dns_zone),
+                          c.txt_value) for c in challenges]
+                provider.add_txt(added, profile.dns_ttl)
+                _remember_records(cert, profile.dns_zone, added, provider.name, profile.dns_ttl)
+                timeline(f"dns: {len(added)} TXT value{'s' if len(added) != 1 else ''} added in "
+                         f"{profile.dns_zone} via {provider.name}")
+                cert.step = "TXT written"
+                db.session().commit()
+                # 4. Every authoritative server answers before the CA asks (it asks from several places).
+                servers = provider.authoritative_servers()
+                if servers:
+                    checks.wait_for_txt(servers, added, deadline=min(deadline, time.monotonic() + 120))
+                    timeline(f"dns: served by {', '.join(f'{h}:{p}' for h, p in servers)}")
+                # 5. Answer every challenge at once (7.5.1), then poll until ready.
+                client.answer_challenges(challenges)
+            order = client.wait_order_ready(order.url, deadline=deadline)
+
+        # 6. Finalize (7.4) with the stored CSR, and wait for the certificate.
+        if order.status == "ready":
+            cert.step = "finalizing"
+            db.session().commit()
+            order = client.finalize(order, cert.csr, deadline=deadline)
+        elif order.status == "processing":
+            order = client.wait_order_ready(order.url, deadline=deadline)
+
+        # 7. Download (7.4.2), with alternate chains.
+        fullchain, alternates = client.download(order)
+        _store_version(cert, fullchain, alternates, order.url, client.account_url or "")
+        timeline(f"active: serial {cert.serial}, valid until {cert.not_after:%Y-%m-%d %H:%M} UTC "
+                 f"({time.monotonic() - timeline.started:.2f}s)")
+    finally:
+        if added:
+            try:
+                provider.remove_txt(added)
+                timeline(f"dns: removed the {len(added)} TXT value{'s' if len(added) != 1 else ''} added")
+            except DnsError as exc:  # the sweeper removes what is left; never mask the real error
+                timeline(f"dns: cleanup failed ({exc}); the sweeper will remove them", "warning")
+            _forget_records(cert, added, provider.name)
+        if client is not None:
+            client.close()
+        db.session().commit()
+
+
+def _remember_records(cert, zone, records, provider_name, ttl) -> None:
+    """Note TXT values written through external providers (the builtin one stores its own),
+    so the sweeper can remove them if this process dies before `finally`."""
+    if provider_name == "builtin":
+        return
+    for name, value in records:
+        db.session().add(DnsRecord(zone=zone, name=name, value=value, ttl=ttl,
+                                   certificate_id=cert.id))
+
+
+def _forget_records(cert, records, provider_name) -> None:
+    if provider_name == "builtin":
+        return
+    for name, value in records:
+        db.session().query(DnsRecord).filter_by(certificate_id=cert.id, name=name, value=value).delete()
+
+
+def _store_version(cert: Certificate, fullchain: str, alternates: list[str], order_url: str,
+                   account_url: str) -> CertificateVersion:
+    leaf, chain = split_pem_chain(fullchain)
+    if not key_matches_cert(cert.private_key, leaf):
+        raise AcmeError("the CA returned a certificate for another key", step="download certificate",
+                        url=order_url)
+    info = cert_info(leaf)
+    number = 1 + (db.session().query(CertificateVersion).filter_by(certificate_id=cert.id).count())
+    version = CertificateVersion(
+        certificate_id=cert.id, number=number, cert_pem=leaf, chain_pem=chain,
+        alternates=alternates, private_key=cert.private_key, serial=info.serial,
+        issuer=info.issuer, not_before=info.not_before, not_after=info.not_after,
+        order_url=order_url, account_url=account_url)
+    db.session().add(version)
+    cert.status, cert.step, cert.order_url = "active", "", ""
+    cert.serial, cert.not_before, cert.not_after = info.serial, info.not_before, info.not_after
+    cert.last_error, cert.last_error_hint, cert.attempts, cert.failing_since = "", "", 0, None
+    cert.next_run_at = None
+    audit.record("certificate issued" if number == 1 else "certificate renewed", "certificate",
+                 cert.id, f"{', '.join(cert.domains)}: serial {info.serial}", actor="scheduler")
+    return version
+
+
+def handle_failure(cert: Certificate, exc: SSLManagerError) -> None:
+    """Decide what a failed attempt means: wait and retry, or Failed with the reason."""
+    timeline = Timeline(cert)
+    now = utcnow()
+    cert.attempts += 1
+    cert.failing_since = cert.failing_since or now
+    cert.last_error, cert.last_error_hint = str(exc), exc.hint or _hint(exc)
+    max_attempts = current_app.config["SSLMANAGER_MAX_ATTEMPTS"]
+    transient = isinstance(exc, (AcmeNetworkError, AcmeRateLimited, DnsError)) or (
+        isinstance(exc, AcmeError) and (exc.status or 0) >= 500)
+    if isinstance(exc, AcmeRateLimited) and exc.retry_after:
+        cert.next_run_at = now + timedelta(seconds=exc.retry_after)
+        timeline(f"rate limited until {cert.next_run_at:%Y-%m-%d %H:%M:%S} UTC: {exc}", "warning")
+    elif transient and cert.attempts < max_attempts:
+        delay = min(60 * 2 ** (cert.attempts - 1), 6 * 3600) * random.uniform(0.8, 1.2)
+        cert.next_run_at = now + timedelta(seconds=max(delay, exc.retry_after or 0)
+                                           if isinstance(exc, AcmeError) else delay)
+        timeline(f"attempt {cert.attempts} failed, retrying at {cert.next_run_at:%H:%M:%S} UTC: {exc}",
+                 "warning")
+    else:
+        cert.status, cert.order_url, cert.next_run_at = "failed", "", None
+        timeline(f"failed: {exc}", "error")
+        audit.record("certificate failed", "certificate", cert.id, str(exc)[:500], actor="scheduler")
+    db.session().commit()
+
+
+def _hint(exc: SSLManagerError) -> str:
+    text = str(exc).lower()
+    if "no txt" in text or "incorrect txt" in text or "dns problem" in text:
+        return ("The CA could not read the TXT value: check that each _acme-challenge CNAME points "
+                "at the technical zone, and that the zone's servers are reachable from the internet.")
+    if "caa" in text:
+        return "A CAA record forbids this CA: add an issue (and issuewild) entry for it."
+    return ""
