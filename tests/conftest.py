@@ -75,3 +75,53 @@ def admin_client(app):
     assert resp.status_code == 302, resp.get_data(as_text=True)
     client.fetch_token("/")
     return client
+
+
+# -- the issuance lab: a Pebble profile, the technical zone on BIND, Unbound as resolver -------
+
+def add_lab_zone(bind) -> None:
+    """The technical zone acme.tech.test, written to the lab BIND over RFC 2136 with TSIG."""
+    from tests.lab.servers import TECH_ZONE, TSIG_ALGORITHM, TSIG_KEY_NAME, TSIG_SECRET
+    from webapp.services import zones
+    zones.add(TECH_ZONE, "rfc2136", {"server": f"127.0.0.1:{bind.port}", "tsig_key_name": TSIG_KEY_NAME,
+                                     "tsig_secret": TSIG_SECRET, "tsig_algorithm": TSIG_ALGORITHM})
+
+
+def add_lab_profile(pebble, name="Pebble", directory_url=None, **fields):
+    """A custom-module CA profile for a lab Pebble (or a proxy in front of it)."""
+    from pathlib import Path
+
+    from tests.lab.servers import TECH_ZONE
+    from webapp.services import ca_profiles
+    profile = ca_profiles.create({"name": name, "module": "custom"})
+    ca_profiles.update(profile, {"name": name, "directory_url": directory_url or pebble.directory_url,
+                                 "ca_bundle": Path(pebble.ca_bundle).read_text(), "email": "ops@example.com",
+                                 "dns_zone": TECH_ZONE, "allow_wildcard": "1", "dns_ttl": "30",
+                                 "api_timeout": "10", **fields})
+    return profile
+
+
+@pytest.fixture
+def lab_app(app, lab_bind, lab_unbound, lab_pebble):
+    """An app with a tested Pebble profile, the technical zone on BIND and Unbound as resolver."""
+    from webapp.services import ca_profiles
+    app.config["SSLMANAGER_DNS_RESOLVERS"] = [f"127.0.0.1:{lab_unbound.port}"]
+    with app.app_context():
+        add_lab_zone(lab_bind)
+        assert ca_profiles.test(add_lab_profile(lab_pebble)).ok
+    yield app
+
+
+@pytest.fixture
+def cnames(lab_bind):
+    """Create a certificate's _acme-challenge CNAMEs in BIND; removed after the test."""
+    from webapp.services import certificates
+    made = []
+
+    def create(cert):
+        for item in certificates.instructions(cert):
+            lab_bind.set_cname(item.name, item.target)
+            made.append(item.name)
+    yield create
+    for name in made:
+        lab_bind.clear(name)

@@ -7,15 +7,11 @@ import ast
 import base64
 import datetime
 import email.utils
-import json
-import ssl
 import threading
 import time
 import uuid
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
 import requests
@@ -25,6 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import verification
 
+from tests.lab.faultproxy import FaultProxy, running_proxy
+from tests.lab.http import http_server
 from tests.lab.proc import free_port
 from tests.lab.servers import TECH_ZONE
 from webapp.acme.transport import retry_after_seconds
@@ -113,125 +111,10 @@ def verify(chain: list[x509.Certificate], root: x509.Certificate,
 
 # -- local servers for failure diagnosis and fault injection ----------------------------------
 
-Handler = Callable[[BaseHTTPRequestHandler], tuple[int, dict[str, str], bytes]]
-
-
-@contextmanager
-def http_server(handler: Handler, *, tls: tuple[Path, Path] | None = None) -> Iterator[str]:
-    """A real HTTP(S) server on loopback answering every request with handler(request);
-    tls is (certificate chain, key) PEM files."""
-
-    class _Handler(BaseHTTPRequestHandler):
-        def _answer(self) -> None:
-            status, headers, body = handler(self)
-            try:
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up first, as the timeout test intends
-
-        do_GET = do_POST = do_HEAD = _answer
-
-        def log_message(self, *args) -> None:  # keep pytest output clean
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.daemon_threads = True
-    if tls:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(*tls)
-        server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
-                              daemon=True)
-    thread.start()
-    try:
-        yield f"{'https' if tls else 'http'}://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-class FaultProxy:
-    """HTTPS reverse proxy in front of a real Pebble that injects scripted answers, extends
-    the directory and serves ARI. Pebble builds its URLs from the Host header; it must be
-    HTTPS because Pebble 2.4 checks each JWS "url" against https:// whatever
-    X-Forwarded-Proto says. It serves Pebble's own listener certificate (valid for
-    127.0.0.1), so clients trust it with pebble.ca_bundle."""
-
-    def __init__(self, pebble) -> None:
-        self.pebble = pebble
-        self.upstream = requests.Session()
-        self.faults: list[tuple[Callable[[str, str], bool], int, dict[str, str], bytes]] = []
-        self.seen: list[tuple[str, str, bytes]] = []
-        self.answered: list[tuple[str, str, int]] = []  # what Pebble said (badNonce included)
-        self.directory_extra: dict[str, str] = {}
-        self.meta_extra: dict = {}
-        self.ari: dict[str, tuple[dict, dict[str, str]]] = {}
-        self.extra_headers: dict[str, dict[str, str]] = {}  # path prefix -> headers to add
-        self.base = ""
-
-    def inject(self, method: str, path_prefix: str, status: int, *, times: int = 1,
-               headers: dict[str, str] | None = None, problem: dict | None = None) -> None:
-        """Answer the next `times` matching requests with `status` (and a problem document)."""
-        body = json.dumps(problem).encode() if problem else b"<html>oops</html>"
-        ctype = "application/problem+json" if problem else "text/html"
-        for _ in range(times):
-            self.faults.append((lambda m, p: m == method and p.startswith(path_prefix),
-                                status, {"Content-Type": ctype, **(headers or {})}, body))
-
-    def posted_payloads(self, path_prefix: str) -> list[dict]:
-        """Decoded JWS payloads POSTed to paths starting with path_prefix."""
-        out = []
-        for method, path, body in self.seen:
-            if method == "POST" and path.startswith(path_prefix):
-                payload = json.loads(body)["payload"]
-                out.append(json.loads(base64.urlsafe_b64decode(payload + "==")) if payload else {})
-        return out
-
-    def __call__(self, req: BaseHTTPRequestHandler) -> tuple[int, dict[str, str], bytes]:
-        length = int(req.headers.get("Content-Length") or 0)
-        body = req.rfile.read(length) if length else b""
-        self.seen.append((req.command, req.path, body))
-        for i, (matches, status, headers, fault_body) in enumerate(self.faults):
-            if matches(req.command, req.path):
-                del self.faults[i]
-                return status, headers, fault_body
-        if req.path.startswith("/ari/") and req.path in self.ari:
-            doc, headers = self.ari[req.path]
-            return 200, {"Content-Type": "application/json", **headers}, json.dumps(doc).encode()
-        host = self.base.split("//", 1)[1]
-        upstream = self.upstream.request(
-            req.command, f"https://127.0.0.1:{self.pebble.port}{req.path}", data=body or None,
-            headers={"Host": host, "Content-Type": req.headers.get("Content-Type", "")},
-            verify=self.pebble.ca_bundle, timeout=10)
-        content = upstream.content
-        if req.command == "GET" and req.path == "/dir":
-            directory = upstream.json()
-            directory.update({k: self.base + v for k, v in self.directory_extra.items()})
-            directory["meta"].update(self.meta_extra)
-            content = json.dumps(directory).encode()
-        keep = ("Content-Type", "Location", "Link", "Replay-Nonce", "Retry-After")
-        headers = {k: upstream.headers[k] for k in keep if k in upstream.headers}
-        self.answered.append((req.command, req.path, upstream.status_code))
-        for prefix, extra in self.extra_headers.items():
-            if req.path.startswith(prefix):
-                headers.update(extra)
-        return upstream.status_code, headers, content
-
-
 @pytest.fixture
 def proxy(lab_pebble) -> Iterator[FaultProxy]:
-    fault_proxy = FaultProxy(lab_pebble)
-    tls = (lab_pebble.workdir / "cert.pem", lab_pebble.workdir / "key.pem")
-    with http_server(fault_proxy, tls=tls) as base:
-        fault_proxy.base = base
+    with running_proxy(lab_pebble) as fault_proxy:
         yield fault_proxy
-
 
 # -- directory -------------------------------------------------------------------------------
 

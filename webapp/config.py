@@ -37,6 +37,8 @@ DEFAULTS: dict[str, Any] = {
     "SSLMANAGER_SCHEDULER_ENABLED": True,
     # Resolvers used for CNAME checks: list of "ip" or "ip:port"; empty = the system's.
     "SSLMANAGER_DNS_RESOLVERS": [],
+    # Port used to ask a zone's NS hosts directly (delegation check); 53 outside labs.
+    "SSLMANAGER_DNS_NS_PORT": 53,
     # Allow CA directory and webhook URLs on private/loopback addresses (labs, internal CAs).
     "SSLMANAGER_ALLOW_PRIVATE_ADDRESSES": False,
     # Per-CA-module deployment overrides, e.g. {"zerossl": {"directory_url": ..., "api_url": ...,

@@ -111,6 +111,10 @@ class CAProfile(Base):
     last_test_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_test_message: Mapped[str] = mapped_column(Text, default="")
     directory_meta: Mapped[dict | None] = mapped_column(JSON)
+    # Renew this many days before expiry instead of the lifetime rule (ARI still wins).
+    renew_days_before: Mapped[int | None] = mapped_column(Integer)
+    # The CA said rateLimited: no new order for this profile before this time (kept across restarts).
+    rate_limited_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -193,6 +197,10 @@ class Certificate(Base):
     failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     claimed_by: Mapped[str] = mapped_column(String(64), default="")
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Delegation watch: does _acme-challenge still point into the technical zone?
+    delegation_ok: Mapped[bool | None] = mapped_column(Boolean)
+    delegation_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    delegation_message: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -238,6 +246,16 @@ class CnameLabel(Base):
     domain: Mapped[str] = mapped_column(String(253))
     zone: Mapped[str] = mapped_column(String(253))
     label: Mapped[str] = mapped_column(String(63), unique=True)
+
+
+class Lease(Base):
+    """A named lease in the database: whoever holds it runs that job this tick, on any node."""
+
+    __tablename__ = "sslm_lease"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128), default="")
+    until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 def encrypted_columns() -> list[tuple[type[Base], str]]:

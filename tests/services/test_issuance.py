@@ -3,45 +3,16 @@ Unbound and BIND, the customer's CNAME in BIND, TXT values written by each DNS p
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
 import pytest
 from cryptography import x509
 
-from tests.lab.servers import CUSTOMER_ZONES, TECH_ZONE, TSIG_ALGORITHM, TSIG_KEY_NAME, TSIG_SECRET
+from tests.conftest import add_lab_profile, add_lab_zone
+from tests.lab.servers import TECH_ZONE
 from webapp import db
 from webapp.crypto import key_matches_cert
 from webapp.models import Certificate, CertificateVersion, DnsRecord
 from webapp.services import ca_profiles, certificates, zones
-
-
-@pytest.fixture
-def lab_app(app, lab_bind, lab_unbound, lab_pebble):
-    """An app with a Pebble profile, the technical zone on BIND (rfc2136) and Unbound as resolver."""
-    app.config["SSLMANAGER_DNS_RESOLVERS"] = [f"127.0.0.1:{lab_unbound.port}"]
-    with app.app_context():
-        zones.add(TECH_ZONE, "rfc2136", {"server": f"127.0.0.1:{lab_bind.port}", "tsig_key_name": TSIG_KEY_NAME,
-                                         "tsig_secret": TSIG_SECRET, "tsig_algorithm": TSIG_ALGORITHM})
-        profile = ca_profiles.create({"name": "Pebble", "module": "custom"})
-        ca_profiles.update(profile, {"name": "Pebble", "directory_url": lab_pebble.directory_url,
-                                     "ca_bundle": Path(lab_pebble.ca_bundle).read_text(), "email": "ops@example.com",
-                                     "dns_zone": TECH_ZONE, "allow_wildcard": "1", "dns_ttl": "30", "api_timeout": "10"})
-        assert ca_profiles.test(profile).ok
-    yield app
-
-
-@pytest.fixture
-def cnames(lab_bind):
-    """Create the customer's CNAMEs in BIND; removed after the test."""
-    made = []
-
-    def create(cert):
-        for item in certificates.instructions(cert):
-            lab_bind.set_cname(item.name, item.target)
-            made.append(item.name)
-    yield create
-    for name in made:
-        lab_bind.clear(name)
 
 
 def new_cert(domains, **values):
@@ -151,13 +122,8 @@ def test_eab_profile_issues(app, lab_bind, lab_unbound, lab_pebble_eab, cnames, 
     app.config["SSLMANAGER_DNS_RESOLVERS"] = [f"127.0.0.1:{lab_unbound.port}"]
     kid, hmac = next(iter(lab_pebble_eab.eab_keys.items()))
     with app.app_context():
-        zones.add(TECH_ZONE, "rfc2136", {"server": f"127.0.0.1:{lab_bind.port}", "tsig_key_name": TSIG_KEY_NAME,
-                                         "tsig_secret": TSIG_SECRET})
-        profile = ca_profiles.create({"name": "Pebble", "module": "custom"})
-        ca_profiles.update(profile, {"name": "Pebble", "directory_url": lab_pebble_eab.directory_url,
-                                     "ca_bundle": Path(lab_pebble_eab.ca_bundle).read_text(), "email": "ops@example.com",
-                                     "dns_zone": TECH_ZONE, "dns_ttl": "30", "api_timeout": "10",
-                                     "eab_kid": kid, "eab_hmac": hmac})
+        add_lab_zone(lab_bind)
+        add_lab_profile(lab_pebble_eab, eab_kid=kid, eab_hmac=hmac)
         cert = new_cert("customer.test")
         cnames(cert)
         assert certificates.process(cert.id) == "active"
@@ -168,12 +134,8 @@ def test_every_certificate_issues_when_pebble_rejects_half_the_nonces(app, lab_b
     pebble = pebble_factory(env={"PEBBLE_WFE_NONCEREJECT": "50"})
     app.config["SSLMANAGER_DNS_RESOLVERS"] = [f"127.0.0.1:{lab_unbound.port}"]
     with app.app_context():
-        zones.add(TECH_ZONE, "rfc2136", {"server": f"127.0.0.1:{lab_bind.port}", "tsig_key_name": TSIG_KEY_NAME,
-                                         "tsig_secret": TSIG_SECRET})
-        profile = ca_profiles.create({"name": "Pebble", "module": "custom"})
-        ca_profiles.update(profile, {"name": "Pebble", "directory_url": pebble.directory_url,
-                                     "ca_bundle": Path(pebble.ca_bundle).read_text(), "email": "ops@example.com",
-                                     "dns_zone": TECH_ZONE, "dns_ttl": "30", "api_timeout": "10", "allow_wildcard": "1"})
+        add_lab_zone(lab_bind)
+        add_lab_profile(pebble)
         for domains in ("customer.test *.customer.test", "other.test", "www.other.test"):
             cert = new_cert(domains)
             cnames(cert)

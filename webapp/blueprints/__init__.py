@@ -111,8 +111,8 @@ def _template_context():
 
 
 def _nest_feature_blueprints() -> None:
-    from . import auth, ca_profiles, dashboard
-    for child in (dashboard.bp, ca_profiles.bp, auth.bp):
+    from . import auth, ca_profiles, certificates, dashboard, dns
+    for child in (dashboard.bp, ca_profiles.bp, certificates.bp, dns.bp, auth.bp):
         bp.register_blueprint(child)
 
 

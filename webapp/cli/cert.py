@@ -97,7 +97,10 @@ def process(cert_id, wait) -> None:
         c = service.get(cert_id)
         if c.status in ("draft", "csr"):
             service.request(c)
-        status = service.process_until_final(cert_id, wait) if wait else service.process(cert_id)
+        if wait:
+            service.process_until_final(cert_id, wait)
+        else:
+            service.process(cert_id)
         c = service.get(cert_id)
     except SSLManagerError as exc:
         fail(exc)

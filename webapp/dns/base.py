@@ -10,6 +10,7 @@ import importlib
 import ipaddress
 import logging
 import socket
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar, Iterable
@@ -28,6 +29,7 @@ BUILTIN_MODULES: tuple[str, ...] = ("rfc2136", "powerdns", "builtin")
 _registry: dict[str, type["DnsProvider"]] = {}
 _load_errors: dict[str, str] = {}
 _loaded = False
+_load_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -198,13 +200,16 @@ def _load_builtins() -> None:
     global _loaded
     if _loaded:
         return
-    _loaded = True
-    for module in BUILTIN_MODULES:
-        try:
-            importlib.import_module(f"{__package__}.{module}")
-        except Exception as exc:  # one broken provider must not take the app down
-            _load_errors[module] = f"{type(exc).__name__}: {exc}"
-            log.exception("DNS provider module %s failed to import", module)
+    with _load_lock:  # scheduler threads ask at once: none may see a half-filled registry
+        if _loaded:
+            return
+        for module in BUILTIN_MODULES:
+            try:
+                importlib.import_module(f"{__package__}.{module}")
+            except Exception as exc:  # one broken provider must not take the app down
+                _load_errors[module] = f"{type(exc).__name__}: {exc}"
+                log.exception("DNS provider module %s failed to import", module)
+        _loaded = True
 
 
 def available_providers() -> dict[str, type[DnsProvider]]:

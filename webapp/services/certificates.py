@@ -12,12 +12,13 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import defer
 
 from .. import db
 from ..crypto import KEY_TYPES, generate_private_key, make_csr, pkcs12
 from ..errors import Conflict, NotFound, SSLManagerError, ValidationError
 from ..models import CAProfile, Certificate, CertificateVersion, TimelineEvent, utcnow
-from . import audit, ca_profiles, domains, issuance
+from . import audit, ca_profiles, dns_manager, domains, issuance
 
 STATUSES = ("draft", "csr", "pending", "processing", "active", "failed", "expired", "revoked")
 FINAL = {"active", "failed", "expired", "revoked"}
@@ -135,16 +136,23 @@ def instructions(cert: Certificate) -> list[CnameInstruction]:
 # -- processing --------------------------------------------------------------------------------
 
 def claim(cert_id: int, holder: str = HOLDER, seconds: int = CLAIM_SECONDS) -> bool:
-    """Take the certificate for this process: an atomic conditional update, so one process at a
-    time works on it; the claim expires if its holder dies."""
+    """Take the certificate for this process, so one process at a time works on it; the claim
+    expires if its holder dies. PostgreSQL: a row lock with SKIP LOCKED (a busy row is skipped,
+    not waited for); SQLite: the same atomic conditional update without the lock."""
+    s = db.session()
     now = utcnow()
-    result = db.session().execute(
-        update(Certificate).where(Certificate.id == cert_id,
-                                  or_(Certificate.claimed_until.is_(None), Certificate.claimed_until < now,
-                                      Certificate.claimed_by == holder))
-        .values(claimed_by=holder, claimed_until=now + timedelta(seconds=seconds))
-        .execution_options(synchronize_session=False))
-    db.session().commit()
+    free = or_(Certificate.claimed_until.is_(None), Certificate.claimed_until < now,
+               Certificate.claimed_by == holder)
+    if s.get_bind(Certificate).dialect.name == "postgresql":
+        locked = s.execute(select(Certificate.id).where(Certificate.id == cert_id, free)
+                           .with_for_update(skip_locked=True)).first()
+        if locked is None:
+            s.rollback()
+            return False
+    result = s.execute(update(Certificate).where(Certificate.id == cert_id, free)
+                       .values(claimed_by=holder, claimed_until=now + timedelta(seconds=seconds))
+                       .execution_options(synchronize_session=False))
+    s.commit()
     return result.rowcount == 1
 
 
@@ -158,12 +166,14 @@ def release(cert_id: int, holder: str = HOLDER) -> None:
 def check_cnames(cert: Certificate) -> bool:
     """Pending: check every CNAME; move to Processing when all resolve into the technical zone."""
     report = issuance.cname_report(cert)
-    bad = [c for c in report if not c.ok]
+    bad = [(f"{c.name}: {c.message}", c.fix) for c in report if not c.ok]
+    if not bad:  # the CNAMEs are right: would the CA refuse anyway (CAA)?
+        bad = [(problem, "") for problem in dns_manager.blocking_problems(cert)]
     if bad:
-        message = " ".join(f"{c.name}: {c.message}" for c in bad)
+        message = " ".join(m for m, _ in bad)
         if message != cert.last_error:
             issuance.Timeline(cert)(f"pending: {message}", "warning")
-        cert.last_error, cert.last_error_hint = message, " ".join(c.fix for c in bad)
+        cert.last_error, cert.last_error_hint = message, " ".join(f for _, f in bad if f)
         cert.next_run_at = utcnow() + timedelta(seconds=current_app.config["SSLMANAGER_CNAME_POLL_INTERVAL"])
         db.session().commit()
         return False
@@ -236,7 +246,9 @@ def process_in_background(cert_id: int) -> None:
 
 def search(query: str = "", status: str = "", page: int = 1, per_page: int = 50):
     """One page of certificates (newest first) and the total, searched on the server."""
-    stmt = select(Certificate)
+    # Lists never load (and so never decrypt) keys: secrets stay out of list requests.
+    stmt = select(Certificate).options(defer(Certificate.private_key), defer(Certificate.account_key),
+                                       defer(Certificate.csr))
     count = select(func.count()).select_from(Certificate)
     if query:
         like = f"%{query.strip().lower()}%"
@@ -327,6 +339,7 @@ def delete(cert: Certificate, confirm: str = "") -> None:
     """Delete; an Active certificate only with its first name typed as confirmation."""
     if cert.status == "active" and confirm.strip().lower() != cert.common_name:
         raise ValidationError({"confirm": f"This certificate is Active: type {cert.common_name} to delete it."})
+    dns_manager.remove_customer_cnames(cert)  # only the CNAMEs SSL Manager itself made
     audit.record("certificate deleted", "certificate", cert.id, ", ".join(cert.domains))
     db.session().execute(TimelineEvent.__table__.delete().where(TimelineEvent.certificate_id == cert.id))
     db.session().execute(CertificateVersion.__table__.delete().where(CertificateVersion.certificate_id == cert.id))
@@ -348,3 +361,14 @@ def reissue_under(cert: Certificate, profile_id: int) -> Certificate:
 
 def profiles_for_select() -> list[CAProfile]:
     return ca_profiles.all_profiles()
+
+
+def profile_names(ids=None) -> dict[int, str]:
+    """CA profile id -> name in one query (for a page of certificates: no per-row lookups)."""
+    stmt = select(CAProfile.id, CAProfile.name)
+    if ids is not None:
+        ids = list(ids)
+        if not ids:
+            return {}
+        stmt = stmt.where(CAProfile.id.in_(ids))
+    return {pid: name for pid, name in db.session().execute(stmt)}

@@ -103,7 +103,9 @@ def label_for(domain: str, zone: str) -> str:
     try:
         with s.begin_nested():
             s.add(CnameLabel(domain=domain, zone=zone, label=label))
+        s.commit()  # a label shown once is the label forever
     except IntegrityError:  # another process made it first: use theirs
+        s.rollback()
         return s.execute(select(CnameLabel.label).filter_by(domain=domain, zone=zone)).scalar_one()
     return label
 

@@ -97,6 +97,7 @@ def issue(cert: Certificate) -> None:
                 timeline(f"stored order is {order.status}; opening a new one", "warning")
                 order = None
         if order is None:
+            _respect_rate_limit(profile)
             order = client.new_order(cert.domains, profile=cert.acme_profile or None)
             cert.order_url, cert.step = order.url, "order created"
             db.session().commit()
@@ -132,7 +133,9 @@ def issue(cert: Certificate) -> None:
 
         # 7. Download (7.4.2), with alternate chains.
         fullchain, alternates = client.download(order)
-        _store_version(cert, fullchain, alternates, order.url, client.account_url or "")
+        version = _store_version(cert, fullchain, alternates, order.url, client.account_url or "")
+        from .renewals import plan
+        plan(cert, version, profile, client)
         timeline(f"active: serial {cert.serial}, valid until {cert.not_after:%Y-%m-%d %H:%M} UTC "
                  f"({time.monotonic() - timeline.started:.2f}s)")
     finally:
@@ -140,12 +143,21 @@ def issue(cert: Certificate) -> None:
             try:
                 provider.remove_txt(added)
                 timeline(f"dns: removed the {len(added)} TXT value{'s' if len(added) != 1 else ''} added")
+                _forget_records(cert, added, provider.name)
             except DnsError as exc:  # the sweeper removes what is left; never mask the real error
                 timeline(f"dns: cleanup failed ({exc}); the sweeper will remove them", "warning")
-            _forget_records(cert, added, provider.name)
         if client is not None:
             client.close()
         db.session().commit()
+
+
+def _respect_rate_limit(profile) -> None:
+    """No new order while the CA's rate limit for this profile lasts (stored: survives restarts)."""
+    until = profile.rate_limited_until
+    if until is not None and until > utcnow():
+        raise AcmeRateLimited(f"rate limited until {until:%Y-%m-%d %H:%M:%S} UTC", step="new order",
+                              retry_after=(until - utcnow()).total_seconds(),
+                              hint="The CA asked us to wait; SSL Manager orders again after that time.")
 
 
 def _remember_records(cert, zone, records, provider_name, ttl) -> None:
@@ -189,22 +201,28 @@ def _store_version(cert: Certificate, fullchain: str, alternates: list[str], ord
 
 
 def handle_failure(cert: Certificate, exc: SSLManagerError) -> None:
-    """Decide what a failed attempt means: wait and retry, or Failed with the reason."""
+    """Decide what a failed attempt means: wait and retry, or Failed with the reason. A failed
+    renewal never takes the current version away: it stays Active and is retried with backoff."""
+    from .renewals import recover_failed_renewal
     timeline = Timeline(cert)
     now = utcnow()
     cert.attempts += 1
     cert.failing_since = cert.failing_since or now
     cert.last_error, cert.last_error_hint = str(exc), exc.hint or _hint(exc)
-    max_attempts = current_app.config["SSLMANAGER_MAX_ATTEMPTS"]
-    transient = isinstance(exc, (AcmeNetworkError, AcmeRateLimited, DnsError)) or (
-        isinstance(exc, AcmeError) and (exc.status or 0) >= 500)
-    if isinstance(exc, AcmeRateLimited) and exc.retry_after:
-        cert.next_run_at = now + timedelta(seconds=exc.retry_after)
-        timeline(f"rate limited until {cert.next_run_at:%Y-%m-%d %H:%M:%S} UTC: {exc}", "warning")
-    elif transient and cert.attempts < max_attempts:
-        delay = min(60 * 2 ** (cert.attempts - 1), 6 * 3600) * random.uniform(0.8, 1.2)
-        cert.next_run_at = now + timedelta(seconds=max(delay, exc.retry_after or 0)
-                                           if isinstance(exc, AcmeError) else delay)
+    # Exponential backoff with jitter: minutes first, capped at six hours.
+    backoff = min(60 * 2 ** (cert.attempts - 1), 6 * 3600) * random.uniform(0.8, 1.2)
+    retry_after = getattr(exc, "retry_after", None) or 0
+    if isinstance(exc, AcmeRateLimited) and retry_after:
+        until = now + timedelta(seconds=retry_after)
+        profile = cert_profile(cert)
+        profile.rate_limited_until = max(profile.rate_limited_until or until, until)
+        cert.next_run_at = until
+        timeline(f"rate limited until {until:%Y-%m-%d %H:%M:%S} UTC: {exc}", "warning")
+    elif recover_failed_renewal(cert, timedelta(seconds=max(backoff, retry_after))):
+        timeline(f"renewal attempt {cert.attempts} failed, current version keeps serving; "
+                 f"retrying at {cert.next_run_at:%Y-%m-%d %H:%M} UTC: {exc}", "warning")
+    elif _transient(exc) and cert.attempts < current_app.config["SSLMANAGER_MAX_ATTEMPTS"]:
+        cert.next_run_at = now + timedelta(seconds=max(backoff, retry_after))
         timeline(f"attempt {cert.attempts} failed, retrying at {cert.next_run_at:%H:%M:%S} UTC: {exc}",
                  "warning")
     else:
@@ -212,6 +230,12 @@ def handle_failure(cert: Certificate, exc: SSLManagerError) -> None:
         timeline(f"failed: {exc}", "error")
         audit.record("certificate failed", "certificate", cert.id, str(exc)[:500], actor="scheduler")
     db.session().commit()
+
+
+def _transient(exc: SSLManagerError) -> bool:
+    """Worth retrying: the network, the CA's 5xx, a DNS provider hiccup."""
+    return isinstance(exc, (AcmeNetworkError, AcmeRateLimited, DnsError)) or (
+        isinstance(exc, AcmeError) and (exc.status or 0) >= 500)
 
 
 def _hint(exc: SSLManagerError) -> str:

@@ -13,6 +13,8 @@ from .. import db
 from ..models import Certificate, utcnow
 
 log = logging.getLogger("sslmanager.scheduler")
+TICK_SECONDS = 5
+LEASE_SECONDS = 30  # a dead holder's lease ends after this; then another process dispatches
 
 
 class Scheduler:
@@ -29,51 +31,101 @@ class Scheduler:
         self.last_run = None
 
     def start(self) -> None:
-        self._scheduler.add_job(self.tick, "interval", seconds=5, id="sslm-tick",
+        self._scheduler.add_job(self.tick, "interval", seconds=TICK_SECONDS, id="sslm-tick",
                                 max_instances=1, coalesce=True, next_run_time=utcnow())
+        self._scheduler.add_job(self.dns_sweep, "interval", minutes=15, id="sslm-dns-sweep",
+                                max_instances=1, coalesce=True)
+        self._scheduler.add_job(self.delegation_watch, "interval", hours=24, id="sslm-delegation-watch",
+                                max_instances=1, coalesce=True)
         self._scheduler.start()
 
+    def dns_sweep(self) -> None:
+        """Remove TXT values no live order needs (one node does it)."""
+        from . import dns_manager, leases
+        with self.app.app_context():
+            try:
+                if leases.acquire("dns-sweep", seconds=600):
+                    dns_manager.sweep(actor="scheduler")
+            finally:
+                db.session().remove()
+
+    def delegation_watch(self) -> None:
+        """Re-check the CNAMEs of Active auto-renewing certificates (one node, daily)."""
+        from . import dns_manager, leases
+        with self.app.app_context():
+            try:
+                if leases.acquire("delegation-watch", seconds=20 * 3600):
+                    dns_manager.delegation_watch()
+            finally:
+                db.session().remove()
+
     def shutdown(self) -> None:
-        self._scheduler.shutdown(wait=False)
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
     def state_name(self) -> str:
         return {0: "stopped", 1: "running", 2: "paused"}.get(self._scheduler.state, "unknown")
 
     def tick(self) -> int:
-        """Hand every due certificate to the pool, at most `per CA` in flight per profile."""
-        from . import certificates
+        """If this process holds the dispatch lease: hand every due certificate (new ones and
+        renewals) to the pool, at most `per CA` in flight per profile. Returns how many started."""
+        from . import certificates, leases, renewals
         with self.app.app_context():
-            self.last_run = utcnow()
-            due = certificates.due_for_processing()
-            profiles = dict(db.session().query(Certificate.id, Certificate.profile_id)
-                            .filter(Certificate.id.in_(due)).all()) if due else {}
-            db.session().remove()
+            try:
+                if not leases.acquire("dispatch", seconds=LEASE_SECONDS):
+                    return 0  # another process or node dispatches this tick
+                self.last_run = utcnow()
+                renewals.expire()
+                work = [(cid, "process") for cid in certificates.due_for_processing()]
+                work += [(cid, "renew") for cid in renewals.due()]
+                ids = [cid for cid, _ in work]
+                profiles = dict(db.session().query(Certificate.id, Certificate.profile_id)
+                                .filter(Certificate.id.in_(ids)).all()) if ids else {}
+            finally:
+                db.session().remove()
         started = 0
         with self._lock:
-            for cert_id in due:
+            for cert_id, kind in work:
                 profile_id = profiles.get(cert_id)
                 busy = sum(1 for p in self._in_flight.values() if p == profile_id)
                 if cert_id in self._in_flight or busy >= self._per_ca:
                     continue
                 self._in_flight[cert_id] = profile_id
-                self._pool.submit(self._work, cert_id)
+                self._pool.submit(self._work, cert_id, kind)
                 started += 1
         return started
 
-    def _work(self, cert_id: int) -> None:
-        from . import certificates
+    def _work(self, cert_id: int, kind: str) -> None:
+        from . import certificates, renewals
         try:
             with self.app.app_context():
-                certificates.process(cert_id)
+                if kind == "renew":
+                    renewals.renew(cert_id)
+                else:
+                    certificates.process(cert_id)
                 db.session().remove()
         except Exception:  # one certificate's bug never stops the others
-            log.exception("certificate %s: processing crashed", cert_id)
+            log.exception("certificate %s: %s crashed", cert_id, kind)
         finally:
             with self._lock:
                 self._in_flight.pop(cert_id, None)
         # A slot freed: look again now rather than at the next tick.
-        self.tick()
+        try:
+            self.tick()
+        except RuntimeError:  # the pool is shutting down
+            pass
+
+    def wait_idle(self, timeout: float) -> bool:
+        """For the CLI and tests: wait until nothing is in flight."""
+        import time
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with self._lock:
+                if not self._in_flight:
+                    return True
+            time.sleep(0.05)
+        return False
 
 
 def start(app: Flask) -> Scheduler:

@@ -49,3 +49,11 @@
     if (form && !window.confirm(form.getAttribute("data-confirm"))) { event.preventDefault(); }
   }, true);
 })();
+
+// The printable instruction page: <button data-print>.
+(function () {
+  "use strict";
+  document.addEventListener("click", function (event) {
+    if (event.target.closest("[data-print]")) { event.preventDefault(); window.print(); }
+  });
+})();

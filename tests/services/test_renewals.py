@@ -1,0 +1,188 @@
+"""Renewals: when (ARI, lifetime rule, override), a renewal as a new version, failures that
+keep the current version serving, and many processes renewing each certificate once."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.lab.faultproxy import running_proxy
+from tests.conftest import add_lab_profile, add_lab_zone, make_app
+from tests.services.test_issuance import new_cert
+from webapp import db
+from webapp.models import CertificateVersion, utcnow
+from webapp.services import ca_profiles, certificates, renewals
+
+
+def issued(domains, cnames):
+    cert = new_cert(domains)
+    cnames(cert)
+    assert certificates.process(cert.id) == "active", certificates.get(cert.id).last_error
+    return certificates.get(cert.id)
+
+
+def test_lifetime_rule_renews_with_a_third_left_or_half_when_short():
+    start = utcnow()
+    at, reason = renewals.lifetime_rule(start, start + timedelta(days=90))
+    assert at == start + timedelta(days=60) and "a third" in reason
+    at, reason = renewals.lifetime_rule(start, start + timedelta(days=6))
+    assert at == start + timedelta(days=3) and "half" in reason
+
+
+def test_issued_certificate_gets_its_renewal_time_and_why(lab_app, cnames):
+    with lab_app.app_context():
+        cert = issued("customer.test", cnames)
+        assert cert.renew_at is not None and "rule: a third" in cert.renew_reason
+        assert cert.renew_at < cert.not_after
+
+
+def test_renewal_is_a_new_version_with_a_new_key_and_no_dns_change(lab_app, cnames):
+    with lab_app.app_context():
+        cert = issued("customer.test *.customer.test", cnames)
+        target = certificates.instructions(cert)[0].target
+        first_key = cert.private_key
+        assert renewals.renew(cert.id, reason="test") == "active"
+        cert = certificates.get(cert.id)
+        versions = certificates.versions(cert)
+        assert [v.number for v in versions] == [2, 1]
+        assert versions[0].private_key != first_key and versions[1].private_key == first_key
+        assert versions[0].serial != versions[1].serial
+        assert certificates.instructions(cert)[0].target == target  # same CNAME
+        assert certificates.export_files(cert, versions[1])["cert.pem"]  # old one still downloadable
+
+
+def test_profile_override_sets_the_renewal_time(lab_app, cnames):
+    with lab_app.app_context():
+        profile = ca_profiles.by_name("Pebble")
+        profile.renew_days_before = 30
+        db.session().commit()
+        cert = issued("customer.test", cnames)
+        assert "override: 30 days" in cert.renew_reason
+        assert abs((cert.not_after - cert.renew_at) - timedelta(days=30)) < timedelta(seconds=1)
+
+
+def test_an_override_longer_than_the_lifetime_cannot_renew_in_a_loop(lab_app, cnames):
+    with lab_app.app_context():
+        profile = ca_profiles.by_name("Pebble")
+        profile.renew_days_before = 365 * 10
+        db.session().commit()
+        cert = issued("customer.test", cnames)
+        assert "capped" in cert.renew_reason and cert.renew_at > utcnow() and cert.id not in renewals.due()
+
+
+def test_failed_renewal_keeps_serving_and_says_since_when(lab_app, lab_bind, cnames):
+    with lab_app.app_context():
+        cert = issued("other.test", cnames)
+        serial = cert.serial
+        lab_bind.clear("_acme-challenge.other.test")  # the delegation is gone: validation fails
+        status = renewals.renew(cert.id, reason="test")
+        cert = certificates.get(cert.id)
+        assert status == "active" and cert.serial == serial
+        assert cert.failing_since is not None and cert.last_error and cert.next_run_at > utcnow()
+        assert cert.id not in renewals.due()  # backing off, not hammering the CA
+
+
+def test_renewal_time_comes_from_ari_when_the_ca_offers_it(app, lab_bind, lab_unbound, lab_pebble, cnames):
+    app.config["SSLMANAGER_DNS_RESOLVERS"] = [f"127.0.0.1:{lab_unbound.port}"]
+    with running_proxy(lab_pebble) as proxy, app.app_context():
+        proxy.directory_extra["renewalInfo"] = "/ari/"
+        add_lab_zone(lab_bind)
+        add_lab_profile(lab_pebble, directory_url=f"{proxy.base}/dir")
+        start, end = utcnow() + timedelta(days=1), utcnow() + timedelta(days=2)
+        window = {"suggestedWindow": {"start": start.isoformat().replace("+00:00", "Z"),
+                                      "end": end.isoformat().replace("+00:00", "Z")},
+                  "explanationURL": "https://ca.example/why"}
+
+        class AnyAri(dict):  # answer every certID with the same window
+            def __contains__(self, key):
+                return key.startswith("/ari/")
+
+            def __getitem__(self, key):
+                return window, {"Retry-After": "21600"}
+        proxy.ari = AnyAri()
+        cert = issued("customer.test", cnames)
+        assert start <= cert.renew_at <= end
+        assert "ARI window" in cert.renew_reason and "https://ca.example/why" in cert.renew_reason
+
+
+def test_expired_certificates_are_marked_expired(lab_app, cnames):
+    with lab_app.app_context():
+        cert = issued("customer.test", cnames)
+        cert.not_after = utcnow() - timedelta(seconds=1)
+        db.session().commit()
+        assert renewals.expire() == 1 and certificates.get(cert.id).status == "expired"
+
+
+def test_a_dead_holders_claim_expires_and_another_process_takes_over(lab_app):
+    with lab_app.app_context():
+        cert = certificates.create({"profile_id": ca_profiles.by_name("Pebble").id, "domains": "customer.test"})
+        assert certificates.claim(cert.id, holder="dead-process", seconds=1)
+        assert certificates.process(cert.id) == "busy"
+        time.sleep(1.1)
+        assert certificates.claim(cert.id)
+
+
+# -- many processes, one database ---------------------------------------------------------------
+
+WORKER = """
+import sys, time
+from webapp import create_app, db
+from webapp.services import renewals, scheduler
+app = create_app({"SSLMANAGER_INSTANCE_PATH": sys.argv[1], "SSLMANAGER_DATABASE_URL": sys.argv[2],
+                  "SSLMANAGER_DNS_RESOLVERS": [sys.argv[3]], "SSLMANAGER_ALLOW_PRIVATE_ADDRESSES": True})
+sched = scheduler.Scheduler(app)
+deadline = time.monotonic() + float(sys.argv[4])
+while time.monotonic() < deadline:
+    sched.tick()
+    time.sleep(0.2)
+    with app.app_context():
+        nothing_due = not renewals.due()
+        db.session().remove()
+    if nothing_due and sched.wait_idle(0.1):
+        break
+sched.wait_idle(60)
+sched.shutdown()
+"""
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def shared_db_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/shared.db"
+    return request.getfixturevalue("pg_database")
+
+
+def test_three_processes_renew_fifty_due_certificates_exactly_once(tmp_path, shared_db_url, lab_bind,
+                                                                   lab_unbound, lab_pebble, cnames):
+    app = make_app(tmp_path, SSLMANAGER_DATABASE_URL=shared_db_url,
+                   SSLMANAGER_DNS_RESOLVERS=[f"127.0.0.1:{lab_unbound.port}"])
+    with app.app_context():
+        add_lab_zone(lab_bind)
+        add_lab_profile(lab_pebble)
+        ids = []
+        for i in range(50):
+            cert = new_cert(f"r{i}.customer.test")
+            cnames(cert)
+            assert certificates.process(cert.id) == "active"
+            ids.append(cert.id)
+        for cert_id in ids:  # Pebble's certificates live for years: make them all due now
+            cert = certificates.get(cert_id)
+            cert.renew_at = utcnow()
+        db.session().commit()
+        app.extensions["sslmanager"].engine.dispose()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path / "instance"), shared_db_url,
+                               f"127.0.0.1:{lab_unbound.port}", "100"], env=env) for _ in range(3)]
+    for proc in procs:
+        assert proc.wait(timeout=180) == 0
+    with app.app_context():
+        counts = [db.session().query(CertificateVersion).filter_by(certificate_id=i).count() for i in ids]
+        unrenewed = {i: certificates.get(i).last_error for i, n in zip(ids, counts) if n != 2}
+        db.session().remove()
+        app.extensions["sslmanager"].engine.dispose()
+        assert counts == [2] * 50, unrenewed  # every certificate renewed, none twice

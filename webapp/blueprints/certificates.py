@@ -1,0 +1,325 @@
+"""Settings → SSL Manager → Certificates: thin views over services.certificates."""
+from __future__ import annotations
+
+import io
+
+from flask import (Blueprint, abort, current_app, flash, make_response, redirect, render_template,
+                   request, send_file, url_for)
+from werkzeug.exceptions import NotFound as HTTPNotFound
+
+from .. import db
+from ..crypto import KEY_TYPES, cert_info
+from ..errors import NotFound, SSLManagerError, ValidationError
+from ..services import audit, ca_profiles, certificates as service, domains, issuance
+from . import htmx
+
+bp = Blueprint("certificates", __name__, url_prefix="/certificates")
+
+T = "sslmanager/certificates/"
+STATUS_LABELS = {"draft": "Draft", "csr": "CSR", "pending": "Pending (CNAME)",
+                 "processing": "Processing", "active": "Active", "failed": "Failed",
+                 "expired": "Expired", "revoked": "Revoked"}
+STEPS = ("draft", "csr", "pending", "processing", "active")  # the progress indicator
+POLLING = ("pending", "processing")  # statuses that change by themselves
+CHECK_LABELS = {"ok": "OK", "missing": "Missing", "nxdomain": "NXDOMAIN", "elsewhere": "Points elsewhere",
+                "chain": "CNAME chain", "wildcard": "Wildcard record", "error": "DNS error"}
+DOWNLOADS = ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem")
+
+
+@bp.context_processor
+def _helpers():
+    return {"status_labels": STATUS_LABELS, "steps": STEPS, "polling_statuses": POLLING,
+            "key_types": KEY_TYPES, "to_unicode": domains.to_unicode,
+            "days_remaining": service.days_remaining, "check_labels": CHECK_LABELS}
+
+
+@bp.errorhandler(SSLManagerError)
+def _refused(exc: SSLManagerError):
+    """Whatever a view did not handle itself: a flash with the hint, never a stack trace."""
+    if isinstance(exc, NotFound):
+        return HTTPNotFound(exc.message)
+    _flash_error(exc)
+    cert_id = (request.view_args or {}).get("cert_id")
+    if cert_id is None or request.endpoint == "sslmanager.certificates.detail":  # never a redirect loop
+        target = url_for(".index")
+    else:
+        target = url_for(".detail", cert_id=cert_id)
+    if htmx:
+        return "", 204, {"HX-Redirect": target}
+    return redirect(target)
+
+
+def _flash_error(exc: SSLManagerError, prefix: str = "") -> None:
+    text = " ".join(exc.errors.values()) if isinstance(exc, ValidationError) else str(exc)
+    flash(f"{prefix}{text}" + (f" {exc.hint}" if exc.hint else ""), "error")
+
+
+def _cert(cert_id: int):
+    try:
+        return service.get(cert_id)
+    except NotFound:
+        abort(404)
+
+
+def _names(cert) -> str:
+    return ", ".join(domains.to_unicode(n) for n in cert.domains)
+
+
+# -- list --------------------------------------------------------------------------------------
+
+@bp.route("/")
+def index():
+    q = request.args.get("q", "").strip()
+    status = request.args.get("status", "")
+    status = status if status in service.STATUSES else ""
+    per_page = current_app.config["SSLMANAGER_PAGE_SIZE"]
+    page = max(request.args.get("page", 1, type=int), 1)
+    certs, total = service.search(q, status, page, per_page)
+    pages = max(1, -(-total // per_page))
+    if page > pages:  # a stale link past the end: show the last page
+        page = pages
+        certs, total = service.search(q, status, page, per_page)
+    context = {"certs": certs, "total": total, "q": q, "status": status, "page": page,
+               "pages": pages, "per_page": per_page, "statuses": service.STATUSES,
+               # One query for the page's profile names: never one per row.
+               "profile_names": service.profile_names({c.profile_id for c in certs})}
+    if htmx and htmx.target == "cert-rows" and not htmx.history_restore_request:
+        return render_template(T + "_rows.html", oob=True, **context)
+    return render_template(T + "index.html", **context)
+
+
+@bp.route("/<int:cert_id>/row")
+def row(cert_id: int):
+    """One list row: Pending and Processing rows poll this until they are final."""
+    cert = _cert(cert_id)
+    return render_template(T + "_row.html", c=cert, profile_names=service.profile_names({cert.profile_id}))
+
+
+# -- create ------------------------------------------------------------------------------------
+
+def _offered(profile) -> dict[str, str]:
+    """The ACME profiles the CA announced in its directory (name -> description)."""
+    offered = ((profile.directory_meta or {}).get("profiles") or {}) if profile is not None else {}
+    if isinstance(offered, dict):
+        return {str(k): str(v) for k, v in offered.items()}
+    return {str(name): "" for name in offered}
+
+
+@bp.route("/new", methods=["GET", "POST"])
+def new():
+    profiles = service.profiles_for_select()
+    values: dict = {"key_type": "ec-p256", "auto_renew": True}
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        values = request.form.to_dict()
+        values["auto_renew"] = "auto_renew" in request.form  # an unticked box sends nothing
+        try:
+            cert = service.create({**values, "auto_renew": "1" if values["auto_renew"] else ""})
+        except ValidationError as exc:
+            errors = exc.errors
+        else:
+            if values.get("action") == "request":
+                _request(cert, created=True)
+            else:
+                flash(f"Draft saved for {_names(cert)}. Generate the CSR or request it when ready.", "info")
+            return redirect(url_for(".detail", cert_id=cert.id))
+    chosen = next((p for p in profiles if str(p.id) == str(values.get("profile_id", ""))),
+                  profiles[0] if profiles else None)
+    return render_template(T + "new.html", profiles=profiles, chosen=chosen, offered=_offered(chosen),
+                           values=values, errors=errors), 422 if errors else 200
+
+
+@bp.route("/acme-profiles")
+def acme_profiles():
+    """The ACME profile field for the chosen CA profile (swapped in when the profile changes)."""
+    try:
+        profile = ca_profiles.get(request.args.get("profile_id", 0, type=int))
+    except NotFound:
+        profile = None
+    return render_template(T + "_acme_profiles.html", offered=_offered(profile), values={}, errors={})
+
+
+def _request(cert, created: bool = False) -> None:
+    """Request the certificate (CSR → Pending) and say what happens next."""
+    try:
+        service.request(cert)
+    except SSLManagerError as exc:
+        _flash_error(exc, "Saved as a draft, but the request failed: " if created else "")
+        return
+    flash(f"Requested {_names(cert)}: create the CNAME record{'s' if len(service.instructions(cert)) != 1 else ''} "
+          "below; issuance starts by itself once they resolve.", "info")
+
+
+# -- detail ------------------------------------------------------------------------------------
+
+def _chain_subjects(chain_pem: str) -> list[str]:
+    marker = "-----END CERTIFICATE-----"
+    return [cert_info(part + marker).subject for part in chain_pem.split(marker) if "BEGIN CERTIFICATE" in part]
+
+
+def _detail(cert, errors: dict[str, str] | None = None, code: int = 200):
+    version = service.current_version(cert)
+    return render_template(
+        T + "detail.html", cert=cert, profile=ca_profiles.get(cert.profile_id), version=version,
+        info=cert_info(version.cert_pem) if version else None,
+        chain=_chain_subjects(version.chain_pem) if version else [],
+        versions=service.versions(cert), events=service.timeline(cert), shown=cert.status,
+        instructions=service.instructions(cert) if cert.status == "pending" else [],
+        other_profiles=[p for p in service.profiles_for_select() if p.id != cert.profile_id],
+        reasons=service.REVOCATION_REASONS, downloads=DOWNLOADS, errors=errors or {},
+        form=request.form if request.method == "POST" else {}), code
+
+
+@bp.route("/<int:cert_id>")
+def detail(cert_id: int):
+    return _detail(_cert(cert_id))
+
+
+@bp.route("/<int:cert_id>/status")
+def status(cert_id: int):
+    """The self-replacing status block: polls while Pending/Processing, stops when final."""
+    cert = _cert(cert_id)
+    shown = request.args.get("shown", cert.status)
+    response = make_response(render_template(T + "_status.html", cert=cert, shown=shown,
+                                             events=service.timeline(cert)))
+    if htmx and shown != cert.status:
+        # The page around the block (instructions, downloads) belongs to the old status.
+        response.headers["HX-Refresh"] = "true"
+    return response
+
+
+@bp.route("/<int:cert_id>/cnames")
+def cname_checks(cert_id: int):
+    """The live check of each _acme-challenge CNAME (loaded after the page: it asks DNS)."""
+    cert = _cert(cert_id)
+    checks, problem = [], ""
+    if cert.status == "pending":
+        try:
+            checks = issuance.cname_report(cert)
+        except SSLManagerError as exc:
+            problem = str(exc)
+    return render_template(T + "_cname_checks.html", cert=cert, checks=checks, problem=problem)
+
+
+@bp.route("/<int:cert_id>/instructions")
+def instructions(cert_id: int):
+    """A printable page for the domain owner: the records and what to do, no navigation."""
+    cert = _cert(cert_id)
+    return render_template(T + "instructions.html", cert=cert, instructions=service.instructions(cert))
+
+
+# -- actions -----------------------------------------------------------------------------------
+
+@bp.route("/<int:cert_id>/check", methods=["POST"])
+def check(cert_id: int):
+    """Check now: the CNAMEs, and when they all resolve, start issuing in the background."""
+    cert = _cert(cert_id)
+    if cert.status != "pending":
+        flash(f"Nothing to check: the certificate is {STATUS_LABELS[cert.status]}.", "info")
+    elif service.check_cnames(cert):
+        service.process_in_background(cert.id)
+        flash("Every CNAME resolves into the technical zone: the certificate is being issued now.", "info")
+    else:
+        flash(f"Not yet: {cert.last_error} {cert.last_error_hint}".strip(), "error")
+    return redirect(url_for(".detail", cert_id=cert_id))
+
+
+@bp.route("/<int:cert_id>/csr", methods=["POST"])
+def csr(cert_id: int):
+    cert = service.generate_csr(_cert(cert_id))
+    flash(f"A new {KEY_TYPES[cert.key_type]} key and CSR were made. Request the certificate when ready.", "info")
+    return redirect(url_for(".detail", cert_id=cert_id))
+
+
+@bp.route("/<int:cert_id>/request", methods=["POST"], endpoint="request")
+def request_certificate(cert_id: int):
+    """Request (from Draft or CSR) or Retry (from Failed)."""
+    _request(_cert(cert_id))
+    return redirect(url_for(".detail", cert_id=cert_id))
+
+
+def _file_stem(cert) -> str:
+    return cert.common_name.replace("*", "_")
+
+
+@bp.route("/<int:cert_id>/download/<filename>")
+def download(cert_id: int, filename: str):
+    """cert.pem, chain.pem, fullchain.pem or privkey.pem of the current (or ?version=N) version."""
+    if filename not in DOWNLOADS:
+        abort(404)
+    cert = _cert(cert_id)
+    version = None
+    number = request.args.get("version", type=int)
+    if number is not None:
+        version = next((v for v in service.versions(cert) if v.number == number), None)
+        if version is None:
+            abort(404)
+    body = service.export_files(cert, version)[filename]
+    if filename == "privkey.pem":
+        audit.record("private key downloaded", "certificate", cert.id, ", ".join(cert.domains))
+        db.session().commit()
+    response = send_file(io.BytesIO(body.encode()), mimetype="application/x-pem-file", as_attachment=True,
+                         download_name=f"{_file_stem(cert)}-{filename}")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.route("/<int:cert_id>/pkcs12", methods=["POST"])
+def pkcs12(cert_id: int):
+    cert = _cert(cert_id)
+    try:
+        data = service.export_pkcs12(cert, request.form.get("password", ""))
+    except ValidationError as exc:
+        return _detail(cert, exc.errors, 422)
+    audit.record("PKCS#12 downloaded", "certificate", cert.id, ", ".join(cert.domains))
+    db.session().commit()
+    response = send_file(io.BytesIO(data), mimetype="application/x-pkcs12", as_attachment=True,
+                         download_name=f"{_file_stem(cert)}.p12")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.route("/<int:cert_id>/revoke", methods=["POST"])
+def revoke(cert_id: int):
+    cert = _cert(cert_id)
+    reason = request.form.get("reason", -1, type=int)
+    try:
+        service.revoke(cert, reason)
+    except ValidationError as exc:
+        return _detail(cert, exc.errors, 422)
+    flash(f"Revoked at the CA ({service.REVOCATION_REASONS[reason]}): {_names(cert)}.", "info")
+    return redirect(url_for(".detail", cert_id=cert_id))
+
+
+@bp.route("/<int:cert_id>/delete", methods=["POST"])
+def delete(cert_id: int):
+    cert = _cert(cert_id)
+    names, was_active = _names(cert), cert.status == "active"
+    try:
+        service.delete(cert, request.form.get("confirm", ""))
+    except ValidationError as exc:
+        return _detail(cert, exc.errors, 422)
+    flash(f"Certificate for {names} deleted."
+          + (" It was not revoked: it stays valid at the CA until it expires." if was_active else ""), "info")
+    return redirect(url_for(".index"))
+
+
+@bp.route("/<int:cert_id>/reissue", methods=["POST"])
+def reissue(cert_id: int):
+    """Migration to another CA profile: a new certificate for the same names, requested now."""
+    cert = _cert(cert_id)
+    profile_id = request.form.get("profile_id", 0, type=int)
+    if profile_id == cert.profile_id:
+        return _detail(cert, {"reissue_profile_id": "Choose another CA profile than the current one."}, 422)
+    try:
+        new_cert = service.reissue_under(cert, profile_id)
+    except NotFound:
+        return _detail(cert, {"reissue_profile_id": "Choose a CA profile."}, 422)
+    except ValidationError as exc:
+        return _detail(cert, {"reissue_profile_id": " ".join(exc.errors.values())}, 422)
+    profile = ca_profiles.get(new_cert.profile_id)
+    flash(f"New certificate #{new_cert.id} for the same names under {profile.name}. The old certificate "
+          f"(#{cert.id}) stays until the new one is Active; then deploy the new one and delete or revoke the old.",
+          "info")
+    _request(new_cert)
+    return redirect(url_for(".detail", cert_id=new_cert.id))
