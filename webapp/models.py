@@ -201,6 +201,13 @@ class Certificate(Base):
     delegation_ok: Mapped[bool | None] = mapped_column(Boolean)
     delegation_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     delegation_message: Mapped[str] = mapped_column(Text, default="")
+    # Deploy after issue/renewal: PEM files into a directory, a reload command, a TLS probe.
+    deploy_dir: Mapped[str] = mapped_column(String(500), default="")
+    deploy_command: Mapped[str] = mapped_column(Text, default="")
+    deploy_probe: Mapped[str] = mapped_column(String(300), default="")   # host:port
+    deploy_last_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    deploy_last_ok: Mapped[bool | None] = mapped_column(Boolean)
+    deploy_last_message: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -256,6 +263,49 @@ class Lease(Base):
     holder: Mapped[str] = mapped_column(String(128), default="")
     until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class NotificationChannel(Base):
+    """Where notifications go: an SMTP mailbox list or a webhook URL."""
+
+    __tablename__ = "sslm_notification_channel"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))                 # "email" | "webhook"
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    settings: Mapped[dict] = mapped_column(JSON, default=dict)     # non-secret settings
+    secret: Mapped[str | None] = mapped_column(Encrypted)          # SMTP password / webhook HMAC key
+    profile_id: Mapped[int | None] = mapped_column(ForeignKey("sslm_ca_profile.id", ondelete="CASCADE"))
+    events: Mapped[list] = mapped_column(JSON, default=list)       # empty = every event
+    last_test_ok: Mapped[bool | None] = mapped_column(Boolean)
+    last_test_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_test_message: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class NotificationSent(Base):
+    """One notification per (event key, channel): the unique key is what stops duplicates,
+    whichever process sends."""
+
+    __tablename__ = "sslm_notification_sent"
+    __table_args__ = (UniqueConstraint("dedupe_key", "channel_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dedupe_key: Mapped[str] = mapped_column(String(255))
+    channel_id: Mapped[int] = mapped_column(ForeignKey("sslm_notification_channel.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(64), index=True)
+    certificate_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    ok: Mapped[bool | None] = mapped_column(Boolean)
+    error: Mapped[str] = mapped_column(Text, default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Setting(Base):
+    """Global settings edited in the UI (expiry reminder days, webhook allow-list, ...)."""
+
+    __tablename__ = "sslm_setting"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
 
 
 def encrypted_columns() -> list[tuple[type[Base], str]]:
