@@ -108,6 +108,7 @@ def issue(cert: Certificate) -> None:
             if challenges:
                 added = [(domains.cname_target(domains.base_domain(c.identifier), profile.dns_zone),
                           c.txt_value) for c in challenges]
+                db.session().commit()  # SQLite has one writer: the builtin provider writes next
                 provider.add_txt(added, profile.dns_ttl)
                 _remember_records(cert, profile.dns_zone, added, provider.name, profile.dns_ttl)
                 timeline(f"dns: {len(added)} TXT value{'s' if len(added) != 1 else ''} added in "
@@ -140,6 +141,7 @@ def issue(cert: Certificate) -> None:
                  f"({time.monotonic() - timeline.started:.2f}s)")
     finally:
         if added:
+            _commit_or_rollback()  # one writer on SQLite: free it for the provider
             try:
                 provider.remove_txt(added)
                 timeline(f"dns: removed the {len(added)} TXT value{'s' if len(added) != 1 else ''} added")
@@ -149,6 +151,14 @@ def issue(cert: Certificate) -> None:
         if client is not None:
             client.close()
         db.session().commit()
+
+
+def _commit_or_rollback() -> None:
+    """Commit what the timeline holds; after a failed flush, give the transaction up instead."""
+    try:
+        db.session().commit()
+    except Exception:  # the original error is already on its way up: don't mask it
+        db.session().rollback()
 
 
 def _respect_rate_limit(profile) -> None:
