@@ -61,8 +61,8 @@ class SSLManager:
 
         from .blueprints import register
         from .cli import register_cli
+        register_cli(app)  # first: Flask adds a blueprint's CLI group only if it has commands
         register(app, url_prefix=url_prefix, standalone=standalone)
-        register_cli(app)
 
 
 def _database_url(app: Flask, instance_path: str) -> str | None:

@@ -118,6 +118,9 @@ def new():
         except ValidationError as exc:
             errors = exc.errors
         else:
+            if values.get("create_cnames"):
+                for result in service.create_customer_cnames(cert):
+                    flash(f"{result.name}: {result.message}", "info" if result.status in ("created", "present") else "error")
             if values.get("action") == "request":
                 _request(cert, created=True)
             else:

@@ -36,16 +36,21 @@ def _summary(c) -> dict:
               type=click.Choice(["ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096"]))
 @click.option("--no-auto-renew", is_flag=True)
 @click.option("--acme-profile", default="", help="An ACME profile the CA offers (e.g. tlsserver).")
+@click.option("--create-cnames", is_flag=True, help="Create the _acme-challenge CNAMEs in customer "
+              "zones SSL Manager manages (DNS Manager); they are removed with the certificate.")
 @click.argument("domains", nargs=-1, required=True)
 @with_appcontext
-def add(ca_name, key_type, no_auto_renew, acme_profile, domains) -> None:
+def add(ca_name, key_type, no_auto_renew, acme_profile, create_cnames, domains) -> None:
     try:
         profile = ca_profiles.by_name(ca_name)
         c = service.create({"profile_id": profile.id, "domains": " ".join(domains), "key_type": key_type,
                             "auto_renew": "" if no_auto_renew else "1", "acme_profile": acme_profile})
         service.request(c)
+        made = service.create_customer_cnames(c) if create_cnames else []
     except SSLManagerError as exc:
         fail(exc)
+    for result in made:
+        click.echo(f"  {result.name}: {result.message}")
     click.echo(f"Certificate {c.id} created for {', '.join(c.domains)} (pending). Create these records:")
     for item in service.instructions(c):
         click.echo(f"  {item.record}")

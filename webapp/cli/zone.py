@@ -92,20 +92,23 @@ def serve(listen, workers, rate_limit) -> None:
     run_server(current_app.extensions["sslmanager"].engine, listen, workers=workers, rate_limit=rate_limit)
 
 
-@click.command("preflight", help="Check a certificate's CNAMEs (and what blocks issuance) now.")
+@click.command("preflight", help="Check what issuance of a certificate needs, now: each "
+                                 "_acme-challenge CNAME, stale TXT records, CAA. Exit 1 on an error.")
 @click.argument("cert_id", type=int)
 @with_appcontext
 def preflight(cert_id) -> None:
-    from ..services import certificates, issuance
+    from ..services import certificates, dns_manager
     try:
-        report = issuance.cname_report(certificates.get(cert_id))
+        report = dns_manager.preflight(certificates.get(cert_id))
     except SSLManagerError as exc:
         fail(exc)
-    for c in report:
-        click.echo(f"{'OK  ' if c.ok else 'FAIL'} {c.name} -> {c.found or '(nothing)'}: {c.message}")
-        if not c.ok:
-            click.echo(f"     fix: {c.fix}")
-    sys.exit(0 if all(c.ok for c in report) else 1)
+    for group in report.domains:
+        click.echo(f"{group.domain} ({', '.join(group.names)})")
+        for check in group.checks:
+            click.echo(f"  {check.status.upper():7} {check.kind:5} {check.subject}: {check.diagnosis}")
+            if check.fix and check.status != "ok":
+                click.echo(f"          fix: {check.fix}")
+    sys.exit(0 if report.ok else 1)
 
 
 commands.append(preflight)

@@ -359,6 +359,15 @@ def reissue_under(cert: Certificate, profile_id: int) -> Certificate:
     return new
 
 
+def create_customer_cnames(cert: Certificate) -> list:
+    """Opt-in: make the _acme-challenge CNAMEs in customer zones SSL Manager manages."""
+    results = dns_manager.ensure_customer_cname(cert)
+    for r in results:
+        issuance.Timeline(cert)(f"customer CNAME {r.name}: {r.status} ({r.message})")
+    db.session().commit()
+    return results
+
+
 def profiles_for_select() -> list[CAProfile]:
     return ca_profiles.all_profiles()
 

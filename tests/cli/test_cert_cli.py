@@ -1,0 +1,63 @@
+"""`sslmanager cert ...` and `sslmanager preflight` against the real lab."""
+from __future__ import annotations
+
+import json
+import os
+
+from tests.lab.servers import TSIG_ALGORITHM, TSIG_KEY_NAME, TSIG_SECRET
+
+
+def test_add_prints_the_cnames_then_process_waits_until_active(lab_app, lab_bind, tmp_path):
+    runner = lab_app.test_cli_runner()
+    result = runner.invoke(args=["sslmanager", "cert", "add", "--ca", "Pebble", "customer.test", "*.customer.test"])
+    assert result.exit_code == 0, result.output
+    record = next(line.strip() for line in result.output.splitlines() if "IN CNAME" in line)
+    name, _, _, target = record.split()
+    cert_id = result.output.split()[1]
+    try:
+        lab_bind.set_cname(name.rstrip("."), target.rstrip("."))
+        result = runner.invoke(args=["sslmanager", "cert", "process", cert_id, "--wait", "30"])
+        assert result.exit_code == 0 and "active" in result.output, result.output
+        shown = json.loads(runner.invoke(args=["sslmanager", "cert", "show", cert_id, "--json"]).output)
+        assert shown["status"] == "active" and shown["domains"] == ["customer.test", "*.customer.test"]
+        assert shown["days_remaining"] > 0 and shown["serial"] and shown["last_error"] == ""
+        assert len(shown["versions"]) == 1 and shown["ca"] == "Pebble"
+        result = runner.invoke(args=["sslmanager", "cert", "export", cert_id, "--out", str(tmp_path / "out")])
+        assert result.exit_code == 0
+        assert oct(os.stat(tmp_path / "out" / "privkey.pem").st_mode & 0o777) == "0o600"
+        listing = json.loads(runner.invoke(args=["sslmanager", "cert", "list", "--json"]).output)
+        assert [c["id"] for c in listing] == [int(cert_id)]
+    finally:
+        lab_bind.clear(name.rstrip("."))
+
+
+def test_process_exits_1_with_the_reason_while_the_cname_is_missing(lab_app, lab_bind):
+    runner = lab_app.test_cli_runner()
+    lab_bind.clear("_acme-challenge.other.test")
+    result = runner.invoke(args=["sslmanager", "cert", "add", "--ca", "Pebble", "other.test"])
+    cert_id = result.output.split()[1]
+    result = runner.invoke(args=["sslmanager", "cert", "process", cert_id])
+    assert result.exit_code == 1 and "pending" in result.output and "_acme-challenge.other.test" in result.output
+    result = runner.invoke(args=["sslmanager", "preflight", cert_id])
+    assert result.exit_code == 1 and "CNAME" in result.output and "fix:" in result.output
+
+
+def test_create_cnames_makes_them_in_a_managed_customer_zone_and_delete_removes_them(lab_app, lab_bind):
+    from webapp.services import certificates, zones
+    runner = lab_app.test_cli_runner()
+    with lab_app.app_context():
+        zones.add("other.test", "rfc2136", {"server": f"127.0.0.1:{lab_bind.port}", "tsig_key_name": TSIG_KEY_NAME,
+                                            "tsig_secret": TSIG_SECRET, "tsig_algorithm": TSIG_ALGORITHM,
+                                            "role": "customer"})
+    lab_bind.clear("_acme-challenge.other.test")
+    try:
+        result = runner.invoke(args=["sslmanager", "cert", "add", "--ca", "Pebble", "--create-cnames", "other.test"])
+        assert result.exit_code == 0 and "created" in result.output, result.output
+        cert_id = int(result.output.split("Certificate ")[1].split()[0])
+        result = runner.invoke(args=["sslmanager", "cert", "process", str(cert_id), "--wait", "30"])
+        assert result.exit_code == 0, result.output
+        with lab_app.app_context():
+            certificates.delete(certificates.get(cert_id), confirm="other.test")
+        assert lab_bind.query("_acme-challenge.other.test", "CNAME").answer == []
+    finally:
+        lab_bind.clear("_acme-challenge.other.test")
