@@ -54,6 +54,18 @@ DEFAULTS: dict[str, Any] = {
     "SSLMANAGER_CONCURRENCY_PER_CA": 4,
     # Page size of long lists.
     "SSLMANAGER_PAGE_SIZE": 50,
+    # Addresses (list of CIDRs, e.g. ["10.0.0.0/8", "127.0.0.1/32"]) that may read /metrics
+    # without signing in: the Prometheus scrapers. Empty = signed-in admins only.
+    "SSLMANAGER_METRICS_ALLOW": [],
+    # Seconds an SMTP conversation or one webhook request may take.
+    "SSLMANAGER_NOTIFY_TIMEOUT": 10,
+    # Webhook deliveries: attempts per notification, and the first backoff in seconds (doubles).
+    "SSLMANAGER_WEBHOOK_ATTEMPTS": 3,
+    "SSLMANAGER_WEBHOOK_BACKOFF": 2,
+    # Seconds a certificate's deploy command may run before it is killed and recorded as failed.
+    "SSLMANAGER_DEPLOY_TIMEOUT": 60,
+    # Seconds the deploy probe keeps asking host:port until it serves the new certificate.
+    "SSLMANAGER_DEPLOY_PROBE_WAIT": 10,
 }
 
 

@@ -191,14 +191,14 @@ class Certificate(Base):
     not_after: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     serial: Mapped[str] = mapped_column(String(64), default="")
     next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # next scheduler look
-    renew_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    renew_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     renew_reason: Mapped[str] = mapped_column(Text, default="")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     claimed_by: Mapped[str] = mapped_column(String(64), default="")
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Delegation watch: does _acme-challenge still point into the technical zone?
-    delegation_ok: Mapped[bool | None] = mapped_column(Boolean)
+    delegation_ok: Mapped[bool | None] = mapped_column(Boolean, index=True)
     delegation_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     delegation_message: Mapped[str] = mapped_column(Text, default="")
     # Deploy after issue/renewal: PEM files into a directory, a reload command, a TLS probe.

@@ -99,10 +99,17 @@ def fetch_directory(url: str, *, timeout: float, ca_bundle: str | None = None,
     step = "fetch directory"
     getter = session.get if session is not None else requests.get
     try:
+        # Never follow a redirect: only the URL itself was checked against internal addresses.
         response = getter(url, timeout=timeout, verify=ca_bundle or True,
-                          headers={"User-Agent": user_agent})
+                          headers={"User-Agent": user_agent}, allow_redirects=False)
     except requests.RequestException as exc:
         raise network_error(exc, step=step, url=url, timeout=timeout, ca_bundle=ca_bundle) from exc
+    if response.is_redirect:
+        target = snippet(response.headers.get("Location", ""))
+        raise AcmeError(f"the directory URL redirects (HTTP {response.status_code}) to {target}",
+                        step=step, url=url, status=response.status_code,
+                        hint="redirects are not followed: if you trust the target, enter it as the "
+                             "directory URL")
     if not response.ok:
         raise AcmeError(f"HTTP status {response.status_code}", step=step, url=url,
                         detail=snippet(response.text), status=response.status_code,
@@ -165,7 +172,10 @@ def network_error(exc: requests.RequestException, *, step: str, url: str, timeou
             f"TLS verification failed for {host}: {where}",
             hint="set this CA profile's CA bundle to the PEM of the CA that issued the "
                  "server's certificate", **kw)
-    if isinstance(exc, requests.Timeout):
+    # A body that stops arriving mid-read is a ConnectionError wrapping urllib3's ReadTimeoutError
+    # (not urllib3's TimeoutError: its NewConnectionError, a refusal, is one of those).
+    if isinstance(exc, requests.Timeout) or any(
+            isinstance(c, (urllib3.exceptions.ReadTimeoutError, TimeoutError)) for c in causes):
         return AcmeNetworkError(
             f"timed out after {timeout:g} seconds talking to {host}",
             hint="raise API Timeout if the CA is slow, or check the network path to it", **kw)

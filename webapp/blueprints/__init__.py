@@ -2,7 +2,8 @@
 feature blueprints nest under it."""
 from __future__ import annotations
 
-from flask import Blueprint, Flask, current_app, g, jsonify, redirect, render_template, request, url_for
+from flask import (Blueprint, Flask, abort, current_app, g, jsonify, redirect, render_template, request,
+                   url_for)
 from flask.sessions import SecureCookieSessionInterface
 from flask_htmx import HTMX
 from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
@@ -38,6 +39,10 @@ def _guard():
             return _csrf_refused(str(exc))
     if request.endpoint in PUBLIC_ENDPOINTS:
         return None
+    if request.endpoint == "sslmanager.metrics.metrics":
+        from .metrics import address_allowed
+        if address_allowed():  # a scraper in SSLMANAGER_METRICS_ALLOW: no sign-in needed
+            return None
     if is_authorized():
         return None
     if current_app.extensions["sslmanager"].standalone:
@@ -46,6 +51,13 @@ def _guard():
             return "", 401, {"HX-Redirect": target}
         return redirect(target)
     return render_template("sslmanager/forbidden.html"), 403
+
+
+@bp.before_request
+def _ids_in_range():
+    """An id no database column can hold names nothing: 404, not a crash (SQLite overflows)."""
+    if any(isinstance(v, int) and not 0 <= v < 2 ** 63 for v in (request.view_args or {}).values()):
+        abort(404)
 
 
 def _csrf_refused(reason: str):
@@ -74,9 +86,15 @@ def healthz():
         database = f"error: {type(exc).__name__}"
     scheduler = state.scheduler.state_name() if state.scheduler else "not running"
     ok = database == "ok"
+    schema_ok = ok and db.schema_is_current()
+    last_run = None
+    if schema_ok:  # the dispatch lease tells when any process (a worker, another node) last ran
+        from ..services.leases import last_run as lease_last_run
+        stamp = lease_last_run("dispatch")
+        last_run = stamp.isoformat() if stamp else None
     body = {"status": "ok" if ok else "error", "database": database,
-            "schema": "current" if ok and db.schema_is_current() else "needs upgrade",
-            "scheduler": scheduler, "version": __version__}
+            "schema": "current" if schema_ok else "needs upgrade",
+            "scheduler": scheduler, "scheduler_last_run": last_run, "version": __version__}
     return jsonify(body), 200 if ok else 503
 
 
@@ -111,8 +129,9 @@ def _template_context():
 
 
 def _nest_feature_blueprints() -> None:
-    from . import auth, ca_profiles, certificates, dashboard, dns
-    for child in (dashboard.bp, ca_profiles.bp, certificates.bp, dns.bp, auth.bp):
+    from . import audit, auth, ca_profiles, certificates, dashboard, dns, metrics, settings
+    for child in (dashboard.bp, ca_profiles.bp, certificates.bp, dns.bp, settings.bp, audit.bp,
+                  metrics.bp, auth.bp):
         bp.register_blueprint(child)
 
 

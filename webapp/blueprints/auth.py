@@ -15,7 +15,11 @@ GENERIC_FAILURE = "Wrong username or password."
 
 def _safe_next(target: str | None) -> str:
     """Only same-site paths: a crafted ?next= must not send the admin elsewhere."""
-    if target and target.startswith("/") and not target.startswith("//") and not urlsplit(target).netloc:
+    try:
+        offsite = bool(urlsplit(target or "").netloc)
+    except ValueError:  # "/\t/[::1": urlsplit drops the tab, then meets an unclosed IPv6 host
+        offsite = True
+    if target and target.startswith("/") and not target.startswith("//") and not offsite:
         return target
     return url_for("sslmanager.dashboard.index")
 

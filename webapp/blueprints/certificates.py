@@ -73,7 +73,7 @@ def index():
     status = request.args.get("status", "")
     status = status if status in service.STATUSES else ""
     per_page = current_app.config["SSLMANAGER_PAGE_SIZE"]
-    page = max(request.args.get("page", 1, type=int), 1)
+    page = min(max(request.args.get("page", 1, type=int), 1), 2 ** 31)  # the offset stays a BIGINT
     certs, total = service.search(q, status, page, per_page)
     pages = max(1, -(-total // per_page))
     if page > pages:  # a stale link past the end: show the last page

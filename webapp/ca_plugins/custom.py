@@ -14,7 +14,10 @@ class CustomAcme(CAPlugin):
 
     def validate(self, profile: ProfileView) -> dict[str, str]:
         url = profile.directory_url.strip()
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError:  # e.g. "https://[::1/dir": an unclosed IPv6 bracket
+            return {"directory_url": "Not a valid URL: check the host part (IPv6 addresses go in [ ])."}
         if not url:
             return {"directory_url": "Enter the CA's ACME directory URL, e.g. https://ca.example/acme/directory."}
         if parts.scheme != "https" or not parts.hostname:

@@ -3,12 +3,30 @@ from ZeroSSL's REST API so certificates appear in the ZeroSSL dashboard; with no
 temporary EAB is fetched per certificate by email and each certificate gets its own account."""
 from __future__ import annotations
 
+import logging
+import re
+
 import requests
 
 from ..errors import AcmeError, AcmeNetworkError
 from . import CAPlugin, EabCredentials, ProfileView
 
 API_URL = "https://api.zerossl.com"
+_ACCESS_KEY = re.compile(r"(access_key=)[^&\s\"']+")
+
+
+class _MaskAccessKey(logging.Filter):
+    """ZeroSSL takes the access key in the query string, and urllib3 logs every request line
+    at DEBUG: mask the key before the record reaches any handler."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "access_key=" in message:
+            record.msg, record.args = _ACCESS_KEY.sub(r"\1••••••", message), ()
+        return True
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(_MaskAccessKey())
 
 
 class ZeroSSL(CAPlugin):

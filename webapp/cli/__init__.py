@@ -154,7 +154,7 @@ def register_cli(app) -> None:
 
 
 def _load_subcommands() -> None:
-    from . import ca, cert, renew, zone  # noqa: F401  (each registers its commands)
+    from . import ca, cert, notify, renew, zone  # noqa: F401  (each registers its commands)
 
 
 def main() -> None:

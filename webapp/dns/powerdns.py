@@ -59,7 +59,10 @@ class PowerDnsProvider(DnsProvider):
         errors = super().validate_options(options)
         url = (options.get("api_url") or "").strip()
         if url:
-            parts = urlsplit(url)
+            try:
+                parts = urlsplit(url)
+            except ValueError:  # e.g. "http://[::1": an unclosed IPv6 bracket
+                parts = urlsplit("")
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 errors["api_url"] = "Use an http:// or https:// URL, e.g. http://127.0.0.1:8081"
         dns_server = (options.get("dns_server") or "").strip()

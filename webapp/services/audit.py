@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from flask import has_request_context
+from sqlalchemy import func, or_, select
 
 from .. import db
-from ..models import AuditEvent
+from ..models import AuditEvent, CAProfile, Certificate, TechZone
 
 
 def record(action: str, object_type: str = "", object_id: object = "", summary: str = "",
@@ -17,3 +18,49 @@ def record(action: str, object_type: str = "", object_id: object = "", summary: 
                        object_id=str(object_id or ""), summary=summary)
     db.session().add(event)
     return event
+
+
+# -- reading the log -------------------------------------------------------------------------
+
+def search(action: str = "", actor: str = "", object_type: str = "", query: str = "",
+           page: int = 1, per_page: int = 50):
+    """One page of events (newest first) and the total, filtered on the server."""
+    stmt = select(AuditEvent)
+    if action:
+        stmt = stmt.where(AuditEvent.action == action)
+    if actor:
+        stmt = stmt.where(AuditEvent.actor == actor)
+    if object_type:
+        stmt = stmt.where(AuditEvent.object_type == object_type)
+    query = query.strip()
+    if query:
+        stmt = stmt.where(or_(*(column.icontains(query, autoescape=True) for column in
+                                (AuditEvent.summary, AuditEvent.action, AuditEvent.actor)),
+                              AuditEvent.object_id == query))
+    s = db.session()
+    total = s.scalar(select(func.count()).select_from(stmt.subquery()))
+    rows = s.execute(stmt.order_by(AuditEvent.id.desc())
+                     .offset((max(page, 1) - 1) * per_page).limit(per_page)).scalars().all()
+    return rows, total
+
+
+def choices() -> dict[str, list[str]]:
+    """The distinct actions, actors and object types in the log, for the filter menus."""
+    s = db.session()
+    return {name: [v for v in s.scalars(select(column).distinct().order_by(column).limit(500)) if v]
+            for name, column in (("actions", AuditEvent.action), ("actors", AuditEvent.actor),
+                                 ("object_types", AuditEvent.object_type))}
+
+
+def live_objects(events) -> set[tuple[str, str]]:
+    """Which (object_type, object_id) of these events still exist: one query per type."""
+    models = {"certificate": Certificate, "ca_profile": CAProfile, "zone": TechZone}
+    wanted: dict[str, set[int]] = {}
+    for event in events:
+        if event.object_type in models and event.object_id.isdigit():
+            wanted.setdefault(event.object_type, set()).add(int(event.object_id))
+    live = set()
+    for kind, ids in wanted.items():
+        model = models[kind]
+        live |= {(kind, str(i)) for i in db.session().scalars(select(model.id).where(model.id.in_(ids)))}
+    return live

@@ -2,18 +2,15 @@
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import os
 import re
-import socket
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from cryptography import x509
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from .. import db
 from ..acme_client import AcmeClient, DirectoryInfo, generate_account_key, probe_directory
@@ -21,14 +18,12 @@ from ..ca_plugins import CAPlugin, ProfileView, Registry, discover
 from ..errors import AcmeError, ConfigError, Conflict, NotFound, SSLManagerError, ValidationError
 from ..models import CAProfile, Certificate, utcnow
 from . import audit
+from .addresses import address_problem
 
 TTL_MIN, TTL_MAX = 10, 86400
 TIMEOUT_MIN, TIMEOUT_MAX = 2, 300
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _B64URL = re.compile(r"^[A-Za-z0-9_-]+={0,2}$")
-# Cloud metadata and link-local addresses are never a CA, whatever the settings say.
-_ALWAYS_REFUSED = [ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("fe80::/10"),
-                   ipaddress.ip_network("fd00:ec2::254/128")]
 
 
 def registry() -> Registry:
@@ -62,7 +57,8 @@ def is_fqdn(name: str) -> bool:
 
 
 def get(profile_id: int) -> CAProfile:
-    profile = db.session().get(CAProfile, profile_id)
+    # Beyond BIGINT is no id at all (and would crash the query instead of finding nothing).
+    profile = db.session().get(CAProfile, profile_id) if 0 < profile_id < 2 ** 63 else None
     if profile is None:
         raise NotFound(f"No CA profile with id {profile_id}.")
     return profile
@@ -87,7 +83,8 @@ def certificate_counts() -> dict[int, int]:
 
 
 def _name_taken(name: str, exclude_id: int | None) -> bool:
-    query = select(CAProfile.id).where(func.lower(CAProfile.name) == name.lower())
+    # The exact name too: SQL lower() may leave non-ASCII letters alone ("Ê"), Python's does not.
+    query = select(CAProfile.id).where(or_(func.lower(CAProfile.name) == name.lower(), CAProfile.name == name))
     if exclude_id:
         query = query.where(CAProfile.id != exclude_id)
     return db.session().execute(query).first() is not None
@@ -228,7 +225,7 @@ def validate(profile: CAProfile, values: dict[str, Any]) -> dict[str, Any]:
                            api_key=clean["api_key"] or "")
         errors.update({k: v for k, v in plugin_cls(None).validate(view).items() if k not in errors})
         if plugin_cls.custom_directory and "directory_url" not in errors:
-            problem = _address_problem(clean["directory_url"])
+            problem = address_problem(clean["directory_url"])
             if problem:
                 errors["directory_url"] = problem
     if errors:
@@ -238,25 +235,6 @@ def validate(profile: CAProfile, values: dict[str, Any]) -> dict[str, Any]:
 
 def _truthy(value: Any) -> bool:
     return str(value).strip().lower() in {"1", "true", "on", "yes", "y"}
-
-
-def _address_problem(url: str) -> str | None:
-    """Refuse URLs at link-local/metadata addresses always, private ones unless allowed."""
-    host = urlsplit(url).hostname or ""
-    try:
-        addresses = {ipaddress.ip_address(host)}
-    except ValueError:
-        try:
-            addresses = {ipaddress.ip_address(info[4][0]) for info in socket.getaddrinfo(host, None)}
-        except (socket.gaierror, UnicodeError):
-            return None  # the test step reports name resolution in its own words
-    for address in addresses:
-        if any(address in net for net in _ALWAYS_REFUSED):
-            return f"{host} is a link-local or cloud-metadata address ({address}); that is never a CA."
-        if (address.is_private or address.is_loopback) and not current_app.config["SSLMANAGER_ALLOW_PRIVATE_ADDRESSES"]:
-            return (f"{host} resolves to a private address ({address}). Set "
-                    "SSLMANAGER_ALLOW_PRIVATE_ADDRESSES=true to allow an internal CA.")
-    return None
 
 
 def update(profile: CAProfile, values: dict[str, Any]) -> CAProfile:

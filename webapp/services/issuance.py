@@ -139,6 +139,11 @@ def issue(cert: Certificate) -> None:
         plan(cert, version, profile, client)
         timeline(f"active: serial {cert.serial}, valid until {cert.not_after:%Y-%m-%d %H:%M} UTC "
                  f"({time.monotonic() - timeline.started:.2f}s)")
+        db.session().commit()  # the new version is saved before deploy or notifications can fail
+        from . import deploy, notifications
+        _never_fails(timeline, "deploy", deploy.run, cert)
+        _never_fails(timeline, "notification", notifications.emit,
+                     "renewed" if version.number > 1 else "issued", cert)
     finally:
         if added:
             _commit_or_rollback()  # one writer on SQLite: free it for the provider
@@ -240,6 +245,20 @@ def handle_failure(cert: Certificate, exc: SSLManagerError) -> None:
         timeline(f"failed: {exc}", "error")
         audit.record("certificate failed", "certificate", cert.id, str(exc)[:500], actor="scheduler")
     db.session().commit()
+    if cert.serial:  # a version was issued before: this is a renewal failing (sent once a day)
+        from . import notifications
+        _never_fails(timeline, "notification", notifications.emit, "renewal-failed", cert)
+        db.session().commit()
+
+
+def _never_fails(timeline: Timeline, what: str, fn, *args) -> None:
+    """Deploy and notifications run after the fact: a failure is recorded, never raised."""
+    try:
+        fn(*args)
+    except Exception as exc:  # noqa: BLE001  (the certificate is issued whatever happens here)
+        db.session().rollback()
+        log.exception("certificate %s: %s failed", timeline.cert.id, what)
+        timeline(f"{what} failed: {exc}", "warning")
 
 
 def _transient(exc: SSLManagerError) -> bool:

@@ -37,6 +37,8 @@ class Scheduler:
                                 max_instances=1, coalesce=True)
         self._scheduler.add_job(self.delegation_watch, "interval", hours=24, id="sslm-delegation-watch",
                                 max_instances=1, coalesce=True)
+        self._scheduler.add_job(self.notify_scan, "interval", hours=1, id="sslm-notify-scan",
+                                max_instances=1, coalesce=True, next_run_time=utcnow())
         self._scheduler.start()
 
     def dns_sweep(self) -> None:
@@ -56,6 +58,16 @@ class Scheduler:
             try:
                 if leases.acquire("delegation-watch", seconds=20 * 3600):
                     dns_manager.delegation_watch()
+            finally:
+                db.session().remove()
+
+    def notify_scan(self) -> None:
+        """Expiring, still-failing, broken-delegation and failing-profile notices (one node, hourly)."""
+        from . import leases, notifications
+        with self.app.app_context():
+            try:
+                if leases.acquire("notify-scan", seconds=50 * 60):
+                    notifications.scan()
             finally:
                 db.session().remove()
 

@@ -3,27 +3,36 @@
 (function () {
   "use strict";
 
+  var returnFocus = null;  // {element, id}: where focus goes back when the modal closes
+
   function closeModal() {
     var dialog = document.querySelector("#modal dialog[open]");
     if (dialog) {
       dialog.close();
       dialog.remove();
-      var back = document.querySelector("[data-modal-return]");
-      if (back) { back.focus(); back.removeAttribute("data-modal-return"); }
+      // The element may have been swapped out meanwhile (Save and Test re-renders its form):
+      // then its replacement with the same id takes the focus.
+      var back = returnFocus && (returnFocus.element.isConnected ? returnFocus.element
+        : returnFocus.id && document.getElementById(returnFocus.id));
+      returnFocus = null;
+      if (back) { back.focus(); }
     }
   }
 
-  // A modal partial arrives as <dialog data-modal>: show it as a real modal so focus stays
-  // inside and Escape closes it.
-  document.addEventListener("htmx:afterSwap", function (event) {
-    var dialog = event.detail.target.querySelector && event.detail.target.querySelector("dialog[data-modal]");
+  // A modal partial arrives as <dialog data-modal>, either as the swap's target or out of band
+  // into #modal (Save and Test): show it as a real modal so focus stays inside and Escape closes it.
+  function openModal(root) {
+    var dialog = root && root.querySelector && root.querySelector("dialog[data-modal]");
     if (dialog && !dialog.open) {
-      if (document.activeElement) { document.activeElement.setAttribute("data-modal-return", ""); }
+      var active = document.activeElement;
+      returnFocus = active && active !== document.body ? {element: active, id: active.id} : null;
       dialog.showModal();
       var focus = dialog.querySelector("[autofocus], button");
       if (focus) { focus.focus(); }
     }
-  });
+  }
+  document.addEventListener("htmx:afterSwap", function (event) { openModal(event.detail.target); });
+  document.addEventListener("htmx:oobAfterSwap", function (event) { openModal(event.detail.target); });
 
   document.addEventListener("click", function (event) {
     var target = event.target.closest("[data-close-modal]");

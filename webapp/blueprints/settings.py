@@ -1,0 +1,172 @@
+"""Settings → SSL Manager → Notifications (channels, Send test, options) and each certificate's
+deploy settings: thin views over services.notifications and services.deploy."""
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+
+from ..errors import NotFound, ValidationError
+from ..services import ca_profiles, certificates
+from ..services import deploy as deploy_service
+from ..services import notifications as service
+from . import htmx
+
+bp = Blueprint("settings", __name__)
+
+T = "sslmanager/settings/"
+
+
+@bp.context_processor
+def _helpers():
+    return {"events": service.EVENTS, "kinds": service.KINDS, "security_modes": service.SECURITY,
+            "channel_target": service.target, "signature_header": service.SIGNATURE_HEADER}
+
+
+def _channel(channel_id: int):
+    try:
+        return service.get_channel(channel_id)
+    except NotFound:
+        abort(404)
+
+
+def _options(errors=None, values=None):
+    return {"options_errors": errors or {},
+            "options": values or {"expiry_days": ", ".join(map(str, service.expiry_days())),
+                                  "webhook_allowlist": "\n".join(service.webhook_allowlist())}}
+
+
+def _index(code: int = 200, **context):
+    profiles = {p.id: p.name for p in ca_profiles.all_profiles()}
+    return render_template(T + "index.html", channels=service.all_channels(), profiles=profiles,
+                           **{**_options(), **context}), code
+
+
+@bp.route("/notifications/")
+def index():
+    return _index()
+
+
+@bp.route("/notifications/options", methods=["POST"])
+def options():
+    """Expiry reminder days and the webhook allow-list."""
+    values = request.form.to_dict()
+    try:
+        service.save_options(values)
+    except ValidationError as exc:
+        context = _options(exc.errors, values)
+        if htmx:
+            return render_template(T + "_options.html", htmx=True, **context)
+        return _index(422, **context)
+    flash("Notification options saved.", "info")
+    if htmx:
+        return render_template(T + "_options.html", htmx=True, **_options())
+    return redirect(url_for(".index"))
+
+
+def _form_values(channel) -> dict:
+    """A channel's fields as the form shows them (never the secret)."""
+    s = channel.settings or {}
+    values = {"name": channel.name, "enabled": channel.enabled, "profile_id": channel.profile_id or "",
+              "events": channel.events or list(service.EVENTS)}
+    if channel.kind == "email":
+        values.update(host=s.get("host", ""), port=s.get("port", ""), security=s.get("security", "starttls"),
+                      username=s.get("username", ""), from_addr=s.get("from_addr", ""),
+                      to=", ".join(s.get("to", [])), ca_bundle=s.get("ca_bundle", ""))
+    else:
+        values["url"] = s.get("url", "")
+    return values
+
+
+def _typed(form) -> dict:
+    """What was typed, for saving and for re-rendering (the secret is dropped from the latter)."""
+    values = form.to_dict()
+    values["events"] = form.getlist("events")
+    values["enabled"] = "enabled" in form
+    return values
+
+
+def _render_channel(kind: str, channel, values: dict, errors: dict, code: int = 200):
+    shown = {k: v for k, v in values.items() if k not in ("secret", "secret_clear")}
+    return render_template(T + "channel.html", kind=kind, channel=channel, values=shown, errors=errors,
+                           profiles=ca_profiles.all_profiles()), code
+
+
+@bp.route("/notifications/new/<kind>", methods=["GET", "POST"])
+def new(kind: str):
+    if kind not in service.KINDS:
+        abort(404)
+    if request.method == "GET":
+        defaults = {"enabled": True, "events": list(service.EVENTS), "security": "starttls", "port": 587}
+        return _render_channel(kind, None, defaults, {})
+    values = _typed(request.form)
+    try:
+        channel = service.save_channel(None, kind, values)
+    except ValidationError as exc:
+        return _render_channel(kind, None, values, exc.errors, 422)
+    flash(f"Channel {channel.name} saved. Use Send test to check it.", "info")
+    return redirect(url_for(".index"))
+
+
+@bp.route("/notifications/<int:channel_id>/edit", methods=["GET", "POST"])
+def edit(channel_id: int):
+    channel = _channel(channel_id)
+    if request.method == "GET":
+        return _render_channel(channel.kind, channel, _form_values(channel), {})
+    values = _typed(request.form)
+    try:
+        service.save_channel(channel, channel.kind, values)
+    except ValidationError as exc:
+        return _render_channel(channel.kind, channel, values, exc.errors, 422)
+    flash(f"Channel {channel.name} saved.", "info")
+    return redirect(url_for(".index"))
+
+
+@bp.route("/notifications/<int:channel_id>/test", methods=["POST"])
+def test(channel_id: int):
+    """Send test: the result in a modal (htmx), or on the list page without JavaScript."""
+    channel = _channel(channel_id)
+    result = service.send_test(channel)
+    if htmx:
+        return render_template(T + "_test_result.html", channel=channel, result=result, htmx=True)
+    return _index(test_channel=channel, test_result=result)
+
+
+@bp.route("/notifications/<int:channel_id>/delete", methods=["POST"])
+def delete(channel_id: int):
+    channel = _channel(channel_id)
+    service.delete_channel(channel)
+    flash(f"Channel {channel.name} deleted.", "info")
+    return redirect(url_for(".index"))
+
+
+# -- a certificate's deploy settings (the partial on its detail page) ---------------------------
+
+@bp.route("/certificates/<int:cert_id>/deploy", methods=["GET", "POST"])
+def deploy(cert_id: int):
+    """Save the deploy fields; with action=run, deploy the current version now."""
+    try:
+        cert = certificates.get(cert_id)
+    except NotFound:
+        abort(404)
+    context = {"cert": cert, "deploy_errors": {}, "deploy_values": None}
+    if request.method == "POST":
+        values = request.form.to_dict()
+        try:
+            deploy_service.update_settings(cert, values)
+        except ValidationError as exc:
+            context.update(deploy_errors=exc.errors, deploy_values=values)
+        else:
+            message = "Deploy settings saved."
+            if values.get("action") == "run":
+                result = deploy_service.run(cert)
+                message += (" Nothing to deploy: fill in at least one field." if result is None else
+                            f" Deployed: {result.message}" if result.ok else f" Deploy failed: {result.message}")
+            category = "error" if values.get("action") == "run" and cert.deploy_last_ok is False else "info"
+            if not htmx:
+                flash(message, category)
+                return redirect(url_for("sslmanager.certificates.detail", cert_id=cert.id) + "#deploy")
+            context["deploy_notice"] = (message, category)
+    context["version"] = certificates.current_version(cert)
+    if htmx:
+        return render_template("sslmanager/certificates/_deploy.html", **context)
+    code = 422 if context["deploy_errors"] else 200
+    return render_template(T + "deploy.html", **context), code

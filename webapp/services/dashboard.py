@@ -1,0 +1,214 @@
+"""The dashboard's figures, aggregated in SQL: counts by status, certificates needing attention,
+the expiry timeline and the scheduler's last run. The numbers come from GROUP BY queries (one
+pass over the certificates); only the few rows listed under "needs attention" are read, so the
+page costs about the same with ten certificates or ten thousand."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import and_, case, func, or_, select
+
+from .. import db
+from ..models import CAProfile, Certificate, TimelineEvent, utcnow
+from . import leases
+
+ATTENTION_LIMIT = 10          # rows listed per category; the count says how many in all
+PENDING_TOO_LONG = timedelta(days=1)
+EXPIRY_WARNING = timedelta(days=30)
+TIMELINE_DAYS = 90
+# certificates.request() writes this timeline line each time a certificate enters Pending.
+PENDING_MARK = "pending: waiting%"
+
+
+@dataclass
+class AttentionItem:
+    id: int
+    name: str
+    detail: str
+    at: datetime | None = None
+
+
+@dataclass
+class Attention:
+    key: str
+    title: str
+    help: str
+    count: int = 0
+    items: list[AttentionItem] = field(default_factory=list)
+
+
+@dataclass
+class Week:
+    start: datetime
+    end: datetime   # exclusive
+    expiring: int = 0
+    renewals: int = 0
+
+    @property
+    def last_day(self) -> datetime:
+        return self.end - timedelta(microseconds=1)
+
+
+@dataclass
+class Overview:
+    counts: dict[str, int]            # status -> certificates
+    attention: list[Attention]
+    weeks: list[Week]
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+# What each attention category means, as SQL conditions on a certificate row.
+CATEGORIES = (
+    ("failing", "Failing",
+     "The last attempt failed, or renewals keep failing while the current version still serves."),
+    ("pending", "Pending for more than a day",
+     ("The _acme-challenge CNAME does not resolve into the technical zone yet: send the domain owner "
+      "the instructions.")),
+    ("delegation", "Delegation broken",
+     ("The _acme-challenge CNAME no longer points into the technical zone: the next renewal will fail "
+      "until it is restored.")),
+    ("expiring", "Expiring without renewal",
+     "Auto-renew is off and it expires within 30 days: renew it or turn auto-renew on."),
+)
+
+
+def _pending_since():
+    """When a Pending certificate last entered Pending (a retry re-enters it), else its creation."""
+    c = Certificate
+    entered = (select(func.max(TimelineEvent.at))
+               .where(TimelineEvent.certificate_id == c.id, TimelineEvent.message.like(PENDING_MARK))
+               .correlate(c).scalar_subquery())
+    return func.coalesce(entered, c.created_at)
+
+
+def conditions(now: datetime) -> dict:
+    c = Certificate
+    cutoff = now - PENDING_TOO_LONG
+    return {
+        "failing": or_(c.failing_since.is_not(None), c.status == "failed"),
+        # created_at first: only certificates older than the cutoff need the timeline lookup.
+        "pending": and_(c.status == "pending", c.created_at < cutoff, _pending_since() < cutoff),
+        "delegation": c.delegation_ok.is_(False),
+        "expiring": and_(c.auto_renew.is_(False), c.status.not_in(("revoked", "expired")),
+                         c.not_after >= now, c.not_after <= now + EXPIRY_WARNING),
+    }
+
+
+def weeks_ahead(now: datetime, days: int = TIMELINE_DAYS) -> list[Week]:
+    """Week buckets from today 00:00 UTC until now + days (the last one may be shorter)."""
+    start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    end = now + timedelta(days=days)
+    weeks, edge = [], start
+    while edge < end:
+        weeks.append(Week(edge, min(edge + timedelta(days=7), end)))
+        edge += timedelta(days=7)
+    return weeks
+
+
+def _week_of(column, weeks: list[Week], now: datetime, *only):
+    """The week number of `column` as SQL (NULL outside the timeline or when `only` fails)."""
+    whens = [(~and_(*only), None)] if only else []
+    whens.append((or_(column.is_(None), column < now), None))
+    whens += [(column < w.end, i) for i, w in enumerate(weeks)]
+    return case(*whens, else_=None)
+
+
+def overview(now: datetime | None = None, limit: int = ATTENTION_LIMIT) -> Overview:
+    """Every figure of the dashboard: the status counts (from the status index), then one pass
+    grouping the certificates by (expiry week, renewal week) with the attention flags summed per
+    group, then up to `limit` rows for each attention category that has any."""
+    now = now or utcnow()
+    c = Certificate
+    s = db.session()
+    counts = {status: n for status, n in s.execute(select(c.status, func.count()).group_by(c.status))}
+    weeks = weeks_ahead(now)
+    conds = conditions(now)
+    # What still serves and will lapse: Active, Failed or Processing (a renewal under way).
+    expiry_week = _week_of(c.not_after, weeks, now, c.status.not_in(("revoked", "expired"))).label("expiry_week")
+    renew_week = _week_of(c.renew_at, weeks, now, c.status == "active", c.auto_renew.is_(True)).label("renew_week")
+    flags = [func.sum(case((cond, 1), else_=0)).label(key) for key, cond in conds.items()]
+    flagged = dict.fromkeys(conds, 0)
+    for row in s.execute(select(expiry_week, renew_week, func.count().label("n"), *flags)
+                         .group_by(expiry_week, renew_week)):
+        for key in conds:
+            flagged[key] += int(getattr(row, key) or 0)
+        if row.expiry_week is not None:
+            weeks[row.expiry_week].expiring += row.n
+        if row.renew_week is not None:
+            weeks[row.renew_week].renewals += row.n
+    attention = [Attention(key, title, help_, flagged[key]) for key, title, help_ in CATEGORIES]
+    for group in attention:
+        if group.count:
+            group.items = _items(group.key, conds[group.key], now, limit)
+    return Overview(counts, attention, weeks)
+
+
+def _items(key: str, cond, now: datetime, limit: int) -> list[AttentionItem]:
+    """The first `limit` certificates of one category, reading only the columns shown."""
+    c = Certificate
+    s = db.session()
+    if key == "failing":
+        rows = s.execute(select(c.id, c.common_name, c.status, c.failing_since, c.last_error).where(cond)
+                         .order_by(c.failing_since.is_(None), c.failing_since, c.id).limit(limit))
+        return [AttentionItem(r.id, r.common_name, _short(r.last_error) or
+                              ("renewals failing" if r.status == "active" else r.status), r.failing_since) for r in rows]
+    if key == "pending":
+        since = _pending_since().label("since")
+        rows = s.execute(select(c.id, c.common_name, c.last_error, since).where(cond)
+                         .order_by(since, c.id).limit(limit))
+        return [AttentionItem(r.id, r.common_name, _short(r.last_error) or "waiting for the CNAME", _aware(r.since))
+                for r in rows]
+    if key == "delegation":
+        rows = s.execute(select(c.id, c.common_name, c.delegation_message, c.delegation_checked_at).where(cond)
+                         .order_by(c.delegation_checked_at, c.id).limit(limit))
+        return [AttentionItem(r.id, r.common_name, _short(r.delegation_message) or "CNAME missing or wrong",
+                              r.delegation_checked_at) for r in rows]
+    rows = s.execute(select(c.id, c.common_name, c.not_after).where(cond).order_by(c.not_after, c.id).limit(limit))
+    return [AttentionItem(r.id, r.common_name, _expires_in(r.not_after - now), r.not_after) for r in rows]
+
+
+def _expires_in(left: timedelta) -> str:
+    days = left.days
+    return "expires within a day" if days < 1 else f"expires in {days} day{'s' if days != 1 else ''}"
+
+
+@dataclass
+class SchedulerInfo:
+    last_run: datetime | None
+    running_here: str  # this process's scheduler state, or "not running"
+    stale: bool        # nothing dispatched for longer than a few ticks
+
+
+def scheduler_info(now: datetime | None = None, state=None) -> SchedulerInfo:
+    """When any process last dispatched (the lease), and this process's own scheduler."""
+    now = now or utcnow()
+    last = leases.last_run("dispatch")
+    here = state.scheduler.state_name() if state is not None and state.scheduler else "not running"
+    return SchedulerInfo(last, here, last is None or now - last > timedelta(minutes=5))
+
+
+def failing_profiles() -> list[CAProfile]:
+    return list(db.session().execute(select(CAProfile).where(CAProfile.last_test_ok.is_(False))
+                                      .order_by(CAProfile.name)).scalars())
+
+
+def profile_count() -> int:
+    return db.session().scalar(select(func.count()).select_from(CAProfile)) or 0
+
+
+def _short(text: str | None, limit: int = 160) -> str:
+    text = (text or "").strip()
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _aware(value):
+    """A datetime from a raw SQL expression (SQLite hands back a naive value or a string)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
