@@ -64,3 +64,35 @@ def test_postgresql_dump_holds_no_secret_in_clear(tmp_path, lab_postgres, pg_dat
     assert "sslm_ca_profile" in dump
     for secret in ("PGSECRETHMAC", "PGSECRETAPI", "PGSECRETKEY"):
         assert secret not in dump
+
+
+def test_upgrade_keeps_existing_rows_through_every_migration(any_db_app):
+    """Columns added later need a value for rows made earlier: upgrade from the first schema
+    with a certificate in the table, then to the head."""
+    from webapp.models import Certificate
+    with any_db_app.app_context():
+        engine = any_db_app.extensions["sslmanager"].engine
+        db.session().remove()
+        from alembic import command
+        from alembic.config import Config
+        cfg = Config()
+        cfg.set_main_option("script_location", db.MIGRATIONS)
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0003")
+        with engine.begin() as conn:
+            conn.execute(sa.text("insert into sslm_ca_profile (name, description, module, ca_key, directory_url, "
+                                 "ca_bundle, email, eab_kid, dns_zone, allow_wildcard, dns_ttl, api_timeout, "
+                                 "account_url, account_status, account_email, account_directory, last_test_message, "
+                                 "created_at, updated_at) values ('P', '', 'custom', '', '', '', '', '', 'z.test', "
+                                 "false, 60, 20, '', '', '', '', '', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+            conn.execute(sa.text("insert into sslm_certificate (profile_id, domains, common_name, search_text, status, "
+                                 "key_type, auto_renew, acme_profile, reuse_key, csr, order_url, step, account_url, "
+                                 "last_error, last_error_hint, serial, renew_reason, attempts, claimed_by, created_at, "
+                                 "updated_at) select id, '[\"a.test\"]', 'a.test', 'a.test', 'draft', 'ec-p256', true, '', "
+                                 "false, '', '', '', '', '', '', '', '', 0, '', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP "
+                                 "from sslm_ca_profile"))
+        db.upgrade()
+        assert db.current_revision() == db.head_revision()
+        cert = db.session().execute(sa.select(Certificate)).scalar_one()
+        assert cert.deploy_dir == "" and cert.delegation_message == ""

@@ -39,8 +39,8 @@ __all__ = ["AccountInfo", "AcmeClient", "Challenge", "DirectoryInfo", "OrderInfo
            "generate_account_key", "probe_directory"]
 
 # Polls start almost at once (Pebble without its sleep validates in milliseconds) and back off.
-POLL_FIRST = 0.03
-POLL_FACTOR = 1.6
+POLL_FIRST = 0.015
+POLL_FACTOR = 1.5
 POLL_CAP = 3.0
 
 @dataclass

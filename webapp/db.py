@@ -3,10 +3,6 @@ from __future__ import annotations
 
 import os
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from flask import current_app
 from sqlalchemy.orm import scoped_session
 
@@ -18,7 +14,11 @@ def session() -> scoped_session:
     return current_app.extensions["sslmanager"].db.session
 
 
-def _alembic_config() -> Config:
+# Alembic is imported inside the functions: most processes (a `cert process`, a page) only need
+# to compare revisions once, and its import costs a tenth of a second.
+
+def _alembic_config():
+    from alembic.config import Config
     cfg = Config()
     cfg.set_main_option("script_location", MIGRATIONS)
     return cfg
@@ -26,11 +26,13 @@ def _alembic_config() -> Config:
 
 def head_revision() -> str:
     """The newest migration shipped with this version."""
+    from alembic.script import ScriptDirectory
     return ScriptDirectory.from_config(_alembic_config()).get_current_head() or ""
 
 
 def current_revision() -> str:
     """The migration the database is at ("" when it has none)."""
+    from alembic.runtime.migration import MigrationContext
     engine = current_app.extensions["sslmanager"].engine
     with engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"version_table": "sslm_alembic_version"})
@@ -39,6 +41,7 @@ def current_revision() -> str:
 
 def upgrade(revision: str = "head") -> None:
     """Apply migrations up to `revision`."""
+    from alembic import command
     cfg = _alembic_config()
     with current_app.extensions["sslmanager"].engine.begin() as conn:
         cfg.attributes["connection"] = conn
@@ -47,7 +50,8 @@ def upgrade(revision: str = "head") -> None:
 
 
 def revision(message: str) -> None:
-    """Autogenerate a migration from the models (for developers: `sslmanager db revision`)."""
+    """Autogenerate a migration from the models (for developers)."""
+    from alembic import command
     cfg = _alembic_config()
     with current_app.extensions["sslmanager"].engine.begin() as conn:
         cfg.attributes["connection"] = conn

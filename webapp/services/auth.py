@@ -16,8 +16,15 @@ from ..models import Admin, LoginAttempt, utcnow
 
 _hasher = PasswordHasher()  # argon2id with the library's memory-hard defaults
 SESSION_KEY = "sslmanager_admin_id"
-# Spent on unknown usernames too, so a wrong name and a wrong password take the same time.
-_DUMMY_HASH = _hasher.hash("sslmanager-timing-equaliser")
+_dummy_hash: list[str] = []
+
+
+def _dummy() -> str:
+    """A hash to verify against for unknown usernames, so a wrong name and a wrong password
+    take the same time. Made on first sign-in, not at import: every CLI process imports this."""
+    if not _dummy_hash:
+        _dummy_hash.append(_hasher.hash("sslmanager-timing-equaliser"))
+    return _dummy_hash[0]
 
 
 def create_admin(username: str, password: str) -> Admin:
@@ -57,7 +64,7 @@ def authenticate(username: str, password: str, address: str) -> Admin | None:
         raise RateLimited()
     admin = s.execute(select(Admin).filter_by(username=username)).scalar_one_or_none()
     try:
-        _hasher.verify(admin.password_hash if admin else _DUMMY_HASH, password)
+        _hasher.verify(admin.password_hash if admin else _dummy(), password)
         ok = admin is not None
     except (VerificationError, InvalidHashError):
         ok = False

@@ -15,7 +15,13 @@ from sqlalchemy.exc import IntegrityError
 from .. import db
 from ..models import CnameLabel
 
-_psl = PublicSuffixList()
+_psl: list[PublicSuffixList] = []  # loaded on first use (tens of ms): CLI processes may not need it
+
+
+def _public_suffixes() -> PublicSuffixList:
+    if not _psl:
+        _psl.append(PublicSuffixList())
+    return _psl[0]
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
 
@@ -64,7 +70,7 @@ def parse(text_or_list, *, allow_wildcard: bool, max_names: int) -> tuple[list[s
             problems.append(f"{item}: not a valid domain name (letters, digits and hyphens; "
                             "a wildcard only as the first label, *.example.com).")
             continue
-        if _psl.is_public(body):
+        if _public_suffixes().is_public(body):
             problems.append(f"{item}: {body} is a public suffix; no CA issues for it.")
             continue
         if name.startswith("*.") and not allow_wildcard:

@@ -30,7 +30,7 @@ def upgrade() -> None:
     with op.batch_alter_table('sslm_certificate', schema=None) as batch_op:
         batch_op.add_column(sa.Column('delegation_ok', sa.Boolean(), nullable=True))
         batch_op.add_column(sa.Column('delegation_checked_at', sa.DateTime(timezone=True), nullable=True))
-        batch_op.add_column(sa.Column('delegation_message', sa.Text(), nullable=False))
+        batch_op.add_column(sa.Column('delegation_message', sa.Text(), nullable=False, server_default=''))
 
     # ### end Alembic commands ###
 

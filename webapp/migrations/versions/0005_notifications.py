@@ -57,12 +57,12 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_sslm_notification_sent_event'), ['event'], unique=False)
 
     with op.batch_alter_table('sslm_certificate', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('deploy_dir', sa.String(length=500), nullable=False))
-        batch_op.add_column(sa.Column('deploy_command', sa.Text(), nullable=False))
-        batch_op.add_column(sa.Column('deploy_probe', sa.String(length=300), nullable=False))
+        batch_op.add_column(sa.Column('deploy_dir', sa.String(length=500), nullable=False, server_default=''))
+        batch_op.add_column(sa.Column('deploy_command', sa.Text(), nullable=False, server_default=''))
+        batch_op.add_column(sa.Column('deploy_probe', sa.String(length=300), nullable=False, server_default=''))
         batch_op.add_column(sa.Column('deploy_last_at', sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column('deploy_last_ok', sa.Boolean(), nullable=True))
-        batch_op.add_column(sa.Column('deploy_last_message', sa.Text(), nullable=False))
+        batch_op.add_column(sa.Column('deploy_last_message', sa.Text(), nullable=False, server_default=''))
 
     # ### end Alembic commands ###
 
