@@ -125,3 +125,14 @@ def cnames(lab_bind):
     yield create
     for name in made:
         lab_bind.clear(name)
+
+
+def make_certificate(app, profile_id, domains, **fields):
+    """A certificate made by the service, then with model fields set directly (status, not_after…)."""
+    from webapp.services import certificates
+    with app.app_context():
+        cert = certificates.create({"profile_id": profile_id, "domains": domains})
+        for key, value in fields.items():
+            setattr(cert, key, value)
+        db.session().commit()
+        return cert.id

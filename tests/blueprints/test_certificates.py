@@ -15,6 +15,7 @@ from sqlalchemy import event, insert
 from sqlalchemy.engine import Engine
 
 from tests.lab.servers import TECH_ZONE
+from tests.conftest import make_certificate as make
 from webapp import db
 from webapp.crypto import KEY_TYPES, generate_private_key, key_matches_cert
 from webapp.models import Certificate, utcnow
@@ -26,24 +27,10 @@ ROWS = {**HX, "HX-Target": "cert-rows"}
 
 # -- fixtures ----------------------------------------------------------------------------------
 
-@pytest.fixture
-def profile_id(app):
-    """A complete Let's Encrypt Staging profile (no network needed until issuance)."""
-    with app.app_context():
-        return ca_profiles.create({"name": "LE STAGING", "module": "letsencrypt", "email": "ops@example.com",
-                                   "dns_zone": TECH_ZONE}, complete=True).id
 
 
 # -- helpers -----------------------------------------------------------------------------------
 
-def make(app, profile_id, domains, **fields):
-    """A certificate made by the service, with model fields set directly (status, not_after…)."""
-    with app.app_context():
-        cert = certificates.create({"profile_id": profile_id, "domains": domains})
-        for key, value in fields.items():
-            setattr(cert, key, value)
-        db.session().commit()
-        return cert.id
 
 
 def pebble_id(app) -> int:

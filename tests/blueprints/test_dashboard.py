@@ -12,26 +12,14 @@ from sqlalchemy import event, insert, update
 from sqlalchemy.engine import Engine
 
 from tests.lab.servers import TECH_ZONE
+from tests.conftest import make_certificate as make
 from webapp import db
 from webapp.models import CAProfile, Certificate, TimelineEvent, utcnow
 from webapp.services import ca_profiles, certificates, dashboard, leases
 
 
-@pytest.fixture
-def profile_id(app):
-    with app.app_context():
-        return ca_profiles.create({"name": "LE STAGING", "module": "letsencrypt", "email": "ops@example.com",
-                                   "dns_zone": TECH_ZONE}, complete=True).id
 
 
-def make(app, profile_id, domains, **fields):
-    """A certificate made by the service, then with model fields set directly."""
-    with app.app_context():
-        cert = certificates.create({"profile_id": profile_id, "domains": domains})
-        for key, value in fields.items():
-            setattr(cert, key, value)
-        db.session().commit()
-        return cert.id
 
 
 def text(resp) -> str:
