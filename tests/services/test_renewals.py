@@ -186,3 +186,14 @@ def test_three_processes_renew_fifty_due_certificates_exactly_once(tmp_path, sha
         db.session().remove()
         app.extensions["sslmanager"].engine.dispose()
         assert counts == [2] * 50, unrenewed  # every certificate renewed, none twice
+
+
+def test_certificate_page_shows_the_next_renewal_and_a_failing_renewal(lab_app, lab_bind, cnames, admin_client):
+    with lab_app.app_context():
+        cert = issued("other.test", cnames)
+        html = admin_client.get(f"/certificates/{cert.id}").get_data(as_text=True)
+        assert "Next renewal" in html and "rule: a third" in html
+        lab_bind.clear("_acme-challenge.other.test")
+        renewals.renew(cert.id, reason="test")
+        html = admin_client.get(f"/certificates/{cert.id}").get_data(as_text=True)
+        assert "renewal failing since" in html and "next attempt" in html
