@@ -84,7 +84,7 @@ def save_options(values: dict[str, Any]) -> None:
     for part in re.split(r"[,\s]+", str(values.get("expiry_days", "")).strip()):
         if not part:
             continue
-        if not part.isdigit() or not 1 <= int(part) <= 365:
+        if not part.isdecimal() or not 1 <= int(part) <= 365:  # isdigit() lets "²" through to int()
             errors["expiry_days"] = "Enter whole numbers of days between 1 and 365, e.g. 30, 14, 7, 1."
             break
         days.append(int(part))
@@ -123,7 +123,7 @@ def by_name(name: str) -> NotificationChannel:
     """A channel by name (case-insensitive) or by id."""
     channel = db.session().execute(select(NotificationChannel).where(
         func.lower(NotificationChannel.name) == name.strip().lower())).scalar_one_or_none()
-    if channel is None and name.strip().isdigit():
+    if channel is None and name.strip().isdecimal():
         channel = db.session().get(NotificationChannel, int(name))
     if channel is None:
         raise NotFound(f"No notification channel named {name!r}.",
@@ -157,7 +157,9 @@ def validate_channel(channel: NotificationChannel | None, kind: str, values: dic
     if kind not in KINDS:
         raise ValidationError({"kind": "Choose email or webhook."})
     name = str(values.get("name", "")).strip()
-    taken = select(NotificationChannel.id).where(func.lower(NotificationChannel.name) == name.lower())
+    # The exact name too: SQL lower() may leave non-ASCII letters alone ("Ê"), Python's does not.
+    taken = select(NotificationChannel.id).where(or_(func.lower(NotificationChannel.name) == name.lower(),
+                                                     NotificationChannel.name == name))
     if channel is not None:
         taken = taken.where(NotificationChannel.id != channel.id)
     if not name:
@@ -173,7 +175,7 @@ def validate_channel(channel: NotificationChannel | None, kind: str, values: dic
     raw_profile = str(values.get("profile_id") or "").strip()
     clean["profile_id"] = None
     if raw_profile:
-        if raw_profile.isdigit() and db.session().get(CAProfile, int(raw_profile)):
+        if raw_profile.isdecimal() and int(raw_profile) < 2 ** 63 and db.session().get(CAProfile, int(raw_profile)):
             clean["profile_id"] = int(raw_profile)
         else:
             errors["profile_id"] = "Choose a CA profile, or All certificates."
@@ -212,7 +214,7 @@ def _validate_email_settings(values: dict, password: str | None, errors: dict) -
         errors["security"] = "Choose STARTTLS, implicit TLS or none."
         security = "starttls"
     raw_port = str(values.get("port", "")).strip() or str(DEFAULT_PORTS[security])
-    port = int(raw_port) if raw_port.isdigit() else 0
+    port = int(raw_port) if raw_port.isdecimal() else 0
     if not 1 <= port <= 65535:
         errors["port"] = "Enter a port between 1 and 65535 (587 for STARTTLS, 465 for implicit TLS)."
     username = str(values.get("username", "")).strip()
@@ -235,7 +237,7 @@ def _validate_email_settings(values: dict, password: str | None, errors: dict) -
     if ca_bundle:
         try:
             ssl.create_default_context(cadata=ca_bundle)
-        except (ssl.SSLError, ValueError):
+        except (ssl.SSLError, ValueError, TypeError):  # TypeError: text that is not ASCII
             errors["ca_bundle"] = "Paste one or more PEM certificates (-----BEGIN CERTIFICATE-----), or leave empty."
     return {"host": host, "port": port, "security": security, "username": username,
             "from_addr": from_addr or "", "to": [t for t in to if t], "ca_bundle": ca_bundle}
@@ -243,7 +245,10 @@ def _validate_email_settings(values: dict, password: str | None, errors: dict) -
 
 def url_problem(url: str) -> str | None:
     """Why a webhook URL is refused: not http(s), not on the allow-list, or an internal address."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. "http://[::1": an unclosed IPv6 bracket
+        parts = urlsplit("")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return "Enter an http:// or https:// URL, e.g. https://hooks.example.com/sslmanager."
     if parts.username or parts.password:
