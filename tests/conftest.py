@@ -64,17 +64,25 @@ def runner(app):
     return app.test_cli_runner()
 
 
-@pytest.fixture
-def admin_client(app):
-    """A client signed in as an admin."""
+def signed_in(app) -> CsrfClient:
+    """A test client of `app` signed in as the admin (made on first use)."""
+    from webapp.models import Admin
     with app.app_context():
-        create_admin(*ADMIN)
+        if db.session().query(Admin).filter_by(username=ADMIN[0]).first() is None:
+            create_admin(*ADMIN)
+    app.test_client_class = CsrfClient
     client = app.test_client()
     client.fetch_token()
     resp = client.post("/login", data={"username": ADMIN[0], "password": ADMIN[1]})
     assert resp.status_code == 302, resp.get_data(as_text=True)
     client.fetch_token("/")
     return client
+
+
+@pytest.fixture
+def admin_client(app):
+    """A client signed in as an admin."""
+    return signed_in(app)
 
 
 # -- the issuance lab: a Pebble profile, the technical zone on BIND, Unbound as resolver -------
@@ -136,3 +144,46 @@ def make_certificate(app, profile_id, domains, **fields):
             setattr(cert, key, value)
         db.session().commit()
         return cert.id
+
+
+# -- several processes on one database ---------------------------------------------------------
+
+SCHEDULER_PROCESS = """
+import sys, time
+from webapp import create_app, db
+from webapp.services import certificates, renewals, scheduler
+app = create_app({"SSLMANAGER_INSTANCE_PATH": sys.argv[1], "SSLMANAGER_DATABASE_URL": sys.argv[2],
+                  "SSLMANAGER_DNS_RESOLVERS": [sys.argv[3]], "SSLMANAGER_ALLOW_PRIVATE_ADDRESSES": True})
+sched = scheduler.start(app)  # what `sslmanager run` and `sslmanager worker` do: DB lease, claims
+deadline = time.monotonic() + float(sys.argv[4])
+while time.monotonic() < deadline:
+    time.sleep(0.2)
+    with app.app_context():
+        due = certificates.due_for_processing() + renewals.due()
+        db.session().remove()
+    if not due and sched.wait_idle(0.1):
+        break
+sched.shutdown()
+"""
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def shared_db_url(request, tmp_path):
+    """One database for several processes: a SQLite file, then a PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/shared.db"
+    return request.getfixturevalue("pg_database")
+
+
+def run_scheduler_processes(instance: str, db_url: str, resolver: str, *, processes: int = 3,
+                            seconds: float = 90) -> None:
+    """Start `processes` interpreters, each running the scheduler until nothing is due."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    procs = [subprocess.Popen([sys.executable, "-c", SCHEDULER_PROCESS, instance, db_url, resolver,
+                               str(seconds)], env=env) for _ in range(processes)]
+    for proc in procs:
+        assert proc.wait(timeout=seconds + 30) == 0

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import signed_in  # noqa: F401  (re-exported for the fault tests)
 from tests.conftest import add_lab_profile, add_lab_zone
 from tests.lab.faultproxy import running_proxy
 from tests.lab.servers import TECH_ZONE
@@ -83,18 +84,3 @@ def run_python(script: str, *args: str, timeout: float = 120) -> subprocess.Comp
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def signed_in(app):
-    """A test client of `app` signed in as the admin (made on first use)."""
-    from tests.conftest import ADMIN, CsrfClient
-    from webapp.models import Admin
-    from webapp.services.auth import create_admin
-    with app.app_context():
-        if db.session().query(Admin).filter_by(username=ADMIN[0]).first() is None:
-            create_admin(*ADMIN)
-    app.test_client_class = CsrfClient
-    client = app.test_client()
-    client.fetch_token()
-    resp = client.post("/login", data={"username": ADMIN[0], "password": ADMIN[1]})
-    assert resp.status_code == 302, resp.get_data(as_text=True)
-    client.fetch_token("/")
-    return client

@@ -27,7 +27,7 @@ from cryptography.x509.oid import NameOID
 from tests.lab.http import closed_port, http_server
 from webapp import db
 from webapp.errors import ValidationError
-from webapp.models import CAProfile, Certificate, NotificationChannel, NotificationSent, utcnow
+from webapp.models import CAProfile, Certificate, NotificationSent, utcnow
 from webapp.services import notifications
 
 PASSWORD = "s3cret-smtp-Pa55"

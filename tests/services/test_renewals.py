@@ -2,17 +2,12 @@
 keep the current version serving, and many processes renewing each certificate once."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
-import pytest
 
 from tests.lab.faultproxy import running_proxy
-from tests.conftest import add_lab_profile, add_lab_zone, make_app
+from tests.conftest import add_lab_profile, add_lab_zone, make_app, run_scheduler_processes
 from tests.services.test_issuance import new_cert
 from webapp import db
 from webapp.models import CertificateVersion, utcnow
@@ -129,34 +124,6 @@ def test_a_dead_holders_claim_expires_and_another_process_takes_over(lab_app):
 
 # -- many processes, one database ---------------------------------------------------------------
 
-WORKER = """
-import sys, time
-from webapp import create_app, db
-from webapp.services import renewals, scheduler
-app = create_app({"SSLMANAGER_INSTANCE_PATH": sys.argv[1], "SSLMANAGER_DATABASE_URL": sys.argv[2],
-                  "SSLMANAGER_DNS_RESOLVERS": [sys.argv[3]], "SSLMANAGER_ALLOW_PRIVATE_ADDRESSES": True})
-sched = scheduler.Scheduler(app)
-deadline = time.monotonic() + float(sys.argv[4])
-while time.monotonic() < deadline:
-    sched.tick()
-    time.sleep(0.2)
-    with app.app_context():
-        nothing_due = not renewals.due()
-        db.session().remove()
-    if nothing_due and sched.wait_idle(0.1):
-        break
-sched.wait_idle(60)
-sched.shutdown()
-"""
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def shared_db_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/shared.db"
-    return request.getfixturevalue("pg_database")
-
-
 def test_three_processes_renew_fifty_due_certificates_exactly_once(tmp_path, shared_db_url, lab_bind,
                                                                    lab_unbound, lab_pebble, cnames):
     app = make_app(tmp_path, SSLMANAGER_DATABASE_URL=shared_db_url,
@@ -175,11 +142,7 @@ def test_three_processes_renew_fifty_due_certificates_exactly_once(tmp_path, sha
             cert.renew_at = utcnow()
         db.session().commit()
         app.extensions["sslmanager"].engine.dispose()
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path / "instance"), shared_db_url,
-                               f"127.0.0.1:{lab_unbound.port}", "100"], env=env) for _ in range(3)]
-    for proc in procs:
-        assert proc.wait(timeout=180) == 0
+    run_scheduler_processes(str(tmp_path / "instance"), shared_db_url, f"127.0.0.1:{lab_unbound.port}")
     with app.app_context():
         counts = [db.session().query(CertificateVersion).filter_by(certificate_id=i).count() for i in ids]
         unrenewed = {i: certificates.get(i).last_error for i, n in zip(ids, counts) if n != 2}
