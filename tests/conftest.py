@@ -187,3 +187,18 @@ def run_scheduler_processes(instance: str, db_url: str, resolver: str, *, proces
                                str(seconds)], env=env) for _ in range(processes)]
     for proc in procs:
         assert proc.wait(timeout=seconds + 30) == 0
+
+
+@pytest.fixture
+def names(lab_bind):
+    """Fresh domains in a lab zone (`names("customer.test")`); their records cleared after."""
+    import uuid
+    made = []
+
+    def make(zone: str) -> str:
+        made.append(f"d{uuid.uuid4().hex[:10]}.{zone}")
+        return made[-1]
+    yield make
+    for name in made:  # every record the tests make sits at or just below these names
+        for owner in (name, f"_acme-challenge.{name}", f"hop.{name}", f"*.{name}", f"sub.{name}"):
+            lab_bind.clear(owner)

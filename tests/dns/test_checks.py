@@ -17,22 +17,6 @@ PEBBLE = "pebble.letsencrypt.org"
 
 
 @pytest.fixture
-def names(lab_bind):
-    """Fresh owner names in a lab zone (`names("customer.test")`), cleared after the test."""
-    made = []
-
-    def make(zone: str) -> str:
-        made.append(f"d{uuid.uuid4().hex[:10]}.{zone}")
-        return made[-1]
-
-    yield make
-    for name in made:  # the subtree's records all sit at or below these names
-        for rdtype_owner in (name, f"_acme-challenge.{name}", f"hop.{name}", f"*.{name}",
-                             f"sub.{name}"):
-            lab_bind.clear(rdtype_owner)
-
-
-@pytest.fixture
 def resolver(lab_unbound) -> list[str]:
     return [f"{lab_unbound.host}:{lab_unbound.port}"]
 

@@ -47,20 +47,6 @@ def dns_app(app, lab_bind, lab_unbound):
             lab_bind.clear(f"{label}.{TECH_ZONE}")
 
 
-@pytest.fixture
-def names(lab_bind):
-    """Fresh domains in a lab zone (`names("customer.test")`); their records cleared after."""
-    made = []
-
-    def make(zone: str) -> str:
-        made.append(f"d{uuid.uuid4().hex[:10]}.{zone}")
-        return made[-1]
-    yield make
-    for name in made:
-        for owner in (name, f"_acme-challenge.{name}", f"*.{name}"):
-            lab_bind.clear(owner)
-
-
 def new_cert(domains_text: str, status: str = "pending", profile: str = "Lab"):
     cert = certificates.create({"profile_id": ca_profiles.by_name(profile).id, "domains": domains_text})
     cert.status = status
