@@ -14,13 +14,17 @@ from . import commands
 
 
 @click.command("renew", help="Renew certificates now: the due ones (--due, default), every "
-                             "Active one (--all), or the given IDs. --dry-run only lists them.")
+                             "Active one (--all), or the given IDs, a few at a time per CA "
+                             "(SSLMANAGER_CONCURRENCY_PER_CA, or --concurrency). --dry-run only "
+                             "lists them. Exits 1 if any renewal failed.")
 @click.argument("ids", nargs=-1, type=int)
 @click.option("--due", "mode", flag_value="due", default=True)
 @click.option("--all", "mode", flag_value="all")
+@click.option("--concurrency", type=click.IntRange(1, 64), default=None,
+              help="Orders in flight per CA profile (default: SSLMANAGER_CONCURRENCY_PER_CA).")
 @click.option("--dry-run", is_flag=True)
 @with_appcontext
-def renew(ids, mode, dry_run) -> None:
+def renew(ids, mode, concurrency, dry_run) -> None:
     from .. import db
     from ..services import renewals
     if ids:
@@ -28,22 +32,32 @@ def renew(ids, mode, dry_run) -> None:
     elif mode == "all":
         targets = [c.id for c in db.session().query(Certificate).filter_by(status="active")]
     else:
-        targets = renewals.due()
-    failed = 0
-    for cert_id in targets:
-        cert = db.session().get(Certificate, cert_id)
-        label = f"{cert_id} ({', '.join(cert.domains)})" if cert else str(cert_id)
-        if dry_run:
-            when = f"{cert.renew_at:%Y-%m-%d %H:%M} UTC, {cert.renew_reason}" if cert and cert.renew_at else "-"
-            click.echo(f"would renew {label}: renewal time {when}")
-            continue
-        status = renewals.renew(cert_id, reason="requested")
-        cert = db.session().get(Certificate, cert_id)
-        ok = status == "active" and cert is not None and not cert.last_error
-        failed += not ok
-        click.echo(f"{label}: {'renewed' if ok else 'FAILED: ' + (cert.last_error if cert else status)}")
+        targets = renewals.due(limit=100_000)
     if not targets:
         click.echo("Nothing to renew.")
+        return
+    if dry_run:
+        for cert_id in targets:
+            cert = db.session().get(Certificate, cert_id)
+            if cert is None:
+                click.echo(f"{cert_id}: no such certificate")
+                continue
+            when = f"{cert.renew_at:%Y-%m-%d %H:%M} UTC, {cert.renew_reason}" if cert.renew_at else "-"
+            click.echo(f"would renew {cert_id} ({', '.join(cert.domains)}): renewal time {when}")
+        return
+    db.session().remove()  # the pool's threads open their own sessions
+    failed = 0
+
+    def done(cert_id: int, status: str, domains: list[str], error: str) -> None:
+        nonlocal failed
+        ok = status == "active" and not error
+        failed += not ok
+        label = f"{cert_id} ({', '.join(domains)})" if domains else str(cert_id)
+        click.echo(f"{label}: {'renewed' if ok else 'FAILED: ' + (error or status)}")
+
+    per_ca = concurrency or current_app.config["SSLMANAGER_CONCURRENCY_PER_CA"]
+    renewals.renew_many(current_app._get_current_object(), targets, per_ca=per_ca, done=done)  # type: ignore[attr-defined]
+    click.echo(f"{len(targets) - failed} renewed, {failed} failed.")
     sys.exit(1 if failed else 0)
 
 
