@@ -22,4 +22,4 @@ def test_wheel_contains_templates_front_end_files_and_migrations(tmp_path):
         assert expected in names, expected
     entry_points = zipfile.ZipFile(wheel).read(
         next(n for n in names if n.endswith("entry_points.txt"))).decode()
-    assert "sslmanager = webapp.cli:main" in entry_points
+    assert "sslmanager = webapp.console:main" in entry_points

@@ -1,147 +1,21 @@
 """SSL Manager: `create_app()` for standalone use, `SSLManager().init_app(host_app)` to embed.
 
-Both run the same code: standalone is the embedded extension mounted at "/" plus a login page.
+The names are loaded on first use (PEP 562), so that `import webapp.<module>` and the
+`sslmanager` console script do not pay for Flask and SQLAlchemy before they need them.
 """
 from __future__ import annotations
 
-import os
-import secrets
-from dataclasses import dataclass, field
-from typing import Any
-
-import sqlalchemy as sa
-from flask import Flask
-from flask_sqlalchemy import SQLAlchemy
-
-from . import config as config_module
-from .crypto import Keyring, load_keyring
-from .errors import ConfigError
-from .models import BIND_KEY
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+__all__ = ["SSLManager", "State", "create_app", "mount_web", "__version__"]
+
+if TYPE_CHECKING:
+    from .extension import SSLManager, State, create_app, mount_web
 
 
-@dataclass
-class State:
-    """What the extension keeps per app, at app.extensions["sslmanager"]."""
-
-    db: SQLAlchemy
-    keyring: Keyring
-    instance_path: str
-    standalone: bool
-    url_prefix: str
-    scheduler: Any = None
-    schema_current: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def engine(self) -> sa.engine.Engine:
-        return self.db.engines[BIND_KEY]
-
-
-class SSLManager:
-    """The Flask extension. `init_app(host_app, url_prefix="/ssl")` mounts every page."""
-
-    def __init__(self, app: Flask | None = None, **kwargs: Any):
-        if app is not None:
-            self.init_app(app, **kwargs)
-
-    def init_app(self, app: Flask, url_prefix: str = "/ssl", *, standalone: bool = False) -> None:
-        instance_path = (app.config.get("SSLMANAGER_INSTANCE_PATH")
-                         or config_module.instance_path_from_env() or app.instance_path)
-        os.makedirs(instance_path, exist_ok=True)
-        config_module.load(app.config, instance_path)
-        app.config["SSLMANAGER_INSTANCE_PATH"] = instance_path
-
-        db = _attach_database(app, instance_path)
-        keyring = _load_keyring(app, db, instance_path)
-        state = State(db=db, keyring=keyring, instance_path=instance_path,
-                      standalone=standalone, url_prefix=url_prefix.rstrip("/"))
-        app.extensions["sslmanager"] = state
-
-        from .blueprints import register
-        from .cli import register_cli
-        register_cli(app)  # first: Flask adds a blueprint's CLI group only if it has commands
-        register(app, url_prefix=url_prefix, standalone=standalone)
-
-
-def _database_url(app: Flask, instance_path: str) -> str | None:
-    url = app.config.get("SSLMANAGER_DATABASE_URL")
-    if url:
-        return url
-    if "sqlalchemy" in app.extensions:
-        return None  # embedded: share the host's database (our tables carry a prefix)
-    return "sqlite:///" + os.path.join(instance_path, "sslmanager.db")
-
-
-def _attach_database(app: Flask, instance_path: str) -> SQLAlchemy:
-    """Use the host's Flask-SQLAlchemy instance when it has one, else our own; add our bind."""
-    url = _database_url(app, instance_path)
-    db = app.extensions.get("sqlalchemy")
-    if db is None:
-        db = SQLAlchemy()
-        app.config.setdefault("SQLALCHEMY_BINDS", {})[BIND_KEY] = url
-        db.init_app(app)
-    with app.app_context():
-        engines = db.engines
-        if BIND_KEY not in engines:
-            # The host's instance was set up before us; add our engine beside its own.
-            engines[BIND_KEY] = sa.create_engine(url) if url else engines[None]  # type: ignore[index]
-        engine = engines[BIND_KEY]
-    if engine.dialect.name == "sqlite":
-        sa.event.listen(engine, "connect", _sqlite_pragmas)
-    return db
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets the scheduler write while pages read; the busy timeout waits out short locks
-    # instead of failing with "database is locked".
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
-
-
-def _load_keyring(app: Flask, db: SQLAlchemy, instance_path: str) -> Keyring:
-    """Load the data key; create one only for a database that holds nothing yet."""
-    configured = app.config.get("SSLMANAGER_ENCRYPTION_KEY")
-    key_file = os.path.join(instance_path, "encryption.key")
-    if not configured and not os.path.exists(key_file):
-        with app.app_context():
-            has_data = sa.inspect(db.engines[BIND_KEY]).has_table("sslm_ca_profile")
-        if has_data:
-            raise ConfigError(
-                f"The encryption key is missing: {key_file} does not exist and "
-                "SSLMANAGER_ENCRYPTION_KEY is not set, but the database already holds data.",
-                hint="Restore encryption.key from your backup (or set SSLMANAGER_ENCRYPTION_KEY). "
-                     "SSL Manager will not make a new key: the stored secrets need the old one.")
-    return load_keyring(instance_path, configured, create=True)
-
-
-def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    """The standalone app: SSL Manager at "/", with its own login page."""
-    instance_path = ((test_config or {}).get("SSLMANAGER_INSTANCE_PATH")
-                     or config_module.instance_path_from_env()
-                     or os.path.abspath("instance"))
-    app = Flask(__name__, instance_path=instance_path, instance_relative_config=True,
-                static_folder=None)
-    os.makedirs(instance_path, exist_ok=True)
-    if test_config:
-        app.config.update(test_config)
-    config_module.load(app.config, instance_path, test_config)
-    app.config["SECRET_KEY"] = app.config.get("SSLMANAGER_SECRET_KEY") or _secret_key(instance_path)
-    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
-    SSLManager(app, url_prefix="/", standalone=True)
-    return app
-
-
-def _secret_key(instance_path: str) -> str:
-    """The session signing key, generated once into instance/secret.key (mode 0600)."""
-    path = os.path.join(instance_path, "secret.key")
-    if not os.path.exists(path):
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32))
-    with open(path) as fh:
-        return fh.read().strip()
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from . import extension
+        return getattr(extension, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -43,3 +43,37 @@ def test_console_script_prints_a_clear_error_for_a_bad_key(tmp_path):
     (tmp_path / "inst" / "encryption.key").write_text("garbage")
     out = _sslmanager(tmp_path, "ca", "list")
     assert out.returncode == 1 and "not valid" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_run_serves_the_pages_that_one_shot_commands_skip(tmp_path):
+    # Commands build the app without its pages (start-up time); `run` must add them back.
+    import socket
+    import time
+    import urllib.request
+
+    from webapp import create_app
+    app = create_app({"SSLMANAGER_INSTANCE_PATH": str(tmp_path / "bare")}, web=False)
+    assert "sslmanager" not in app.blueprints and "sslmanager" in app.extensions
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "SSLMANAGER_INSTANCE_PATH": str(tmp_path / "inst"), "SSLMANAGER_SCHEDULER_ENABLED": "0"}
+    server = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "sslmanager"), "run", "--port",
+                               str(port)], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=2) as resp:
+                    assert resp.status == 200 and "Content-Security-Policy" in resp.headers
+                    assert "csrf_token" in resp.read().decode()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, server.stdout.read()
+                time.sleep(0.1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
+            assert resp.status == 200
+    finally:
+        server.terminate()
+        server.communicate(timeout=10)

@@ -122,6 +122,7 @@ def rotate_encryption_key(new_key: str | None) -> None:
 def run(host: str, port: int, threads: int) -> None:
     import waitress
 
+    from .. import mount_web
     from ..models import Admin
     from ..services import scheduler
     from ..services.auth import create_admin as create
@@ -141,6 +142,7 @@ def run(host: str, port: int, threads: int) -> None:
             click.echo("No admin yet: create one with `sslmanager create-admin NAME` "
                        "(in a checkout: .venv/bin/sslmanager create-admin NAME).")
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    mount_web(app)
     if app.config["SSLMANAGER_SCHEDULER_ENABLED"]:
         scheduler.start(app)
     click.echo(f"SSL Manager serving on http://{host}:{port}/")
@@ -160,9 +162,8 @@ def _load_subcommands() -> None:
 
 
 def main() -> None:
-    """Entry point of the `sslmanager` console script."""
-    from .. import create_app
-    group = FlaskGroup(create_app=lambda: create_app(), add_default_commands=False,
+    """The `sslmanager` command group (started by webapp.console)."""
+    group = FlaskGroup(create_app=_create_app, add_default_commands=False,
                        add_version_option=False, load_dotenv=False,
                        help="SSL Manager: CA profiles, certificates and renewals.")
     for cmd in commands:
@@ -174,6 +175,17 @@ def main() -> None:
         group.main(prog_name="sslmanager")
     except SSLManagerError as exc:
         fail(exc)
+
+
+def _create_app():
+    """The app without its pages (`run` adds them): a command needs the database, not routes.
+    The collector, off since webapp.console started, comes back once start-up is over; what
+    start-up made lives as long as the process, so it is frozen out of later collections."""
+    from .. import create_app
+    app = create_app(web=False)
+    gc.freeze()
+    gc.enable()
+    return app
 
 
 _load_subcommands()
