@@ -352,9 +352,10 @@ class SslManager:
                      "--timeout", "10")
             self.cli("ca", "test", name)  # registers the profile's account once
 
-    def helper(self, spec: dict) -> dict:
-        """In-process work through SSL Manager's services (labels, many certificates)."""
-        child = must(run_child([PYTHON, "-m", "bench.issuance", "--helper", json.dumps(spec)],
+    def helper(self, spec: dict, module: str = "bench.issuance") -> dict:
+        """In-process work through SSL Manager's services (labels, many certificates), run by
+        `module`'s --helper (another bench can bring its own ops)."""
+        child = must(run_child([PYTHON, "-m", module, "--helper", json.dumps(spec)],
                                self.env), f"helper {spec['op']}")
         return json.loads(child.stdout.strip().splitlines()[-1])
 
@@ -384,6 +385,18 @@ class SslManager:
                 if test and (key == "active" or key not in marks):
                     marks[key] = at(stamp)
         return marks
+
+
+def publish_cnames(bind: Bind, unbound: Unbound, targets: dict[str, str]) -> None:
+    """`_acme-challenge.<base>` CNAME <target> in BIND for each base, then checked through
+    Unbound (what Pebble will see)."""
+    records = [(f"_acme-challenge.{b}", 60, "CNAME", t + ".") for b, t in targets.items()]
+    for i in range(0, len(records), 50):
+        chunk = records[i:i + 50]
+        bind.update(CUSTOMER_ZONE, delete=[(n, 0, None, None) for n, *_ in chunk], add=chunk)
+    for base, target in targets.items():
+        answer = unbound.query(f"_acme-challenge.{base}", "CNAME")
+        assert target in answer.to_text(), f"CNAME for {base} not served: {answer}"
 
 
 class Reference:
@@ -429,11 +442,16 @@ class Lego:
                     "RFC2136_TSIG_KEY": TSIG_KEY_NAME, "RFC2136_TSIG_SECRET": TSIG_SECRET,
                     "RFC2136_TSIG_ALGORITHM": TSIG_ALGORITHM + ".", **LEGO_SETTINGS}
 
-    def argv(self, label: str, directory: str, names: list[str]) -> list[str]:
+    def argv(self, label: str, directory: str, names: list[str],
+             command: tuple[str, ...] = ("run",)) -> list[str]:
         domains = [arg for name in names for arg in ("-d", name)]
         return [LEGO, "--server", directory, "--accept-tos", "--email", "lego@example.com",
-                "--path", str(self.workdir / f"lego-{label}"), *LEGO_FLAGS,
-                "--dns.resolvers", self.resolver, *domains, "run"]
+                "--path", str(self.path(label)), *LEGO_FLAGS,
+                "--dns.resolvers", self.resolver, *domains, *command]
+
+    def path(self, label: str) -> Path:
+        """lego's --path: its account, and certificates/<name>.crt."""
+        return self.workdir / f"lego-{label}"
 
     @staticmethod
     def ok(child: Child) -> bool:
@@ -533,13 +551,7 @@ class Bench:
         bases = sorted({n.removeprefix("*.") for _, names in SCENARIOS.values() for n in names}
                        | set(self.tp_names))
         targets = self.sslm.helper({"op": "labels", "bases": bases})
-        records = [(f"_acme-challenge.{b}", 60, "CNAME", t + ".") for b, t in targets.items()]
-        for i in range(0, len(records), 50):
-            chunk = records[i:i + 50]
-            bind.update(CUSTOMER_ZONE, delete=[(n, 0, None, None) for n, *_ in chunk], add=chunk)
-        for base, target in targets.items():  # what Pebble will see, through Unbound
-            answer = unbound.query(f"_acme-challenge.{base}", "CNAME")
-            assert target in answer.to_text(), f"CNAME for {base} not served: {answer}"
+        publish_cnames(bind, unbound, targets)
         self.log(f"{len(targets)} CNAMEs into {TECH_ZONE} set in BIND")
         self.ref = Reference(work, bind, targets)
         self.ref.register("direct", pebble.directory_url, pebble.ca_bundle)

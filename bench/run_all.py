@@ -2,12 +2,13 @@
 
     .venv/bin/python -m bench.run_all [--only dns_server,issuance] [--full]
                                       [--dns-args "--seconds 5"] [--issuance-args "--runs 3"]
+                                      [--renewals-args "--count 50"]
 
 Each module runs as its own process, one after the other (they would disturb each other's
 timings), with its progress on stderr; the table comes at the end on stdout. A module that
-fails shows as a FAILED row and the others still run. Default run: about 8-10 minutes on
+fails shows as a FAILED row and the others still run. Default run: about 13-15 minutes on
 2 CPUs (bench.dns_server ~1 min with 6 s dnsperf runs, bench.issuance ~7-9 min with lego's
-quick counts).
+quick counts, bench.renewals ~5 min: 200 renewals each, lego ~2.5 min of it).
 
 Adding a module: append a Module to MODULES. Either it writes the issuance JSON shape to the
 path given for "{json}" ({"header": [lines], "rows": [{"figure", "sslm", "peer1", "peer2",
@@ -78,6 +79,7 @@ MODULES = [
     Module("dns_server", [PY, "-m", "bench.dns_server"], parse_dns_server),
     Module("issuance", [PY, "-m", "bench.issuance", "--json", "{json}"]),
     Module("pages", [PY, "-m", "bench.pages", "--json", "{json}"]),
+    Module("renewals", [PY, "-m", "bench.renewals", "--json", "{json}"]),
 ]
 
 
@@ -187,10 +189,12 @@ def main() -> None:
                         help="arguments for bench.dns_server (default: "
                              f"{' '.join(DNS_DEFAULT_ARGS)})")
     parser.add_argument("--issuance-args", default="", help="extra arguments for bench.issuance")
+    parser.add_argument("--renewals-args", default="", help="extra arguments for bench.renewals")
     args = parser.parse_args()
     wanted = set(args.only.split(",")) if args.only else {m.name for m in MODULES}
     extra = {"dns_server": DNS_DEFAULT_ARGS if args.dns_args is None else shlex.split(args.dns_args),
-             "issuance": shlex.split(args.issuance_args) + (["--full"] if args.full else [])}
+             "issuance": shlex.split(args.issuance_args) + (["--full"] if args.full else []),
+             "renewals": shlex.split(args.renewals_args)}
     t0 = time.monotonic()
     load0 = os.getloadavg()[0]
     results = []
