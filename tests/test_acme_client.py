@@ -25,7 +25,7 @@ from tests.lab.faultproxy import FaultProxy, running_proxy
 from tests.lab.http import http_server
 from tests.lab.proc import free_port
 from tests.lab.servers import TECH_ZONE
-from webapp.acme.transport import retry_after_seconds
+from webapp.acme.transport import fetch_directory, retry_after_seconds
 from webapp.acme_client import (AccountInfo, AcmeClient, Challenge, OrderInfo,
                                 generate_account_key, probe_directory)
 from webapp.errors import AcmeError, AcmeNetworkError, AcmeRateLimited
@@ -182,6 +182,26 @@ def test_probe_directory_quotes_http_status_and_body():
     assert (err.message, err.status) == ("HTTP status 500", 500)
     assert err.detail == "upstream exploded badly"
     assert err.step == "fetch directory" and err.url == f"{base}/dir"
+
+
+def test_directory_503_with_a_short_retry_after_is_waited_out_within_the_call():
+    answers = [(503, {"Retry-After": "1"}, b"busy"), (200, {"Content-Type": "application/json"},
+               b'{"newNonce": "https://x/n", "newAccount": "https://x/a", "newOrder": "https://x/o"}')]
+    lines = []
+    with http_server(lambda _req: answers.pop(0)) as base:
+        started = time.monotonic()
+        info = fetch_directory(f"{base}/dir", timeout=5, log=lines.append)
+    assert info.endpoints["newOrder"] == "https://x/o"
+    assert time.monotonic() - started >= 1  # never sooner than the CA asked
+    assert lines == [f"fetch directory: GET {base}/dir -> HTTP status 503, retrying in 1.00s (attempt 2)"]
+
+
+def test_directory_503_with_a_retry_after_longer_than_the_timeout_raises_it_for_the_next_attempt():
+    with http_server(lambda _req: (503, {"Retry-After": "120"}, b"maintenance")) as base, \
+            pytest.raises(AcmeError) as caught:
+        fetch_directory(f"{base}/dir", timeout=5)
+    err = caught.value
+    assert (err.status, err.retry_after) == (503, 120) and "in 120 seconds" in err.hint
 
 
 @pytest.mark.parametrize("ctype, body, says", [

@@ -118,7 +118,7 @@ class AcmeClient:
         if self._directory is None:
             info = fetch_directory(self.directory_url, timeout=self.timeout,
                                    ca_bundle=self.ca_bundle, session=self._net.session,
-                                   user_agent=self.user_agent)
+                                   user_agent=self.user_agent, log=self._log)
             self._log(f"fetch directory: GET {self.directory_url} -> "
                       f"{', '.join(sorted(info.endpoints))}")
             self._directory = info

@@ -94,16 +94,37 @@ def probe_directory(url: str, *, timeout: float, ca_bundle: str | None = None) -
 
 def fetch_directory(url: str, *, timeout: float, ca_bundle: str | None = None,
                     session: requests.Session | None = None,
-                    user_agent: str = "sslmanager") -> DirectoryInfo:
-    """probe_directory with an optional session to reuse (the client's connection pool)."""
+                    user_agent: str = "sslmanager", log: LogFn | None = None) -> DirectoryInfo:
+    """probe_directory with an optional session to reuse (the client's connection pool). A 5xx
+    or 429 is retried as a POST is (Retry-After honoured when it fits in `timeout`); what is
+    still failing raises with the CA's Retry-After, so the next attempt waits at least that."""
     step = "fetch directory"
     getter = session.get if session is not None else requests.get
-    try:
-        # Never follow a redirect: only the URL itself was checked against internal addresses.
-        response = getter(url, timeout=timeout, verify=ca_bundle or True,
-                          headers={"User-Agent": user_agent}, allow_redirects=False)
-    except requests.RequestException as exc:
-        raise network_error(exc, step=step, url=url, timeout=timeout, ca_bundle=ca_bundle) from exc
+    deadline = time.monotonic() + timeout
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            # Never follow a redirect: only the URL itself was checked against internal addresses.
+            response = getter(url, timeout=timeout, verify=ca_bundle or True,
+                              headers={"User-Agent": user_agent}, allow_redirects=False)
+        except requests.RequestException as exc:
+            raise network_error(exc, step=step, url=url, timeout=timeout, ca_bundle=ca_bundle) from exc
+        if response.status_code != 429 and response.status_code < 500:
+            break
+        retry_after = retry_after_seconds(response)
+        wait = retry_after if retry_after is not None else SERVER_ERROR_FIRST_WAIT * 2 ** (attempt - 1)
+        if attempt >= SERVER_ERROR_ATTEMPTS or time.monotonic() + wait > deadline:
+            raise AcmeError(f"HTTP status {response.status_code}", step=step, url=url,
+                            detail=snippet(response.text), status=response.status_code,
+                            retry_after=retry_after,
+                            hint="the CA is unavailable or overloaded; SSL Manager tries again "
+                                 + (f"in {retry_after:.0f} seconds, as it asked" if retry_after
+                                    else "later"))
+        if log:
+            log(f"{step}: GET {url} -> HTTP status {response.status_code}, retrying in "
+                f"{wait:.2f}s (attempt {attempt + 1})")
+        time.sleep(wait)
     if response.is_redirect:
         target = snippet(response.headers.get("Location", ""))
         raise AcmeError(f"the directory URL redirects (HTTP {response.status_code}) to {target}",
