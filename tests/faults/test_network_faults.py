@@ -4,11 +4,13 @@ failed attempt keeps the stored order, so the certificate is issued in the end f
 order."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 from tests.faults.conftest import PROFILE, new_cert, txt_left
 from tests.lab.faultproxy import CERTIFICATE, FINALIZE, NEW_ORDER, ORDER
 from webapp import db
 from webapp.crypto import key_matches_cert
-from webapp.models import CertificateVersion
+from webapp.models import CertificateVersion, utcnow
 from webapp.services import ca_profiles, certificates
 
 API_TIMEOUT = 2  # seconds: the smallest the form allows, so a stall outlasts it quickly
@@ -48,6 +50,19 @@ def test_503s_a_reset_finalize_and_a_stalled_download_still_issue_from_one_order
         assert any("HTTP status 503" in line for line in timeline)
         assert any(f"timed out after {API_TIMEOUT} seconds" in line for line in timeline), "\n".join(timeline)
         assert txt_left(cert) == []
+
+
+def test_a_directory_503_asking_for_minutes_moves_the_next_attempt_past_it(proxied_app, proxy, cnames):
+    with proxied_app.app_context():
+        cert = new_cert("later.customer.test")
+        cnames(cert)
+        proxy.inject("GET", "/dir", 503, times=1, headers={"Retry-After": "600"})
+        before, fetches = utcnow(), proxy.count("GET", "/dir")
+        assert certificates.process(cert.id) == "processing"  # not Failed: tried again later
+        cert = certificates.get(cert.id)
+        assert cert.next_run_at >= before + timedelta(seconds=599)
+        assert "HTTP status 503" in cert.last_error and "in 600 seconds" in cert.last_error_hint
+        assert proxy.count("GET", "/dir") == fetches + 1 and proxy.new_orders() == 0
 
 
 def test_a_finalize_whose_answer_is_lost_is_not_sent_twice_after_the_order_went_valid(
