@@ -30,7 +30,7 @@ from requests.utils import parse_header_links
 
 from webapp.acme.keys import (ari_cert_id, generate_account_key, load_account_key,
                               load_certificate, load_csr)
-from webapp.acme.transport import (DirectoryInfo, LogFn, RetryingNetwork, fetch_directory,
+from webapp.acme.transport import (DirectoryInfo, LogFn, RetryingNetwork, UrlCheck, fetch_directory,
                                    problem_detail, problem_from_json, probe_directory,
                                    retry_after_seconds)
 from webapp.errors import AcmeError
@@ -95,8 +95,10 @@ class AcmeClient:
 
     def __init__(self, directory_url: str, account_key_pem: bytes, *, timeout: float,
                  ca_bundle: str | None = None, account_url: str | None = None,
-                 user_agent: str = "sslmanager", log: LogFn | None = None) -> None:
+                 user_agent: str = "sslmanager", log: LogFn | None = None,
+                 url_check: UrlCheck | None = None) -> None:
         self.directory_url = directory_url
+        self.url_check = url_check  # judges the endpoint URLs the directory lists
         self.timeout = timeout
         self.ca_bundle = ca_bundle
         self.user_agent = user_agent
@@ -118,7 +120,8 @@ class AcmeClient:
         if self._directory is None:
             info = fetch_directory(self.directory_url, timeout=self.timeout,
                                    ca_bundle=self.ca_bundle, session=self._net.session,
-                                   user_agent=self.user_agent, log=self._log)
+                                   user_agent=self.user_agent, log=self._log,
+                                   url_check=self.url_check)
             self._log(f"fetch directory: GET {self.directory_url} -> "
                       f"{', '.join(sorted(info.endpoints))}")
             self._directory = info

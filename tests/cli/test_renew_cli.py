@@ -33,6 +33,19 @@ def test_renew_due_renews_only_the_due_ones_once_each(lab_app, cnames):
     assert result.exit_code == 0 and "Nothing to renew." in result.output
 
 
+def test_a_certificate_another_process_holds_is_skipped_not_failed(lab_app, cnames):
+    runner = lab_app.test_cli_runner()
+    with lab_app.app_context():
+        cert_id = issued("customer.test", cnames).id
+        assert certificates.claim(cert_id, holder="the scheduler elsewhere", seconds=60)
+    result = runner.invoke(args=["sslmanager", "renew", str(cert_id)])
+    assert result.exit_code == 0, result.output
+    assert "skipped, another process is working on it" in result.output
+    assert "0 renewed, 0 failed, 1 skipped." in result.output
+    with lab_app.app_context():
+        assert versions_of([cert_id]) == [1]
+
+
 def test_dry_run_lists_the_due_ones_with_their_renewal_time_and_changes_nothing(lab_app, cnames):
     runner = lab_app.test_cli_runner()
     with lab_app.app_context():

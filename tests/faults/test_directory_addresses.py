@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.conftest import signed_in
+from tests.faults.conftest import PROFILE, new_cert, signed_in
+from tests.lab.faultproxy import NEW_ORDER
 from tests.lab.http import http_server, pebble_tls
 from webapp import db
 from webapp.errors import ValidationError
-from webapp.services import ca_profiles
+from webapp.services import ca_profiles, certificates
 
 ALWAYS_REFUSED = [
     "https://169.254.169.254/latest/meta-data/",   # AWS, GCP, Azure, OpenStack metadata
@@ -117,3 +118,31 @@ def test_save_and_test_does_not_follow_a_redirect_to_the_metadata_address(profil
     assert not any(str(target[0]).endswith("169.254.169.254") for target in tried), tried
     assert not result.ok and result.step == "fetch directory"
     assert "redirect" in result.message and "169.254.169.254" in result.message
+
+
+def test_a_directory_listing_an_endpoint_at_the_metadata_address_is_refused(proxied_app, proxy):
+    global _connects
+    proxy.directory_extra = {"keyChange": "http://169.254.169.254/latest/meta-data/"}
+    _connects = []
+    try:
+        with proxied_app.app_context():
+            result = ca_profiles.test(ca_profiles.by_name(PROFILE))
+    finally:
+        tried, _connects = _connects, None
+    assert not result.ok and result.step == "fetch directory"
+    assert "keyChange" in result.message and "cloud-metadata" in result.message
+    assert not any(str(target[0]).endswith("169.254.169.254") for target in tried), tried
+
+
+def test_acme_requests_never_follow_a_redirect(proxied_app, proxy, cnames):
+    followed = []
+    with http_server(lambda request: (followed.append(request.path) or 200, {}, b"{}")) as elsewhere, \
+            proxied_app.app_context():
+        cert = new_cert("redirected.customer.test")
+        cnames(cert)
+        proxy.inject("POST", NEW_ORDER, 307, headers={"Location": f"{elsewhere}/order"})
+        certificates.process(cert.id)
+        cert = certificates.get(cert.id)
+    assert followed == []
+    assert "answered with a redirect, which SSL Manager does not follow" in cert.last_error
+    assert proxy.new_orders() == 0

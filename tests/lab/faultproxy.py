@@ -187,7 +187,8 @@ class FaultProxy:
         content = upstream.content
         if req.command == "GET" and req.path == "/dir":
             directory = upstream.json()
-            directory.update({k: self.base + v for k, v in self.directory_extra.items()})
+            directory.update({k: v if "://" in v else self.base + v  # absolute: as given
+                              for k, v in self.directory_extra.items()})
             directory["meta"].update(self.meta_extra)
             content = json.dumps(directory).encode()
         keep = ("Content-Type", "Location", "Link", "Replay-Nonce", "Retry-After")

@@ -87,17 +87,23 @@ class DirectoryInfo:
     meta: dict = field(default_factory=dict)
 
 
-def probe_directory(url: str, *, timeout: float, ca_bundle: str | None = None) -> DirectoryInfo:
+UrlCheck = Callable[[str], "str | None"]  # a URL -> why it may not be used, or None
+
+
+def probe_directory(url: str, *, timeout: float, ca_bundle: str | None = None,
+                    url_check: UrlCheck | None = None) -> DirectoryInfo:
     """GET the ACME directory at `url`; any failure is diagnosed in words an operator can act on."""
-    return fetch_directory(url, timeout=timeout, ca_bundle=ca_bundle)
+    return fetch_directory(url, timeout=timeout, ca_bundle=ca_bundle, url_check=url_check)
 
 
 def fetch_directory(url: str, *, timeout: float, ca_bundle: str | None = None,
                     session: requests.Session | None = None,
-                    user_agent: str = "sslmanager", log: LogFn | None = None) -> DirectoryInfo:
+                    user_agent: str = "sslmanager", log: LogFn | None = None,
+                    url_check: UrlCheck | None = None) -> DirectoryInfo:
     """probe_directory with an optional session to reuse (the client's connection pool). A 5xx
     or 429 is retried as a POST is (Retry-After honoured when it fits in `timeout`); what is
-    still failing raises with the CA's Retry-After, so the next attempt waits at least that."""
+    still failing raises with the CA's Retry-After, so the next attempt waits at least that.
+    `url_check` judges the endpoint URLs the directory lists (see check_endpoints)."""
     step = "fetch directory"
     getter = session.get if session is not None else requests.get
     deadline = time.monotonic() + timeout
@@ -151,7 +157,30 @@ def fetch_directory(url: str, *, timeout: float, ca_bundle: str | None = None,
                              "https://acme-v02.api.letsencrypt.org/directory")
     endpoints = {name: value for name, value in jobj.items() if isinstance(value, str)}
     meta = jobj.get("meta") if isinstance(jobj.get("meta"), dict) else {}
-    return DirectoryInfo(url=url, endpoints=endpoints, meta=meta)
+    info = DirectoryInfo(url=url, endpoints=endpoints, meta=meta)
+    check_endpoints(info, url_check)
+    return info
+
+
+def check_endpoints(info: DirectoryInfo, url_check: UrlCheck | None) -> None:
+    """Refuse a directory that sends us elsewhere than its own URL may go: the directory URL
+    was checked when the profile was saved, but every request after it goes where the
+    directory says (newNonce, newOrder, keyChange...). One check per other host."""
+    if url_check is None:
+        return
+    own = urlsplit(info.url).hostname
+    verdicts: dict[str, str | None] = {}
+    for name, url in sorted(info.endpoints.items()):
+        host = urlsplit(url).hostname or ""
+        if host == own:
+            continue
+        if host not in verdicts:
+            verdicts[host] = url_check(url)
+        if verdicts[host]:
+            raise AcmeError(f"the directory lists {name} at {snippet(url)}: {verdicts[host]}",
+                            step="fetch directory", url=info.url,
+                            hint="SSL Manager never sends requests to such addresses: check that "
+                                 "the directory URL is the CA's own")
 
 
 def snippet(text: str) -> str:
@@ -185,6 +214,10 @@ def network_error(exc: requests.RequestException, *, step: str, url: str, timeou
     port = parts.port or (443 if parts.scheme == "https" else 80)
     causes = list(_causes(exc))
     kw = {"step": step, "url": url, "detail": _innermost(causes)}
+    if isinstance(exc, requests.TooManyRedirects):  # any redirect: the session follows none
+        return AcmeNetworkError(f"{host} answered with a redirect, which SSL Manager does not follow",
+                                hint="an ACME server does not redirect its API: check that the "
+                                     "directory URL is the CA's own", **kw)
     # Order matters: SSLError and ConnectTimeout are also ConnectionErrors.
     if isinstance(exc, requests.exceptions.SSLError):
         where = (f"the CA bundle {ca_bundle} does not verify it" if ca_bundle
@@ -262,6 +295,9 @@ class RetryingNetwork(ClientNetwork):
         self.ctx = _CallContext()
         self._log = log
         self.session.hooks["response"].append(self._remember)
+        # An ACME server never redirects its API; following one would send a signed request
+        # (or, after a 303, a GET) to an address nobody checked.
+        self.session.max_redirects = 0
 
     def _remember(self, response: requests.Response, *args, **kwargs) -> None:
         # acme's messages.Error carries no response: keep it for status and Retry-After.

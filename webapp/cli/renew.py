@@ -48,16 +48,25 @@ def renew(ids, mode, concurrency, dry_run) -> None:
     db.session().remove()  # the pool's threads open their own sessions
     failed = 0
 
+    counts = {"renewed": 0, "skipped": 0}
+
     def done(cert_id: int, status: str, domains: list[str], error: str) -> None:
         nonlocal failed
-        ok = status == "active" and not error
-        failed += not ok
         label = f"{cert_id} ({', '.join(domains)})" if domains else str(cert_id)
-        click.echo(f"{label}: {'renewed' if ok else 'FAILED: ' + (error or status)}")
+        if status == "busy":  # claimed by the scheduler or another command: it is being done
+            counts["skipped"] += 1
+            click.echo(f"{label}: skipped, another process is working on it")
+        elif status == "active" and not error:
+            counts["renewed"] += 1
+            click.echo(f"{label}: renewed")
+        else:
+            failed += 1
+            click.echo(f"{label}: FAILED: {error or status}")
 
     per_ca = concurrency or current_app.config["SSLMANAGER_CONCURRENCY_PER_CA"]
     renewals.renew_many(current_app._get_current_object(), targets, per_ca=per_ca, done=done)  # type: ignore[attr-defined]
-    click.echo(f"{len(targets) - failed} renewed, {failed} failed.")
+    click.echo(f"{counts['renewed']} renewed, {failed} failed"
+               + (f", {counts['skipped']} skipped." if counts["skipped"] else "."))
     sys.exit(1 if failed else 0)
 
 

@@ -319,7 +319,8 @@ def acme_client(profile: CAProfile, *, account_key: str, account_url: str = "",
                 log=None) -> AcmeClient:
     """An ACME client for the profile's CA with the given account key."""
     return AcmeClient(directory_url(profile), account_key.encode(), timeout=profile.api_timeout,
-                      ca_bundle=ca_bundle_path(profile), account_url=account_url or None, log=log)
+                      ca_bundle=ca_bundle_path(profile), account_url=account_url or None, log=log,
+                      url_check=address_problem)
 
 
 def ensure_account(profile: CAProfile, *, client: AcmeClient | None = None) -> AcmeClient:
@@ -355,7 +356,7 @@ def test(profile: CAProfile) -> TestResult:
         plugin = plugin_for(profile)
         url = plugin.directory_url(view_of(profile))
         result.directory = probe_directory(url, timeout=profile.api_timeout,
-                                           ca_bundle=ca_bundle_path(profile))
+                                           ca_bundle=ca_bundle_path(profile), url_check=address_problem)
         profile.directory_meta = result.directory.meta
         eab_required = bool(result.directory.meta.get("externalAccountRequired"))
         if plugin.account_per_certificate(view_of(profile)):
