@@ -759,13 +759,17 @@ class Bench:
     # -- throughput -----------------------------------------------------------------------
 
     def throughput(self) -> None:
+        """SSL Manager as an operator runs a batch: ONE `cert process ID... --concurrency c`
+        (orders bounded per CA, the scheduler's way); the peers as parallel processes, one per
+        certificate. SSL Manager one process per certificate too, for comparison."""
         bind, unbound, pebble, proxy = self.lab
         n = self.args.throughput
         levels = (1, 8)
-        self.log(f"throughput: creating {n * len(levels)} single-name certificates in one "
+        self.log(f"throughput: creating {n * len(levels) * 2} single-name certificates in one "
                  "process (services API, not measured)")
         made = self.sslm.helper({"op": "create", "profile": "Pebble",
-                                 "certs": [[name] for _ in levels for name in self.tp_names]})
+                                 "certs": [[name] for _ in range(2 * len(levels))
+                                           for name in self.tp_names]})
         ids = made["ids"]
         load = os.getloadavg()[0]
         lego_n = {1: self.args.lego_throughput_1, 8: self.args.lego_throughput_8}
@@ -773,9 +777,15 @@ class Bench:
             lego_n = {1: n, 8: n}
         results = {}
         for i, c in enumerate(levels):
-            batch_ids = ids[i * n:(i + 1) * n]
-            self.log(f"throughput: SSL Manager, {n} certificates at concurrency {c}")
-            sslm = run_batch([(self.sslm.process_argv(cid), self.sslm.env) for cid in batch_ids],
+            batch_ids = ids[2 * i * n:(2 * i + 1) * n]
+            each_ids = ids[(2 * i + 1) * n:(2 * i + 2) * n]
+            self.log(f"throughput: SSL Manager, {n} certificates in one process, {c} at a time")
+            one = run_child([SSLM_CLI, "cert", "process", *map(str, batch_ids), "--wait", "60",
+                             "--concurrency", str(c)], self.sslm.env, timeout=60 + 10 * n)
+            sslm = Batch(n, c, one.wall, one.stdout.count(": active"), one.cpu, one.maxrss_kib,
+                         [] if one.rc == 0 else [f"exit {one.rc}: {first_error(one)}"])
+            self.log(f"throughput: SSL Manager, {n} certificates, a process each, {c} at a time")
+            each = run_batch([(self.sslm.process_argv(cid), self.sslm.env) for cid in each_ids],
                              c, check=lambda ch: ch.rc == 0 and "active" in ch.stdout)
             self.log(f"throughput: reference, {n} certificates at concurrency {c}")
             ref = run_batch([(self.ref.argv("direct", [name]), None) for name in self.tp_names],
@@ -786,13 +796,14 @@ class Bench:
                 lego = run_batch([(self.lego.argv("direct", pebble.directory_url, [name]),
                                    self.lego.env) for name in self.tp_names[:lego_n[c]]],
                                  c, check=Lego.ok)
-            results[c] = {"sslm": sslm, "ref": ref, "lego": lego}
+            results[c] = {"sslm": sslm, "sslm_each": each, "ref": ref, "lego": lego}
         self.results["throughput"] = {c: {k: (vars(v) if v else None) for k, v in r.items()}
                                       for c, r in results.items()}
-        self.section(f"Throughput, single-name certificates, each issuance its own process "
-                     f"(sslm: `cert process`), {os.cpu_count()} CPUs", load)
+        self.section(f"Throughput, single-name certificates (sslm: one `cert process ID... "
+                     f"--concurrency c` for all; peers: a process each), {os.cpu_count()} CPUs",
+                     load)
+        per_min = lambda b: b.ok / b.wall * 60 if b else None  # noqa: E731
         for c, r in results.items():
-            per_min = lambda b: b.ok / b.wall * 60 if b else None  # noqa: E731
             fmt_n = lambda b: f"{b.n} certs" if b else "-"  # noqa: E731
             self.row(f"concurrency {c}: certificates", fmt_n(r["sslm"]), fmt_n(r["ref"]),
                      fmt_n(r["lego"]) + (" (--quick)" if r["lego"] and r["lego"].n < n else ""))
@@ -809,6 +820,10 @@ class Bench:
             fails = lambda b: str(b.n - b.ok) if b else "-"  # noqa: E731
             self.row(f"concurrency {c}: failed issuances", fails(r["sslm"]), fails(r["ref"]),
                      fails(r["lego"]))
+            e = r["sslm_each"]
+            self.row(f"concurrency {c}, sslm a process each (`cert process ID`): per minute, "
+                     "CPU s per cert", f"{per_min(e):.0f}, {e.cpu / e.n:.3f}", "", "",
+                     f"failed {e.n - e.ok}")
             for name, b in r.items():
                 for failure in (b.failures if b else [])[:3]:
                     self.notes.append(f"{name} at concurrency {c}: {failure}")

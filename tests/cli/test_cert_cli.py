@@ -61,3 +61,25 @@ def test_create_cnames_makes_them_in_a_managed_customer_zone_and_delete_removes_
         assert lab_bind.query("_acme-challenge.other.test", "CNAME").answer == []
     finally:
         lab_bind.clear("_acme-challenge.other.test")
+
+
+def test_process_of_several_ids_works_them_together_and_names_each_outcome(lab_app, cnames):
+    from webapp.services import ca_profiles, certificates
+    runner = lab_app.test_cli_runner()
+    with lab_app.app_context():
+        profile_id = ca_profiles.by_name("Pebble").id
+        ids = []
+        for name in ("a.customer.test", "b.customer.test", "c.customer.test"):
+            cert = certificates.create({"profile_id": profile_id, "domains": name})
+            certificates.request(cert)
+            cnames(cert)
+            ids.append(cert.id)
+    result = runner.invoke(args=["sslmanager", "cert", "process", *map(str, ids), "999999", "--wait", "30",
+                                 "--concurrency", "2"])
+    assert result.exit_code == 1, result.output  # the unknown ID
+    for cert_id, name in zip(ids, ("a", "b", "c")):
+        assert f"Certificate {cert_id} ({name}.customer.test): active" in result.output
+    assert "Certificate 999999: missing: no such certificate" in result.output
+    assert "3 of 4 Active." in result.output
+    with lab_app.app_context():
+        assert [certificates.get(i).status for i in ids] == ["active"] * 3

@@ -221,6 +221,19 @@ def process_until_final(cert_id: int, wait: float) -> str:
         delay = min(delay * 2, 5.0)
 
 
+def process_now(cert_id: int, wait: float = 0) -> int:
+    """`cert process`: a Draft or CSR is requested first; then one pass, or passes until final
+    for up to `wait` seconds. Returns the ID (raises NotFound for an unknown one)."""
+    cert = get(cert_id)
+    if cert.status in ("draft", "csr"):
+        request(cert)
+    if wait:
+        process_until_final(cert_id, wait)
+    else:
+        process(cert_id)
+    return cert_id
+
+
 def due_for_processing(limit: int = 200) -> list[int]:
     """Pending or Processing certificates whose next look is due."""
     now = utcnow()

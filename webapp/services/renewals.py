@@ -2,10 +2,7 @@
 version of the same certificate, same names and CNAMEs, a new key by default."""
 from __future__ import annotations
 
-import logging
 import random
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
@@ -17,8 +14,6 @@ from ..errors import SSLManagerError
 from ..models import CAProfile, Certificate, CertificateVersion, utcnow
 from . import audit
 from .issuance import Timeline
-
-log = logging.getLogger("sslmanager.renewals")
 
 
 def lifetime_rule(not_before: datetime, not_after: datetime) -> tuple[datetime, str]:
@@ -94,47 +89,12 @@ def renew(cert_id: int, *, reason: str = "due") -> str:
 
 
 def renew_many(app, cert_ids: list[int], *, per_ca: int, reason: str = "requested",
-               done: Callable[[int, str, list[str], str], None] | None = None) -> dict[int, str]:
-    """Renew these certificates now, at most `per_ca` orders in flight per CA profile (one
-    pool per profile, so a slow CA never holds up another's). `done(id, status, domains,
-    last_error)` is called in this thread as each finishes. Returns id -> final status
-    ("active" with no last error is a renewal; "missing" is an unknown ID)."""
-    with app.app_context():
-        profiles = dict(db.session().query(Certificate.id, Certificate.profile_id)
-                        .filter(Certificate.id.in_(cert_ids)).all()) if cert_ids else {}
-        db.session().remove()
-
-    def one(cert_id: int) -> tuple[str, list[str], str]:
-        with app.app_context():
-            try:
-                status = renew(cert_id, reason=reason)
-                cert = db.session().get(Certificate, cert_id)
-                return status, list(cert.domains), cert.last_error or ""
-            except Exception as exc:  # one certificate's bug never stops the others
-                log.exception("certificate %s: renewal crashed", cert_id)
-                return "error", [], f"{type(exc).__name__}: {exc}"
-            finally:
-                db.session().remove()
-
-    results: dict[int, str] = {}
-    for cert_id in cert_ids:
-        if cert_id not in profiles:
-            results[cert_id] = "missing"
-            if done:
-                done(cert_id, "missing", [], "no such certificate")
-    pools = {pid: ThreadPoolExecutor(max(1, per_ca), thread_name_prefix=f"sslm-renew-{pid}")
-             for pid in set(profiles.values())}
-    try:
-        futures = {pools[profiles[cid]].submit(one, cid): cid for cid in cert_ids if cid in profiles}
-        for future in as_completed(futures):
-            status, domains, error = future.result()
-            results[futures[future]] = status
-            if done:
-                done(futures[future], status, domains, error)
-    finally:
-        for pool in pools.values():
-            pool.shutdown(wait=True, cancel_futures=True)
-    return results
+               done=None) -> dict[int, str]:
+    """Renew these certificates now, at most `per_ca` orders in flight per CA profile
+    (bulk.per_ca: `done(id, status, domains, last_error)` as each finishes)."""
+    from . import bulk
+    return bulk.per_ca(app, cert_ids, lambda cert_id: renew(cert_id, reason=reason),
+                       limit=per_ca, done=done)
 
 
 def expire() -> int:
