@@ -2,6 +2,7 @@
 keep the current version serving, and many processes renewing each certificate once."""
 from __future__ import annotations
 
+import threading
 import time
 from datetime import timedelta
 
@@ -120,6 +121,37 @@ def test_a_dead_holders_claim_expires_and_another_process_takes_over(lab_app):
         assert certificates.process(cert.id) == "busy"
         time.sleep(1.1)
         assert certificates.claim(cert.id)
+
+
+def test_a_live_holders_claim_is_kept_alive_by_its_heartbeat(lab_app, monkeypatch):
+    monkeypatch.setattr(certificates, "HEARTBEAT_SECONDS", 0.2)
+    with lab_app.app_context():
+        cert = certificates.create({"profile_id": ca_profiles.by_name("Pebble").id, "domains": "customer.test"})
+        assert certificates.claim(cert.id, holder="worker-a", seconds=1)
+        time.sleep(1.6)  # past the claim's own second: only the heartbeat keeps it
+        assert not certificates.claim(cert.id, holder="worker-b")
+        certificates.release(cert.id, holder="worker-a")
+        assert certificates.claim(cert.id, holder="worker-b")
+        certificates.release(cert.id, holder="worker-b")
+
+
+def test_two_threads_of_one_process_never_work_on_one_certificate(lab_app):
+    with lab_app.app_context():
+        cert_id = certificates.create({"profile_id": ca_profiles.by_name("Pebble").id,
+                                       "domains": "customer.test"}).id
+        assert certificates.claim(cert_id)
+    seen = []
+
+    def other_thread():
+        with lab_app.app_context():
+            seen.append(certificates.process(cert_id))
+            db.session().remove()
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    thread.join()
+    assert seen == ["busy"]
+    with lab_app.app_context():
+        certificates.release(cert_id)
 
 
 # -- many processes, one database ---------------------------------------------------------------

@@ -2,6 +2,7 @@
 revoke, delete, and reissue under another CA profile."""
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -25,8 +26,10 @@ FINAL = {"active", "failed", "expired", "revoked"}
 # RFC 5280 CRLReason codes a CA accepts for revocation by the subscriber.
 REVOCATION_REASONS = {0: "unspecified", 1: "keyCompromise", 3: "affiliationChanged",
                       4: "superseded", 5: "cessationOfOperation"}
-HOLDER = f"{socket.gethostname()}:{os.getpid()}"
-CLAIM_SECONDS = 600
+log = logging.getLogger("sslmanager.certificates")
+HOLDER = f"{socket.gethostname()}:{os.getpid()}"  # this process; a claim's holder adds the thread
+CLAIM_SECONDS = 90      # a dead holder's claim ends this long after its last heartbeat
+HEARTBEAT_SECONDS = 30  # a live holder renews its claims this often
 
 
 def get(cert_id: int) -> Certificate:
@@ -135,10 +138,18 @@ def instructions(cert: Certificate) -> list[CnameInstruction]:
 
 # -- processing --------------------------------------------------------------------------------
 
-def claim(cert_id: int, holder: str = HOLDER, seconds: int = CLAIM_SECONDS) -> bool:
-    """Take the certificate for this process, so one process at a time works on it; the claim
-    expires if its holder dies. PostgreSQL: a row lock with SKIP LOCKED (a busy row is skipped,
-    not waited for); SQLite: the same atomic conditional update without the lock."""
+def current_holder() -> str:
+    """Who is working: this process and thread (two threads of one process never share a
+    certificate either)."""
+    return f"{HOLDER}:{threading.get_ident()}"
+
+
+def claim(cert_id: int, holder: str | None = None, seconds: int = CLAIM_SECONDS) -> bool:
+    """Take the certificate for this thread, so one worker at a time works on it; the claim is
+    renewed by a heartbeat while held and ends `seconds` after the last one if the holder dies.
+    PostgreSQL: a row lock with SKIP LOCKED (a busy row is skipped, not waited for); SQLite:
+    the same atomic conditional update without the lock."""
+    holder = holder or current_holder()
     s = db.session()
     now = utcnow()
     free = or_(Certificate.claimed_until.is_(None), Certificate.claimed_until < now,
@@ -153,14 +164,68 @@ def claim(cert_id: int, holder: str = HOLDER, seconds: int = CLAIM_SECONDS) -> b
                        .values(claimed_by=holder, claimed_until=now + timedelta(seconds=seconds))
                        .execution_options(synchronize_session=False))
     s.commit()
+    if result.rowcount == 1:
+        _heartbeat().hold(cert_id, holder, seconds)
     return result.rowcount == 1
 
 
-def release(cert_id: int, holder: str = HOLDER) -> None:
+def release(cert_id: int, holder: str | None = None) -> None:
+    holder = holder or current_holder()
+    _heartbeat().drop(cert_id, holder)
     db.session().execute(update(Certificate).where(Certificate.id == cert_id, Certificate.claimed_by == holder)
                          .values(claimed_by="", claimed_until=None)
                          .execution_options(synchronize_session=False))
     db.session().commit()
+
+
+class _Heartbeat:
+    """Renews this app's held claims every HEARTBEAT_SECONDS from one thread (started with the
+    first claim, gone with the last), straight on the engine: no session, no app context."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+        self.held: dict[tuple[int, str], int] = {}  # (certificate id, holder) -> claim seconds
+        self.lock = threading.Lock()
+        self.wake = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def hold(self, cert_id: int, holder: str, seconds: int) -> None:
+        with self.lock:
+            self.held[(cert_id, holder)] = seconds
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name="sslm-claims", daemon=True)
+                self.thread.start()
+
+    def drop(self, cert_id: int, holder: str) -> None:
+        with self.lock:
+            self.held.pop((cert_id, holder), None)
+
+    def _run(self) -> None:
+        while True:
+            self.wake.wait(HEARTBEAT_SECONDS)
+            with self.lock:
+                if not self.held:
+                    self.thread = None
+                    return
+                held = dict(self.held)
+            try:
+                now = utcnow()
+                with self.engine.begin() as conn:
+                    for (cert_id, holder), seconds in held.items():
+                        conn.execute(update(Certificate.__table__)
+                                     .where(Certificate.__table__.c.id == cert_id,
+                                            Certificate.__table__.c.claimed_by == holder)
+                                     .values(claimed_until=now + timedelta(seconds=seconds)))
+            except Exception:  # noqa: BLE001  (a busy database: the next beat tries again)
+                log.warning("could not renew %d certificate claims", len(held), exc_info=True)
+
+
+def _heartbeat() -> _Heartbeat:
+    state = current_app.extensions["sslmanager"]
+    beat = state.extra.get("claims")
+    if beat is None:
+        beat = state.extra.setdefault("claims", _Heartbeat(state.engine))
+    return beat
 
 
 def check_cnames(cert: Certificate) -> bool:
@@ -183,9 +248,9 @@ def check_cnames(cert: Certificate) -> bool:
     return True
 
 
-def process(cert_id: int, holder: str = HOLDER) -> str:
+def process(cert_id: int, holder: str | None = None) -> str:
     """Run the pipeline once for one certificate: CNAME check, then issuance. Returns the status
-    (or "busy" when another process holds it)."""
+    (or "busy" when another process or thread holds it)."""
     if not claim(cert_id, holder):
         return "busy"
     try:
