@@ -79,6 +79,7 @@ MODULES = [
     Module("dns_server", [PY, "-m", "bench.dns_server"], parse_dns_server),
     Module("issuance", [PY, "-m", "bench.issuance", "--json", "{json}"]),
     Module("pages", [PY, "-m", "bench.pages", "--json", "{json}"]),
+    Module("scan", [PY, "-m", "bench.scan", "--json", "{json}"]),
     Module("renewals", [PY, "-m", "bench.renewals", "--json", "{json}"]),
 ]
 

@@ -345,6 +345,31 @@ def test_scan_announces_a_certificate_that_will_not_renew_once_per_threshold(ctx
     assert receiver.requests[0][0]["X-SSLManager-Delivery"] == f"expiring:{manual.id}:1a2b3c:14"
 
 
+def test_an_hourly_scan_costs_a_few_queries_however_many_certificates_it_looks_at(ctx):
+    from sqlalchemy import event
+    receiver = Receiver()
+    with http_server(receiver) as base:
+        webhook_channel(base + "/hook")
+        p = profile()
+        for i in range(30):
+            certificate(p, names=(f"n{i}.example",), auto_renew=False, not_after=utcnow() + timedelta(days=10))
+        now = utcnow()
+        assert notifications.scan(now) == {"expiring": 30}
+        db.session().remove()  # a new look starts with nothing loaded, as the scheduler's does
+        statements = []
+
+        def seen(_conn, _cursor, statement, *_):
+            statements.append(statement)
+        engine = ctx.extensions["sslmanager"].engine
+        event.listen(engine, "before_cursor_execute", seen)
+        try:
+            assert notifications.scan(now + timedelta(hours=1)) == {"expiring": 0}
+        finally:
+            event.remove(engine, "before_cursor_execute", seen)
+    assert len(receiver.requests) == 30
+    assert len(statements) <= 8, statements  # not one (or three) per certificate
+
+
 def test_scan_reports_failing_renewals_broken_delegations_and_failing_profiles_daily(ctx):
     receiver = Receiver()
     with http_server(receiver) as base:

@@ -385,19 +385,28 @@ class Delivery:
     attempts: int = 0
 
 
-def channels_for(event: str, profile_id: int | None) -> list[NotificationChannel]:
-    """Enabled channels for this event: the global ones and the CA profile's own."""
-    rows = db.session().execute(select(NotificationChannel).where(
-        NotificationChannel.enabled.is_(True),
-        or_(NotificationChannel.profile_id.is_(None), NotificationChannel.profile_id == profile_id))
-        .order_by(NotificationChannel.id)).scalars()
-    return [c for c in rows if not c.events or event in c.events]
+def enabled_channels() -> list[NotificationChannel]:
+    return db.session().execute(select(NotificationChannel).where(
+        NotificationChannel.enabled.is_(True)).order_by(NotificationChannel.id)).scalars().all()
+
+
+def channels_for(event: str, profile_id: int | None,
+                 enabled: list[NotificationChannel] | None = None) -> list[NotificationChannel]:
+    """Enabled channels for this event: the global ones and the CA profile's own (picked from
+    `enabled` when the caller loaded them once for many events)."""
+    if enabled is None:
+        enabled = enabled_channels()
+    return [c for c in enabled if (c.profile_id is None or c.profile_id == profile_id)
+            and (not c.events or event in c.events)]
 
 
 def emit(event: str, cert: Certificate | None = None, *, profile: CAProfile | None = None,
          days: int | None = None, error: str | None = None, hint: str | None = None, reason: str = "",
-         now: datetime | None = None) -> list[Delivery]:
+         now: datetime | None = None, enabled: list[NotificationChannel] | None = None,
+         sent: set[tuple[str, int]] | None = None) -> list[Delivery]:
     """Send `event` to every matching channel, once per channel whichever process asks.
+    `enabled` (the enabled channels) and `sent` (the (dedupe key, channel) pairs already in
+    the table) let a scan over thousands of certificates skip the queries for each one.
 
     Commits the caller's session first (the row insert must not wait on our own lock, and a
     lost insert's rollback must not take the caller's work with it)."""
@@ -405,14 +414,22 @@ def emit(event: str, cert: Certificate | None = None, *, profile: CAProfile | No
         raise ValueError(f"unknown event {event!r}")
     if profile is None and cert is not None:
         profile = db.session().get(CAProfile, cert.profile_id)
+    targets = channels_for(event, profile.id if profile is not None else None, enabled)
+    if not targets:
+        return []
     if cert is not None and event == "renewal-failed":
         error = cert.last_error if error is None else error
         hint = cert.last_error_hint if hint is None else hint
     message = build(event, cert, profile, days=days, error=error or "", hint=hint or "", reason=reason, now=now)
+    if sent is not None:  # known duplicates: no insert to lose, no commit
+        done = [c for c in targets if (message.dedupe_key, c.id) in sent]
+        targets = [c for c in targets if c not in done]
+        if not targets:
+            return [Delivery(c.name, "duplicate") for c in done]
     s = db.session()
     s.commit()
     results = []
-    for channel in channels_for(event, message.profile_id):
+    for channel in targets:
         channel_id, name = channel.id, channel.name
         row = NotificationSent(dedupe_key=message.dedupe_key, channel_id=channel_id, event=event,
                                certificate_id=message.certificate_id, ok=None, error="", attempts=0)
@@ -503,6 +520,12 @@ def scan(now: datetime | None = None) -> dict[str, int]:
 
     def count(event: str, results: list[Delivery]) -> None:
         sent[event] = sent.get(event, 0) + sum(r.status == "sent" for r in results)
+    # Loaded once for the whole look: with thousands of certificates a query (and a commit)
+    # per certificate took seconds, and nearly every one is a duplicate or has no channel.
+    enabled = enabled_channels()
+    done = {(key, channel_id) for key, channel_id in db.session().execute(
+        select(NotificationSent.dedupe_key, NotificationSent.channel_id))} if enabled else set()
+    once = {"enabled": enabled, "sent": done}
     horizon = now + timedelta(days=max(days, default=0))
     # Lists never load (and so never decrypt) keys.
     certs = db.session().execute(select(Certificate).options(
@@ -510,21 +533,25 @@ def scan(now: datetime | None = None) -> dict[str, int]:
         .where(Certificate.status.in_(("active", "failed")), Certificate.not_after > now,
                or_(Certificate.not_after <= horizon, Certificate.failing_since.is_not(None),
                    Certificate.delegation_ok.is_(False)))
-        .order_by(Certificate.id)).scalars().all()
+        .order_by(Certificate.id)).scalars().all() if enabled else []
+    # Held here: the session's identity map keeps objects only while something refers to them.
+    profiles = {p.id: p for p in db.session().execute(select(CAProfile)).scalars()} if enabled else {}
     for cert in certs:
         why = will_not_renew(cert, now)
         crossed = [d for d in days if cert.not_after - now <= timedelta(days=d)]
+        profile = profiles.get(cert.profile_id)
         if why and crossed:
-            count("expiring", emit("expiring", cert, days=crossed[0], reason=why, now=now))
+            count("expiring", emit("expiring", cert, profile=profile, days=crossed[0], reason=why,
+                                   now=now, **once))
         if cert.failing_since is not None and cert.status == "active":
-            count("renewal-failed", emit("renewal-failed", cert, now=now))
+            count("renewal-failed", emit("renewal-failed", cert, profile=profile, now=now, **once))
         if cert.delegation_ok is False:
-            count("delegation-broken", emit("delegation-broken", cert, error=cert.delegation_message,
-                                            now=now))
-    profiles = db.session().execute(select(CAProfile).where(CAProfile.last_test_ok.is_(False))).scalars().all()
-    for profile in profiles:
-        count("profile-failing", emit("profile-failing", profile=profile, error=profile.last_test_message,
-                                      now=now))
+            count("delegation-broken", emit("delegation-broken", cert, profile=profile,
+                                            error=cert.delegation_message, now=now, **once))
+    for profile in profiles.values():
+        if profile.last_test_ok is False:
+            count("profile-failing", emit("profile-failing", profile=profile,
+                                          error=profile.last_test_message, now=now, **once))
     # Keys older than any certificate's lifetime can never come again: keep the table small.
     db.session().execute(delete(NotificationSent).where(NotificationSent.created_at < now - KEEP_SENT))
     db.session().commit()
