@@ -24,11 +24,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.lab.http import closed_port, http_server
+from tests.lab.http import closed_port, http_server, pebble_tls
 from webapp import db
 from webapp.errors import ValidationError
 from webapp.models import CAProfile, Certificate, NotificationSent, utcnow
-from webapp.services import notifications
+from webapp.services import notification_senders as senders, notifications
 
 PASSWORD = "s3cret-smtp-Pa55"
 HOOK_SECRET = "webhook-signing-secret-0123"
@@ -275,6 +275,34 @@ def test_private_webhook_address_is_refused_unless_allowed(ctx):
     assert "SSLMANAGER_ALLOW_PRIVATE_ADDRESSES" in info.value.errors["url"]
     ctx.config["SSLMANAGER_ALLOW_PRIVATE_ADDRESSES"] = True
     assert webhook_channel("http://127.0.0.1:9/hook").id
+
+
+def _message():
+    return senders.Message("test", "test:1", "subject", "text", {"event": "test"})
+
+
+def test_a_webhook_goes_to_the_address_that_was_checked_never_to_a_second_lookup(ctx):
+    receiver = Receiver()
+    with http_server(receiver) as base:
+        port = base.rsplit(":", 1)[1]
+        # The name resolves nowhere: the request can only arrive through the vetted address.
+        url = f"http://hooks.rebind.invalid:{port}/hook"
+        assert senders.send_webhook(url, HOOK_SECRET, _message(), timeout=5, address="127.0.0.1") == 1
+    headers, _ = receiver.requests[0]
+    assert headers["Host"] == f"hooks.rebind.invalid:{port}"
+
+
+def test_a_pinned_https_webhook_still_checks_the_certificate_against_the_name(ctx, lab_pebble, monkeypatch):
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", lab_pebble.ca_bundle)
+    receiver = Receiver()
+    with http_server(receiver, tls=pebble_tls(lab_pebble)) as base:
+        port = base.rsplit(":", 1)[1]
+        good = f"https://localhost:{port}/hook"   # the listener certificate's name
+        assert senders.send_webhook(good, HOOK_SECRET, _message(), timeout=5, address="127.0.0.1") == 1
+        with pytest.raises(senders.DeliveryError) as caught:
+            senders.send_webhook(f"https://other.invalid:{port}/hook", HOOK_SECRET, _message(), timeout=5,
+                                 attempts=1, address="127.0.0.1")
+    assert "certificate" in str(caught.value).lower() and len(receiver.requests) == 1
 
 
 def test_webhook_allow_list_limits_the_hosts_also_at_send_time(ctx):

@@ -12,8 +12,10 @@ import time
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from urllib.parse import urlsplit
 
 import requests
+import requests.adapters
 
 from ..errors import SSLManagerError
 
@@ -108,29 +110,62 @@ def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+class _PinnedAdapter(requests.adapters.HTTPAdapter):
+    """Connects to one given address for one host name, keeping the name for the Host header,
+    TLS SNI and certificate checks: the address vetted before sending is the one reached."""
+
+    def __init__(self, host: str, address: str) -> None:
+        super().__init__(max_retries=0)
+        self.host, self.address = host, address
+
+    def build_connection_pool_key_attributes(self, request, verify, cert=None):
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
+        if host_params["host"].lower().rstrip(".") == self.host:
+            host_params["host"] = self.address
+            if host_params["scheme"] == "https":
+                pool_kwargs["server_hostname"] = self.host
+                pool_kwargs["assert_hostname"] = self.host
+        return host_params, pool_kwargs
+
+
+def _session_for(url: str, address: str | None) -> requests.Session:
+    session = requests.Session()
+    parts = urlsplit(url)
+    if address and parts.hostname:
+        pinned = _PinnedAdapter(parts.hostname.lower().rstrip("."), address)
+        session.mount("http://", pinned)
+        session.mount("https://", pinned)
+    return session
+
+
 def send_webhook(url: str, secret: str | None, message: Message, *, timeout: float, attempts: int = 3,
-                 backoff: float = 2) -> int:
+                 backoff: float = 2, address: str | None = None) -> int:
     """POST the JSON payload, signed; retried with backoff (doubling) on network errors, 5xx,
-    408 and 429. Redirects are not followed (they could lead anywhere). Returns the attempts."""
+    408 and 429. Redirects are not followed (they could lead anywhere). With `address`, the
+    connection goes there (the host name is not looked up again). Returns the attempts."""
     from .. import __version__
     body = json.dumps(message.payload, separators=(",", ":"), sort_keys=True).encode()
     headers = {"Content-Type": "application/json", "User-Agent": f"SSLManager/{__version__}",
                "X-SSLManager-Event": message.event, "X-SSLManager-Delivery": message.dedupe_key}
     if secret:
         headers[SIGNATURE_HEADER] = signature(secret, body)
+    if address:
+        parts = urlsplit(url)
+        headers["Host"] = parts.netloc.rpartition("@")[2]  # the name, not the address we dial
     attempts, error, attempt = max(1, attempts), "", 0
-    for attempt in range(1, attempts + 1):
-        try:
-            resp = requests.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False)
-        except requests.RequestException as exc:
-            error, retry = f"{type(exc).__name__}: {exc}", True
-        else:
-            if 200 <= resp.status_code < 300:
-                return attempt
-            error = f"HTTP {resp.status_code} {resp.reason}: {resp.text[:200]}".rstrip(": ")
-            retry = resp.status_code >= 500 or resp.status_code in (408, 429)
-        if not retry or attempt == attempts:
-            break
-        time.sleep(backoff * 2 ** (attempt - 1))
+    with _session_for(url, address) as session:
+        for attempt in range(1, attempts + 1):
+            try:
+                resp = session.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False)
+            except requests.RequestException as exc:
+                error, retry = f"{type(exc).__name__}: {exc}", True
+            else:
+                if 200 <= resp.status_code < 300:
+                    return attempt
+                error = f"HTTP {resp.status_code} {resp.reason}: {resp.text[:200]}".rstrip(": ")
+                retry = resp.status_code >= 500 or resp.status_code in (408, 429)
+            if not retry or attempt == attempts:
+                break
+            time.sleep(backoff * 2 ** (attempt - 1))
     raise DeliveryError(_scrub(error, secret), step="webhook", url=url, attempts=attempt,
                         hint="" if error.startswith("HTTP 5") else "The receiver must answer 2xx.")

@@ -27,7 +27,7 @@ from ..errors import NotFound, ValidationError
 from ..models import CAProfile, Certificate, NotificationChannel, NotificationSent, Setting, utcnow
 from . import audit, domains
 from . import notification_senders as senders
-from .addresses import address_problem
+from .addresses import checked_address
 from .notification_senders import SIGNATURE_HEADER, DeliveryError, Message
 
 log = logging.getLogger("sslmanager.notifications")
@@ -245,20 +245,25 @@ def _validate_email_settings(values: dict, password: str | None, errors: dict) -
 
 def url_problem(url: str) -> str | None:
     """Why a webhook URL is refused: not http(s), not on the allow-list, or an internal address."""
+    return _vetted_webhook(url)[1]
+
+
+def _vetted_webhook(url: str) -> tuple[str | None, str | None]:
+    """(the address to connect to, None) for a webhook URL SSL Manager may call, else (None, why)."""
     try:
         parts = urlsplit(url)
     except ValueError:  # e.g. "http://[::1": an unclosed IPv6 bracket
         parts = urlsplit("")
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "Enter an http:// or https:// URL, e.g. https://hooks.example.com/sslmanager."
+        return None, "Enter an http:// or https:// URL, e.g. https://hooks.example.com/sslmanager."
     if parts.username or parts.password:
-        return "Put no credentials in the URL (lists show it): the signing secret authenticates us."
+        return None, "Put no credentials in the URL (lists show it): the signing secret authenticates us."
     host = parts.hostname.lower().rstrip(".")
     allowed = webhook_allowlist()
     if allowed and not any(host == p or (p.startswith("*.") and host.endswith(p[1:])) for p in allowed):
-        return (f"{host} is not on the webhook allow-list ({', '.join(allowed)}); add it under "
-                "Options below, or use an allowed host.")
-    return address_problem(url, what="a webhook receiver", internal="an internal webhook receiver")
+        return None, (f"{host} is not on the webhook allow-list ({', '.join(allowed)}); add it under "
+                      "Options below, or use an allowed host.")
+    return checked_address(url, what="a webhook receiver", internal="an internal webhook receiver")
 
 
 def _validate_webhook_settings(values: dict, errors: dict) -> dict:
@@ -368,11 +373,13 @@ def deliver(channel: NotificationChannel, message: Message) -> int:
         return senders.send_email(channel.settings, channel.secret, message,
                                   timeout=cfg["SSLMANAGER_NOTIFY_TIMEOUT"])
     url = channel.settings["url"]
-    # Checked again at send time: the allow-list or the name's addresses may have changed.
-    problem = url_problem(url)
+    # Checked again at send time (the allow-list or the name's addresses may have changed), and
+    # the request goes to the address judged here, not to a second lookup's answer.
+    address, problem = _vetted_webhook(url)
     if problem:
         raise DeliveryError(problem, step="webhook", url=url, attempts=0)
     return senders.send_webhook(url, channel.secret, message, timeout=cfg["SSLMANAGER_NOTIFY_TIMEOUT"],
+                                address=address,
                                 attempts=int(cfg["SSLMANAGER_WEBHOOK_ATTEMPTS"]),
                                 backoff=float(cfg["SSLMANAGER_WEBHOOK_BACKOFF"]))
 
