@@ -24,6 +24,7 @@ def test_twenty_certificates_issue_with_exactly_twenty_orders_when_half_the_nonc
                 cert = new_cert(f"nonce{i}.customer.test")
                 cnames(cert)
                 ids.append(cert.id)
+        nonces_before = proxy.count("HEAD", "/nonce-plz") + proxy.count("GET", "/nonce-plz")
         sched = scheduler.Scheduler(app)  # the app's own pool: four orders in flight at a time
         try:
             sched.tick()
@@ -40,3 +41,6 @@ def test_twenty_certificates_issue_with_exactly_twenty_orders_when_half_the_nonc
         assert proxy.new_orders() == COUNT
         assert proxy.ordered_names() == Counter(f"nonce{i}.customer.test" for i in range(COUNT))
         assert rejected > COUNT  # the rejections really happened (about half of all POSTs)
+        # Each rejection carries the next nonce: one newNonce request per issuance, no more.
+        nonce_fetches = proxy.count("HEAD", "/nonce-plz") + proxy.count("GET", "/nonce-plz") - nonces_before
+        assert nonce_fetches <= COUNT, (nonce_fetches, rejected)

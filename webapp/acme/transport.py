@@ -13,6 +13,7 @@ import socket
 import ssl
 import threading
 import time
+import contextlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
@@ -302,6 +303,11 @@ class RetryingNetwork(ClientNetwork):
     def _remember(self, response: requests.Response, *args, **kwargs) -> None:
         # acme's messages.Error carries no response: keep it for status and Retry-After.
         self.ctx.response = response
+        # An error answer carries a fresh nonce too (RFC 8555 6.5), but ClientNetwork raises
+        # before reading it: keep it, or every badNonce costs an extra newNonce round trip.
+        if response.status_code >= 400 and self.REPLAY_NONCE_HEADER in response.headers:
+            with contextlib.suppress(acme_errors.BadNonce):
+                self._add_nonce(response)
 
     def post(self, *args, **kwargs) -> requests.Response:
         """ClientNetwork.post, retried on badNonce, 5xx and Retry-After within the deadline."""
