@@ -7,13 +7,13 @@ No Flask here.
 """
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import json
 import socket
 import ssl
 import threading
 import time
-import contextlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterator

@@ -46,12 +46,9 @@ def renew(ids, mode, concurrency, dry_run) -> None:
             click.echo(f"would renew {cert_id} ({', '.join(cert.domains)}): renewal time {when}")
         return
     db.session().remove()  # the pool's threads open their own sessions
-    failed = 0
-
-    counts = {"renewed": 0, "skipped": 0}
+    counts = {"renewed": 0, "failed": 0, "skipped": 0}
 
     def done(cert_id: int, status: str, domains: list[str], error: str) -> None:
-        nonlocal failed
         label = f"{cert_id} ({', '.join(domains)})" if domains else str(cert_id)
         if status == "busy":  # claimed by the scheduler or another command: it is being done
             counts["skipped"] += 1
@@ -60,14 +57,14 @@ def renew(ids, mode, concurrency, dry_run) -> None:
             counts["renewed"] += 1
             click.echo(f"{label}: renewed")
         else:
-            failed += 1
+            counts["failed"] += 1
             click.echo(f"{label}: FAILED: {error or status}")
 
     per_ca = concurrency or current_app.config["SSLMANAGER_CONCURRENCY_PER_CA"]
     renewals.renew_many(current_app._get_current_object(), targets, per_ca=per_ca, done=done)  # type: ignore[attr-defined]
-    click.echo(f"{counts['renewed']} renewed, {failed} failed"
+    click.echo(f"{counts['renewed']} renewed, {counts['failed']} failed"
                + (f", {counts['skipped']} skipped." if counts["skipped"] else "."))
-    sys.exit(1 if failed else 0)
+    sys.exit(1 if counts["failed"] else 0)
 
 
 @click.command("worker", help="Run the scheduler alone (renewals, CNAME polling, sweeps) — "

@@ -186,11 +186,13 @@ class _Heartbeat:
         self.engine = engine
         self.held: dict[tuple[int, str], int] = {}  # (certificate id, holder) -> claim seconds
         self.lock = threading.Lock()
-        self.wake = threading.Event()
         self.thread: threading.Thread | None = None
+        self.pid = os.getpid()
 
     def hold(self, cert_id: int, holder: str, seconds: int) -> None:
         with self.lock:
+            if self.pid != os.getpid():  # a forked child (gunicorn): the parent's thread is not here
+                self.held, self.thread, self.pid = {}, None, os.getpid()
             self.held[(cert_id, holder)] = seconds
             if self.thread is None:
                 self.thread = threading.Thread(target=self._run, name="sslm-claims", daemon=True)
@@ -201,8 +203,9 @@ class _Heartbeat:
             self.held.pop((cert_id, holder), None)
 
     def _run(self) -> None:
+        table = Certificate.__table__
         while True:
-            self.wake.wait(HEARTBEAT_SECONDS)
+            time.sleep(HEARTBEAT_SECONDS)
             with self.lock:
                 if not self.held:
                     self.thread = None
@@ -212,20 +215,15 @@ class _Heartbeat:
                 now = utcnow()
                 with self.engine.begin() as conn:
                     for (cert_id, holder), seconds in held.items():
-                        conn.execute(update(Certificate.__table__)
-                                     .where(Certificate.__table__.c.id == cert_id,
-                                            Certificate.__table__.c.claimed_by == holder)
+                        conn.execute(update(table).where(table.c.id == cert_id, table.c.claimed_by == holder)
                                      .values(claimed_until=now + timedelta(seconds=seconds)))
-            except Exception:  # noqa: BLE001  (a busy database: the next beat tries again)
+            except Exception:  # a busy or unreachable database: the next beat tries again
                 log.warning("could not renew %d certificate claims", len(held), exc_info=True)
 
 
 def _heartbeat() -> _Heartbeat:
     state = current_app.extensions["sslmanager"]
-    beat = state.extra.get("claims")
-    if beat is None:
-        beat = state.extra.setdefault("claims", _Heartbeat(state.engine))
-    return beat
+    return state.extra.get("claims") or state.extra.setdefault("claims", _Heartbeat(state.engine))
 
 
 def check_cnames(cert: Certificate) -> bool:
