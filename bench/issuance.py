@@ -31,7 +31,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import sqlite3
 import ssl
 import statistics

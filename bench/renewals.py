@@ -45,7 +45,6 @@ from bench.issuance import (
     fmt_time,
     git_state,
     kill_running,
-    must,
     print_rows,
     publish_cnames,
     run_batch,
