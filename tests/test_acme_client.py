@@ -7,6 +7,7 @@ import ast
 import base64
 import datetime
 import email.utils
+import sys
 import threading
 import time
 import uuid
@@ -182,6 +183,46 @@ def test_probe_directory_quotes_http_status_and_body():
     assert (err.message, err.status) == ("HTTP status 500", 500)
     assert err.detail == "upstream exploded badly"
     assert err.step == "fetch directory" and err.url == f"{base}/dir"
+
+
+_lookups: list | None = None  # host names passed to getaddrinfo while recording
+
+
+def _audit(event: str, args: tuple) -> None:
+    if event == "socket.getaddrinfo" and _lookups is not None:
+        _lookups.append(args[0])
+
+
+sys.addaudithook(_audit)  # a real observation of every name lookup, no mocking
+
+
+def test_a_judged_client_dials_the_judged_address_and_never_looks_the_name_up_again(lab_pebble):
+    global _lookups
+    port = lab_pebble.directory_url.split(":")[2].split("/")[0]
+    judged = []
+
+    def judge(url):
+        judged.append(url)
+        return "127.0.0.1", None
+    client, _ = new_client(f"https://localhost:{port}/dir", lab_pebble.ca_bundle, judge=judge)
+    _lookups = []
+    try:
+        account = client.register("ops@customer.test")
+        order = client.new_order(["customer.test"])
+    finally:
+        looked_up, _lookups = _lookups, None
+    assert account.url.startswith(f"https://localhost:{port}/") and order.status == "pending"
+    assert "localhost" not in looked_up  # TLS still checked the name: Pebble's certificate is for it
+    assert judged == [f"https://localhost:{port}/dir"]  # one host, judged once
+
+
+def test_a_host_the_judge_refuses_is_never_contacted_and_the_error_says_why(lab_pebble):
+    client, _ = new_client(lab_pebble.directory_url, lab_pebble.ca_bundle,
+                           judge=lambda url: (None, "ca.example resolves to 169.254.169.254, never a CA"))
+    with pytest.raises(AcmeError) as caught:
+        client.register("ops@customer.test")
+    assert not isinstance(caught.value, AcmeNetworkError)  # not worth retrying
+    assert caught.value.step == "fetch directory" and "169.254.169.254" in caught.value.message
 
 
 def test_directory_503_with_a_short_retry_after_is_waited_out_within_the_call():

@@ -30,10 +30,11 @@ from requests.utils import parse_header_links
 
 from webapp.acme.keys import (ari_cert_id, generate_account_key, load_account_key,
                               load_certificate, load_csr)
-from webapp.acme.transport import (DirectoryInfo, LogFn, RetryingNetwork, UrlCheck, fetch_directory,
+from webapp.acme.transport import (DirectoryInfo, LogFn, RetryingNetwork, fetch_directory,
                                    problem_detail, problem_from_json, probe_directory,
                                    retry_after_seconds)
 from webapp.errors import AcmeError
+from webapp.netguard import Judge
 
 __all__ = ["AccountInfo", "AcmeClient", "Challenge", "DirectoryInfo", "OrderInfo",
            "generate_account_key", "probe_directory"]
@@ -96,16 +97,19 @@ class AcmeClient:
     def __init__(self, directory_url: str, account_key_pem: bytes, *, timeout: float,
                  ca_bundle: str | None = None, account_url: str | None = None,
                  user_agent: str = "sslmanager", log: LogFn | None = None,
-                 url_check: UrlCheck | None = None) -> None:
+                 judge: Judge | None = None) -> None:
         self.directory_url = directory_url
-        self.url_check = url_check  # judges the endpoint URLs the directory lists
+        # Judges every host this client talks to (netguard): the directory's at each fetch,
+        # the endpoints it lists, and the connection goes to the address judged.
+        self.judge = judge
         self.timeout = timeout
         self.ca_bundle = ca_bundle
         self.user_agent = user_agent
         self._log: LogFn = log or (lambda line: None)
         self._jwk, alg = load_account_key(account_key_pem)
         self._net = RetryingNetwork(self._jwk, alg=alg, verify=ca_bundle or True,
-                                    user_agent=user_agent, timeout=timeout, log=self._log)
+                                    user_agent=user_agent, timeout=timeout, log=self._log,
+                                    judge=judge)
         self._directory: DirectoryInfo | None = None
         self._v2: ClientV2 | None = None
         self.account_url: str | None = None
@@ -121,7 +125,7 @@ class AcmeClient:
             info = fetch_directory(self.directory_url, timeout=self.timeout,
                                    ca_bundle=self.ca_bundle, session=self._net.session,
                                    user_agent=self.user_agent, log=self._log,
-                                   url_check=self.url_check)
+                                   url_check=(lambda url: self.judge(url)[1]) if self.judge else None)
             self._log(f"fetch directory: GET {self.directory_url} -> "
                       f"{', '.join(sorted(info.endpoints))}")
             self._directory = info

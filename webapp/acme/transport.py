@@ -27,6 +27,7 @@ from acme import messages
 from acme.client import ClientNetwork
 
 from webapp.errors import AcmeError, AcmeNetworkError, AcmeRateLimited
+from webapp.netguard import Judge, RefusedAddress, guard
 
 LogFn = Callable[[str], None]
 
@@ -208,11 +209,15 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
 
 
 def network_error(exc: requests.RequestException, *, step: str, url: str, timeout: float,
-                  ca_bundle: str | None = None) -> AcmeNetworkError:
+                  ca_bundle: str | None = None) -> AcmeError:
     """Name what went wrong on the wire: DNS, refused, TLS, timeout or other."""
     parts = urlsplit(url)
     host = parts.hostname or url
     port = parts.port or (443 if parts.scheme == "https" else 80)
+    if isinstance(exc, RefusedAddress):  # not the network's doing: retrying will not help
+        return AcmeError(str(exc), step=step, url=url,
+                         hint="SSL Manager never sends requests to such addresses: check the CA's "
+                              "directory URL and what its host name resolves to")
     causes = list(_causes(exc))
     kw = {"step": step, "url": url, "detail": _innermost(causes)}
     if isinstance(exc, requests.TooManyRedirects):  # any redirect: the session follows none
@@ -289,9 +294,11 @@ class RetryingNetwork(ClientNetwork):
     """ClientNetwork whose every POST follows our retry policy; ClientV2's verbs included."""
 
     def __init__(self, key: jose.JWK, *, alg: jose.JWASignature, verify: bool | str,
-                 user_agent: str, timeout: float, log: LogFn) -> None:
+                 user_agent: str, timeout: float, log: LogFn, judge: Judge | None = None) -> None:
         super().__init__(key=key, alg=alg, verify_ssl=verify, user_agent=user_agent,
                          timeout=timeout)  # type: ignore[arg-type]  # requests takes floats
+        if judge is not None:  # every host judged at its first request, then dialled as judged
+            guard(self.session, judge)
         self.timeout = timeout
         self.ctx = _CallContext()
         self._log = log

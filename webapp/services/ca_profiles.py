@@ -17,7 +17,7 @@ from ..ca_plugins import CAPlugin, ProfileView, Registry, discover
 from ..errors import AcmeError, ConfigError, Conflict, NotFound, SSLManagerError, ValidationError
 from ..models import CAProfile, Certificate, utcnow
 from . import audit
-from .addresses import address_problem
+from .addresses import address_problem, checked_address
 
 TTL_MIN, TTL_MAX = 10, 86400
 TIMEOUT_MIN, TIMEOUT_MAX = 2, 300
@@ -320,7 +320,7 @@ def acme_client(profile: CAProfile, *, account_key: str, account_url: str = "",
     """An ACME client for the profile's CA with the given account key."""
     return AcmeClient(directory_url(profile), account_key.encode(), timeout=profile.api_timeout,
                       ca_bundle=ca_bundle_path(profile), account_url=account_url or None, log=log,
-                      url_check=address_problem)
+                      judge=checked_address)
 
 
 def ensure_account(profile: CAProfile, *, client: AcmeClient | None = None) -> AcmeClient:

@@ -12,12 +12,11 @@ import time
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from urllib.parse import urlsplit
 
 import requests
-import requests.adapters
 
 from ..errors import SSLManagerError
+from ..netguard import guard
 
 SIGNATURE_HEADER = "X-SSLManager-Signature"
 
@@ -110,34 +109,6 @@ def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-class _PinnedAdapter(requests.adapters.HTTPAdapter):
-    """Connects to one given address for one host name, keeping the name for the Host header,
-    TLS SNI and certificate checks: the address vetted before sending is the one reached."""
-
-    def __init__(self, host: str, address: str) -> None:
-        super().__init__(max_retries=0)
-        self.host, self.address = host, address
-
-    def build_connection_pool_key_attributes(self, request, verify, cert=None):
-        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
-        if host_params["host"].lower().rstrip(".") == self.host:
-            host_params["host"] = self.address
-            if host_params["scheme"] == "https":
-                pool_kwargs["server_hostname"] = self.host
-                pool_kwargs["assert_hostname"] = self.host
-        return host_params, pool_kwargs
-
-
-def _session_for(url: str, address: str | None) -> requests.Session:
-    session = requests.Session()
-    parts = urlsplit(url)
-    if address and parts.hostname:
-        pinned = _PinnedAdapter(parts.hostname.lower().rstrip("."), address)
-        session.mount("http://", pinned)
-        session.mount("https://", pinned)
-    return session
-
-
 def send_webhook(url: str, secret: str | None, message: Message, *, timeout: float, attempts: int = 3,
                  backoff: float = 2, address: str | None = None) -> int:
     """POST the JSON payload, signed; retried with backoff (doubling) on network errors, 5xx,
@@ -149,11 +120,11 @@ def send_webhook(url: str, secret: str | None, message: Message, *, timeout: flo
                "X-SSLManager-Event": message.event, "X-SSLManager-Delivery": message.dedupe_key}
     if secret:
         headers[SIGNATURE_HEADER] = signature(secret, body)
-    if address:
-        parts = urlsplit(url)
-        headers["Host"] = parts.netloc.rpartition("@")[2]  # the name, not the address we dial
     attempts, error, attempt = max(1, attempts), "", 0
-    with _session_for(url, address) as session:
+    session = requests.Session()
+    if address:  # vetted by the caller: dial it, never a second lookup's answer
+        guard(session, lambda _url: (address, None))
+    with session:
         for attempt in range(1, attempts + 1):
             try:
                 resp = session.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False)
