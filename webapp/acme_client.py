@@ -98,10 +98,9 @@ class AcmeClient:
                  ca_bundle: str | None = None, account_url: str | None = None,
                  user_agent: str = "sslmanager", log: LogFn | None = None,
                  judge: Judge | None = None) -> None:
+        # `judge` judges every host this client talks to (netguard), the directory's at each
+        # fetch and the endpoints it lists; the connection goes to the address judged.
         self.directory_url = directory_url
-        # Judges every host this client talks to (netguard): the directory's at each fetch,
-        # the endpoints it lists, and the connection goes to the address judged.
-        self.judge = judge
         self.timeout = timeout
         self.ca_bundle = ca_bundle
         self.user_agent = user_agent
@@ -125,7 +124,7 @@ class AcmeClient:
             info = fetch_directory(self.directory_url, timeout=self.timeout,
                                    ca_bundle=self.ca_bundle, session=self._net.session,
                                    user_agent=self.user_agent, log=self._log,
-                                   url_check=(lambda url: self.judge(url)[1]) if self.judge else None)
+                                   url_check=self._net.judged.problem if self._net.judged else None)
             self._log(f"fetch directory: GET {self.directory_url} -> "
                       f"{', '.join(sorted(info.endpoints))}")
             self._directory = info

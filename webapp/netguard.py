@@ -54,6 +54,14 @@ class JudgedAdapter(requests.adapters.HTTPAdapter):
                 self.pins[host] = address
         return address
 
+    def problem(self, url: str) -> str | None:
+        """Why `url`'s host may not be used (None if it may), judged once like a request's."""
+        try:
+            self.address_for(url)
+        except RefusedAddress as exc:
+            return str(exc)
+        return None
+
     def send(self, request, *args, **kwargs):
         parts = urlsplit(request.url)
         address = self.address_for(request.url)
@@ -74,9 +82,10 @@ class JudgedAdapter(requests.adapters.HTTPAdapter):
         return host_params, pool_kwargs
 
 
-def guard(session: requests.Session, judge: Judge, *, pins: dict[str, str] | None = None) -> requests.Session:
-    """Make every request of `session` go through `judge` (and pinned addresses)."""
+def guard(session: requests.Session, judge: Judge, *, pins: dict[str, str] | None = None) -> JudgedAdapter:
+    """Make every request of `session` go through `judge` (and pinned addresses); returns the
+    adapter, whose verdicts other checks can share (`problem`)."""
     adapter = JudgedAdapter(judge, pins=pins)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
-    return session
+    return adapter

@@ -297,8 +297,8 @@ class RetryingNetwork(ClientNetwork):
                  user_agent: str, timeout: float, log: LogFn, judge: Judge | None = None) -> None:
         super().__init__(key=key, alg=alg, verify_ssl=verify, user_agent=user_agent,
                          timeout=timeout)  # type: ignore[arg-type]  # requests takes floats
-        if judge is not None:  # every host judged at its first request, then dialled as judged
-            guard(self.session, judge)
+        # Every host judged at its first request, then dialled as judged.
+        self.judged = guard(self.session, judge) if judge is not None else None
         self.timeout = timeout
         self.ctx = _CallContext()
         self._log = log

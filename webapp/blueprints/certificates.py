@@ -261,10 +261,7 @@ def download(cert_id: int, filename: str):
     if filename == "privkey.pem":
         audit.record("private key downloaded", "certificate", cert.id, ", ".join(cert.domains))
         db.session().commit()
-    response = send_file(io.BytesIO(body.encode()), mimetype="application/x-pem-file", as_attachment=True,
-                         download_name=f"{_file_stem(cert)}-{filename}")
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return _attachment(body.encode(), "application/x-pem-file", f"{_file_stem(cert)}-{filename}")
 
 
 @bp.route("/<int:cert_id>/pkcs12", methods=["POST"])
@@ -276,8 +273,12 @@ def pkcs12(cert_id: int):
         return _detail(cert, exc.errors, 422)
     audit.record("PKCS#12 downloaded", "certificate", cert.id, ", ".join(cert.domains))
     db.session().commit()
-    response = send_file(io.BytesIO(data), mimetype="application/x-pkcs12", as_attachment=True,
-                         download_name=f"{_file_stem(cert)}.p12")
+    return _attachment(data, "application/x-pkcs12", f"{_file_stem(cert)}.p12")
+
+
+def _attachment(data: bytes, mimetype: str, name: str):
+    """A download that no cache keeps (certificates and keys)."""
+    response = send_file(io.BytesIO(data), mimetype=mimetype, as_attachment=True, download_name=name)
     response.headers["Cache-Control"] = "no-store"
     return response
 

@@ -8,7 +8,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from ..db import session as db_session
+from .. import db
 from ..errors import SSLManagerError
 from ..services import ca_profiles, certificates as service
 from . import commands, fail
@@ -106,7 +106,7 @@ def show(cert_id, as_json) -> None:
 def process(cert_ids, wait, concurrency) -> None:
     if len(cert_ids) == 1:
         try:
-            c = service.get(service.process_now(cert_ids[0], wait))
+            c = service.process_now(cert_ids[0], wait)
         except SSLManagerError as exc:
             fail(exc)
         click.echo(f"Certificate {c.id}: {c.status}")
@@ -124,10 +124,10 @@ def process(cert_ids, wait, concurrency) -> None:
         label = f"Certificate {cert_id}" + (f" ({', '.join(domains)})" if domains else "")
         click.echo(f"{label}: {status}" + (f": {error}" if error and status != "active" else ""))
 
-    db_session().remove()  # the pool's threads open their own sessions
+    db.session().remove()  # the pool's threads open their own sessions
     limit = concurrency or current_app.config["SSLMANAGER_CONCURRENCY_PER_CA"]
     bulk.per_ca(current_app._get_current_object(), list(cert_ids),  # type: ignore[attr-defined]
-                lambda cert_id: service.get(service.process_now(cert_id, wait)).status,
+                lambda cert_id: service.process_now(cert_id, wait).status,
                 limit=limit, done=done)
     click.echo(f"{active} of {len(cert_ids)} Active.")
     sys.exit(0 if active == len(cert_ids) else 1)

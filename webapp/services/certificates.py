@@ -284,9 +284,9 @@ def process_until_final(cert_id: int, wait: float) -> str:
         delay = min(delay * 2, 5.0)
 
 
-def process_now(cert_id: int, wait: float = 0) -> int:
+def process_now(cert_id: int, wait: float = 0) -> Certificate:
     """`cert process`: a Draft or CSR is requested first; then one pass, or passes until final
-    for up to `wait` seconds. Returns the ID (raises NotFound for an unknown one)."""
+    for up to `wait` seconds. Returns the certificate as it ends (NotFound for an unknown ID)."""
     cert = get(cert_id)
     if cert.status in ("draft", "csr"):
         request(cert)
@@ -294,7 +294,7 @@ def process_now(cert_id: int, wait: float = 0) -> int:
         process_until_final(cert_id, wait)
     else:
         process(cert_id)
-    return cert_id
+    return get(cert_id)
 
 
 def due_for_processing(limit: int = 200) -> list[int]:

@@ -5,7 +5,6 @@ Revises: 0005
 Create Date: 2026-11-27 19:12:05.094712
 """
 from alembic import op
-import sqlalchemy as sa
 
 
 revision = '0006'
