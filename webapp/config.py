@@ -66,6 +66,10 @@ DEFAULTS: dict[str, Any] = {
     "SSLMANAGER_DEPLOY_TIMEOUT": 60,
     # Seconds the deploy probe keeps asking host:port until it serves the new certificate.
     "SSLMANAGER_DEPLOY_PROBE_WAIT": 10,
+    # The Unix socket on which `sslmanager run` and `sslmanager worker` take `cert process` from
+    # the `sslmanager` command of the same user (mode 0600). Default <instance>/control.sock;
+    # "off" = none (the command then always does the work itself).
+    "SSLMANAGER_CONTROL_SOCKET": None,
 }
 
 
@@ -89,12 +93,45 @@ def load(config: Any, instance_path: str, overrides: dict[str, Any] | None = Non
     """Fill a Flask config with our keys: defaults, instance/config.py, environment, overrides."""
     for key, value in DEFAULTS.items():
         config.setdefault(key, value)
-    config.from_pyfile(os.path.join(instance_path, "config.py"), silent=True)
-    for key, default in DEFAULTS.items():
-        if key in os.environ:
-            config[key] = _parse(os.environ[key], default)
+    config.update(_file_and_environment(instance_path))
     if overrides:
         config.update(overrides)
+
+
+def read(instance_path: str) -> dict[str, Any]:
+    """The settings a standalone app on this instance has, read without Flask: what the
+    `sslmanager` command needs to find the running service it may hand work to."""
+    return {**DEFAULTS, **_file_and_environment(instance_path)}
+
+
+def _file_and_environment(instance_path: str) -> dict[str, Any]:
+    """instance/config.py's upper-case names (as Flask's from_pyfile reads them), then our keys
+    from the environment."""
+    values: dict[str, Any] = {}
+    path = os.path.join(instance_path, "config.py")
+    if os.path.exists(path):
+        scope: dict[str, Any] = {"__file__": path}
+        with open(path, "rb") as fh:
+            exec(compile(fh.read(), path, "exec"), scope)  # noqa: S102 (the operator's own file)
+        values.update({key: value for key, value in scope.items() if key.isupper()})
+    for key, default in DEFAULTS.items():
+        if key in os.environ:
+            values[key] = _parse(os.environ[key], default)
+    return values
+
+
+def database_url(settings: Any, instance_path: str) -> str:
+    """The standalone app's database: SSLMANAGER_DATABASE_URL, else SQLite in the instance."""
+    return settings.get("SSLMANAGER_DATABASE_URL") or "sqlite:///" + os.path.join(instance_path,
+                                                                                  "sslmanager.db")
+
+
+def control_socket(settings: Any, instance_path: str) -> str | None:
+    """Where the service listens for the `sslmanager` command; None when that is turned off."""
+    value = settings.get("SSLMANAGER_CONTROL_SOCKET")
+    if value is None:
+        return os.path.join(instance_path, "control.sock")
+    return None if str(value).strip().lower() in {"", "off", "0", "false", "no"} else str(value)
 
 
 def instance_path_from_env() -> str | None:

@@ -1,13 +1,19 @@
 """The `sslmanager` console script. Most runs are one-shot (`cert process` in a deploy hook,
 `renew` from cron), so start-up is most of their time: the collector stays off while the
 imports and the app set-up allocate objects that all live to the end anyway (webapp.cli turns
-it back on once the app exists)."""
+it back on once the app exists). And `cert process` goes to the running service when there is
+one (webapp.control), before any of that."""
 from __future__ import annotations
 
 import gc
+import sys
 
 
 def main() -> None:
     gc.disable()
+    from .control import hand_off
+    code = hand_off(sys.argv[1:])  # `cert process` when a service runs here: no app start-up
+    if code is not None:
+        sys.exit(code)
     from .cli import main as run
     run()

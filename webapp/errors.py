@@ -40,6 +40,15 @@ class ValidationError(SSLManagerError):
         self.errors = errors
 
 
+def describe(exc: SSLManagerError) -> list[str]:
+    """The lines a command prints for an error: each field's message, or the error, then the hint."""
+    if isinstance(exc, ValidationError):
+        lines = [f"error: {field}: {message}" for field, message in exc.errors.items()]
+    else:
+        lines = [f"error: {exc}"]
+    return lines + ([f"hint: {exc.hint}"] if exc.hint else [])
+
+
 class NotFound(SSLManagerError):
     """A named object does not exist."""
 

@@ -79,7 +79,7 @@ def _database_url(app: Flask, instance_path: str) -> str | None:
         return url
     if "sqlalchemy" in app.extensions:
         return None  # embedded: share the host's database (our tables carry a prefix)
-    return "sqlite:///" + os.path.join(instance_path, "sslmanager.db")
+    return config_module.database_url(app.config, instance_path)
 
 
 def _attach_database(app: Flask, instance_path: str) -> SQLAlchemy:

@@ -14,7 +14,7 @@ from flask.cli import FlaskGroup, with_appcontext
 
 from .. import db
 from ..crypto import Keyring, decode_key, new_data_key, write_key_file
-from ..errors import SSLManagerError, ValidationError
+from ..errors import SSLManagerError, ValidationError, describe
 
 commands: list[click.Command] = []
 
@@ -30,13 +30,8 @@ def command(*args, **kwargs):
 
 def fail(exc: SSLManagerError) -> None:
     """Print an error the way an operator wants it and exit 1."""
-    if isinstance(exc, ValidationError):
-        for field, message in exc.errors.items():
-            click.echo(f"error: {field}: {message}", err=True)
-    else:
-        click.echo(f"error: {exc}", err=True)
-    if exc.hint:
-        click.echo(f"hint: {exc.hint}", err=True)
+    for line in describe(exc):
+        click.echo(line, err=True)
     sys.exit(1)
 
 
@@ -141,12 +136,18 @@ def run(host: str, port: int, threads: int) -> None:
         else:
             click.echo("No admin yet: create one with `sslmanager create-admin NAME` "
                        "(in a checkout: .venv/bin/sslmanager create-admin NAME).")
+    from ..services import control_server
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     mount_web(app)
     if app.config["SSLMANAGER_SCHEDULER_ENABLED"]:
         scheduler.start(app)
+    control = control_server.start(app)
     click.echo(f"SSL Manager serving on http://{host}:{port}/")
-    waitress.serve(app, host=host, port=port, threads=threads, ident="sslmanager")
+    try:
+        waitress.serve(app, host=host, port=port, threads=threads, ident="sslmanager")
+    finally:
+        if control:
+            control.close()
 
 
 def register_cli(app) -> None:

@@ -8,7 +8,6 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from .. import db
 from ..errors import SSLManagerError
 from ..services import ca_profiles, certificates as service
 from . import commands, fail
@@ -97,40 +96,19 @@ def show(cert_id, as_json) -> None:
 @cert.command("process", help="Run the pipeline now; with --wait, keep at it until Active or "
                               "Failed. Several IDs are worked on together, a few at a time per CA "
                               "(SSLMANAGER_CONCURRENCY_PER_CA, or --concurrency). Exit 0 only when "
-                              "every one is Active.")
+                              "every one is Active. When `sslmanager run` or `worker` serves this "
+                              "instance, the work is handed to it (--here: do it in this process).")
 @click.argument("cert_ids", nargs=-1, type=int, required=True)
 @click.option("--wait", type=float, default=0, help="Seconds to keep trying (CNAME checks, retries).")
 @click.option("--concurrency", type=click.IntRange(1, 64), default=None,
               help="Orders in flight per CA profile (default: SSLMANAGER_CONCURRENCY_PER_CA).")
+@click.option("--here", is_flag=True, help="Work in this process even when a service runs.")
 @with_appcontext
-def process(cert_ids, wait, concurrency) -> None:
-    if len(cert_ids) == 1:
-        try:
-            c = service.process_now(cert_ids[0], wait)
-        except SSLManagerError as exc:
-            fail(exc)
-        click.echo(f"Certificate {c.id}: {c.status}")
-        if c.last_error:
-            click.echo(f"  {c.last_error}", err=True)
-            if c.last_error_hint:
-                click.echo(f"  hint: {c.last_error_hint}", err=True)
-        sys.exit(0 if c.status == "active" else 1)
+def process(cert_ids, wait, concurrency, here) -> None:
     from ..services import bulk
-    active = 0
-
-    def done(cert_id: int, status: str, domains: list[str], error: str) -> None:
-        nonlocal active
-        active += status == "active"
-        label = f"Certificate {cert_id}" + (f" ({', '.join(domains)})" if domains else "")
-        click.echo(f"{label}: {status}" + (f": {error}" if error and status != "active" else ""))
-
-    db.session().remove()  # the pool's threads open their own sessions
-    limit = concurrency or current_app.config["SSLMANAGER_CONCURRENCY_PER_CA"]
-    bulk.per_ca(current_app._get_current_object(), list(cert_ids),  # type: ignore[attr-defined]
-                lambda cert_id: service.process_now(cert_id, wait).status,
-                limit=limit, done=done)
-    click.echo(f"{active} of {len(cert_ids)} Active.")
-    sys.exit(0 if active == len(cert_ids) else 1)
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    sys.exit(bulk.process_and_report(app, list(cert_ids), wait, concurrency,
+                                     out=click.echo, err=lambda line: click.echo(line, err=True)))
 
 
 @cert.command("export", help="Write cert.pem, chain.pem, fullchain.pem and privkey.pem (0600) into DIR.")

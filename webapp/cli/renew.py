@@ -69,17 +69,21 @@ def renew(ids, mode, concurrency, dry_run) -> None:
 
 @click.command("worker", help="Run the scheduler alone (renewals, CNAME polling, sweeps) — "
                               "beside `gunicorn wsgi:app`, which then serves pages only. Any "
-                              "number of workers on one database is safe: a lease picks one.")
+                              "number of workers on one database is safe: a lease picks one. "
+                              "It also takes the `cert process` jobs the command hands over.")
 @with_appcontext
 def worker() -> None:
-    from ..services import scheduler
+    from ..services import control_server, scheduler
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     sched = scheduler.start(app)
+    control = control_server.start(app)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     click.echo("SSL Manager worker running (Ctrl-C to stop).")
     stop.wait()
+    if control:
+        control.close()
     sched.shutdown()
 
 

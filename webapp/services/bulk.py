@@ -56,3 +56,41 @@ def per_ca(app, cert_ids: list[int], work: Callable[[int], str], *, limit: int,
         for pool in pools.values():
             pool.shutdown(wait=True, cancel_futures=True)
     return results
+
+
+def process_and_report(app, cert_ids: list[int], wait: float, concurrency: int | None, *,
+                       out: Callable[[str], None], err: Callable[[str], None]) -> int:
+    """`sslmanager cert process ID...`, in the command's process or in the service it hands the
+    job to: the work and the lines it prints. Returns the exit code (0 when all are Active)."""
+    from ..errors import SSLManagerError, describe
+    from . import certificates
+    if len(cert_ids) == 1:
+        with app.app_context():
+            try:
+                cert = certificates.process_now(cert_ids[0], wait)
+                out(f"Certificate {cert.id}: {cert.status}")
+                if cert.last_error:
+                    err(f"  {cert.last_error}")
+                    if cert.last_error_hint:
+                        err(f"  hint: {cert.last_error_hint}")
+                return 0 if cert.status == "active" else 1
+            except SSLManagerError as exc:
+                for line in describe(exc):
+                    err(line)
+                return 1
+            finally:
+                db.session().remove()
+    active = 0
+
+    def done(cert_id: int, status: str, domains: list[str], error: str) -> None:
+        nonlocal active
+        active += status == "active"
+        label = f"Certificate {cert_id}" + (f" ({', '.join(domains)})" if domains else "")
+        out(f"{label}: {status}" + (f": {error}" if error and status != "active" else ""))
+
+    with app.app_context():
+        db.session().remove()  # the pool's threads open their own sessions
+    per_ca(app, cert_ids, lambda cert_id: certificates.process_now(cert_id, wait).status,
+           limit=concurrency or app.config["SSLMANAGER_CONCURRENCY_PER_CA"], done=done)
+    out(f"{active} of {len(cert_ids)} Active.")
+    return 0 if active == len(cert_ids) else 1

@@ -1,0 +1,185 @@
+"""`sslmanager cert process` handed to the running service over its Unix socket (webapp.control
+is the command's side, webapp.services.control_server the service's), against the real lab."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import stat
+import subprocess
+import sys
+import time
+from datetime import timedelta
+
+import pytest
+
+from webapp import control, db
+from webapp.models import utcnow
+from webapp.services import ca_profiles, certificates, control_server
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["cert", "process", "7"], {"ids": [7], "wait": 0.0, "concurrency": None}),
+    (["cert", "process", "7", "8", "--wait", "60"], {"ids": [7, 8], "wait": 60.0, "concurrency": None}),
+    (["cert", "process", "--wait=1.5", "7", "--concurrency", "3"], {"ids": [7], "wait": 1.5, "concurrency": 3}),
+])
+def test_the_command_line_becomes_a_request(argv, expected):
+    request = control.parse_process_args(argv)
+    assert {key: request[key] for key in expected} == expected
+    assert request["command"] == "cert-process" and request["version"] == control.VERSION
+
+
+@pytest.mark.parametrize("argv", [
+    ["cert", "show", "7"], ["cert", "process"], ["cert", "process", "7", "--here"],
+    ["cert", "process", "--help"], ["cert", "process", "x"], ["cert", "process", "7", "--wait"],
+    ["cert", "process", "7", "--wait", "soon"], ["cert", "process", "7", "--concurrency", "0"],
+    ["renew", "--due"],
+])
+def test_anything_else_is_left_to_the_full_command_line(argv):
+    # --help, --here, bad values: the full command handles them, with its usual messages.
+    assert control.parse_process_args(argv) is None
+
+
+@pytest.fixture
+def service(lab_app, monkeypatch):
+    """The control socket of `lab_app` listening in this process, and the command's environment
+    pointing at the same instance."""
+    instance = lab_app.extensions["sslmanager"].instance_path
+    monkeypatch.setenv("SSLMANAGER_INSTANCE_PATH", instance)
+    server = control_server.start(lab_app)
+    assert server is not None
+    yield server
+    server.close()
+
+
+def pending(app, name, cnames):
+    with app.app_context():
+        cert = certificates.create({"profile_id": ca_profiles.by_name("Pebble").id, "domains": name})
+        certificates.request(cert)
+        cnames(cert)
+        return cert.id
+
+
+def test_the_service_issues_what_the_command_hands_it(lab_app, service, cnames, capsys, caplog):
+    cert_id = pending(lab_app, "handed.customer.test", cnames)
+    with caplog.at_level(logging.INFO, logger="sslmanager.control"):
+        code = control.hand_off(["cert", "process", str(cert_id), "--wait", "30"])
+    assert code == 0
+    assert capsys.readouterr().out == f"Certificate {cert_id}: active\n"
+    assert any("handed over" in r.getMessage() for r in caplog.records)
+    with lab_app.app_context():
+        assert certificates.get(cert_id).status == "active"
+
+
+def test_errors_come_back_as_the_command_prints_them(lab_app, service, capsys):
+    assert control.hand_off(["cert", "process", "999999"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "999999" in err
+
+
+def test_several_ids_report_each_and_the_total(lab_app, service, cnames, capsys):
+    ids = [pending(lab_app, f"h{i}.customer.test", cnames) for i in range(2)]
+    assert control.hand_off(["cert", "process", *map(str, ids), "--wait", "30"]) == 0
+    out = capsys.readouterr().out
+    assert "2 of 2 Active." in out and all(f"Certificate {i} (" in out for i in ids)
+
+
+def test_a_command_on_another_database_works_by_itself(lab_app, service, monkeypatch, tmp_path, caplog):
+    monkeypatch.setenv("SSLMANAGER_DATABASE_URL", f"sqlite:///{tmp_path}/other.db")
+    with caplog.at_level(logging.INFO, logger="sslmanager.control"):
+        assert control.hand_off(["cert", "process", "1"]) is None
+    assert not any("handed over" in r.getMessage() for r in caplog.records)
+
+
+def test_the_socket_is_the_service_users_alone(lab_app, service):
+    assert stat.S_IMODE(os.stat(service.path).st_mode) == 0o600
+
+
+def test_a_second_service_on_the_instance_leaves_the_socket_to_the_first(lab_app, service):
+    assert control_server.start(lab_app) is None
+    assert control.hand_off(["cert", "process", "999999"]) == 1  # the first still answers
+
+
+def test_a_dead_services_socket_is_ignored_then_replaced(lab_app, monkeypatch):
+    instance = lab_app.extensions["sslmanager"].instance_path
+    monkeypatch.setenv("SSLMANAGER_INSTANCE_PATH", instance)
+    path = os.path.join(instance, "control.sock")
+    dead = socket.socket(socket.AF_UNIX)
+    dead.bind(path)
+    dead.close()  # the file stays, nothing listens: a service killed with -9
+    assert control.hand_off(["cert", "process", "1"]) is None
+    server = control_server.start(lab_app)
+    try:
+        assert server is not None and control.hand_off(["cert", "process", "999999"]) == 1
+    finally:
+        server.close()
+    assert not os.path.exists(path)
+
+
+def test_turned_off_there_is_no_socket(lab_app, monkeypatch):
+    lab_app.config["SSLMANAGER_CONTROL_SOCKET"] = "off"
+    assert control_server.start(lab_app) is None
+    assert not os.path.exists(os.path.join(lab_app.extensions["sslmanager"].instance_path, "control.sock"))
+
+
+@pytest.mark.parametrize("request_line", [
+    b"not json\n",
+    json.dumps({"version": 99, "command": "cert-process"}).encode() + b"\n",
+    json.dumps({"version": 1, "command": "rm -rf", "ids": [1]}).encode() + b"\n",
+    json.dumps({"version": 1, "command": "cert-process", "ids": ["1; drop"], "wait": 0}).encode() + b"\n",
+])
+def test_requests_it_does_not_understand_are_refused(lab_app, service, request_line):
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(service.path)
+        sock.sendall(request_line)
+        answer = json.loads(sock.makefile().readline())
+    assert set(answer) == {"refused"}
+
+
+def test_the_order_goes_on_when_the_command_stops_waiting(lab_app, service, cnames):
+    cert_id = pending(lab_app, "leaver.customer.test", cnames)
+    request = control.parse_process_args(["cert", "process", str(cert_id), "--wait", "30"])
+    request["database"] = service.database
+    with socket.socket(socket.AF_UNIX) as sock:  # ^C right after sending
+        sock.connect(service.path)
+        sock.sendall(json.dumps(request).encode() + b"\n")
+    deadline = time.monotonic() + 30
+    with lab_app.app_context():
+        while certificates.get(cert_id).status != "active" and time.monotonic() < deadline:
+            db.session().remove()
+            time.sleep(0.1)
+        assert certificates.get(cert_id).status == "active"
+
+
+def test_the_console_script_hands_over_to_a_running_worker(lab_app, lab_unbound, cnames):
+    # The command's environment lacks the lab's settings (private addresses, resolver): by
+    # itself it could not reach Pebble (--here proves it), so Active means the worker did it.
+    instance = lab_app.extensions["sslmanager"].instance_path
+    cert_id = pending(lab_app, "worker.customer.test", cnames)
+    with lab_app.app_context():  # out of the worker scheduler's way: only the hand-off does it
+        certificates.get(cert_id).next_run_at = utcnow() + timedelta(days=1)
+        db.session().commit()
+    script = os.path.join(os.path.dirname(sys.executable), "sslmanager")
+    command_env = {**os.environ, "SSLMANAGER_INSTANCE_PATH": instance}
+    worker_env = {**command_env, "SSLMANAGER_ALLOW_PRIVATE_ADDRESSES": "1",
+                  "SSLMANAGER_DNS_RESOLVERS": f"127.0.0.1:{lab_unbound.port}"}
+    here = subprocess.run([script, "cert", "process", str(cert_id), "--here"], env=command_env,
+                          capture_output=True, text=True, timeout=60)
+    assert here.returncode == 1, here.stdout + here.stderr
+    worker = subprocess.Popen([script, "worker"], env=worker_env, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not os.path.exists(os.path.join(instance, "control.sock")):
+            assert worker.poll() is None and time.monotonic() < deadline, worker.stdout.read()
+            time.sleep(0.05)
+        handed = subprocess.run([script, "cert", "process", str(cert_id), "--wait", "30"],
+                                env=command_env, capture_output=True, text=True, timeout=60)
+        assert handed.returncode == 0, handed.stdout + handed.stderr
+        assert handed.stdout == f"Certificate {cert_id}: active\n"
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+        worker.stdout.close()
+    assert not os.path.exists(os.path.join(instance, "control.sock"))
