@@ -8,9 +8,11 @@ TXT values are written by RFC 2136 + TSIG.
 
 Latency (existing account, CNAMEs in place), for one name, apex + wildcard, ten names:
   SSL Manager  `sslmanager cert process ID --wait 60`, wall time of the whole command, on a
-               fresh certificate made beforehand with `sslmanager cert add`; and the
-               in-process time from its "new order" timeline line to its "active:" line
-               (sslm_timeline_event.at, written when each line is flushed)
+               fresh certificate made beforehand with `sslmanager cert add`, twice: handed to
+               `sslmanager run` serving the instance (its scheduler off, so it never races the
+               command), and by itself with --here; and the in-process time from its "new
+               order" timeline line to its "dns: removed" line (sslm_timeline_event.at,
+               written when each line is flushed)
   reference    bench/reference_client.py as a process: wall time, and the same span
                (newOrder answered .. TXT cleanup done) from its own clock
   lego         `lego run`, wall time (its fastest honest settings, printed below)
@@ -31,6 +33,8 @@ import json
 import os
 import re
 import shutil
+import signal
+import socket
 import sqlite3
 import ssl
 import statistics
@@ -369,8 +373,37 @@ class SslManager:
         out = self.cli("cert", "add", "--ca", profile, *names).stdout
         return int(re.search(r"Certificate (\d+) created", out).group(1))
 
-    def process_argv(self, cert_id: int, *prefix: str) -> list[str]:
-        return [*prefix, SSLM_CLI, "cert", "process", str(cert_id), "--wait", "60"]
+    def process_argv(self, cert_id: int, *prefix: str, here: bool = False) -> list[str]:
+        return [*prefix, SSLM_CLI, "cert", "process", str(cert_id), "--wait", "60",
+                *(["--here"] if here else [])]
+
+    @contextlib.contextmanager
+    def service(self):
+        """`sslmanager run` on this instance (its scheduler off, as in the whole bench, so it
+        never races a measured command): while it runs, `cert process` hands it the job."""
+        socket_path = self.instance / "control.sock"
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        proc = subprocess.Popen([SSLM_CLI, "run", "--port", str(port)], env=self.env, cwd=ROOT,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        _RUNNING.add(proc)
+        try:
+            deadline = time.monotonic() + 60
+            while not socket_path.exists():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"sslmanager run did not open {socket_path}")
+                time.sleep(0.02)
+            yield proc
+        finally:
+            proc.send_signal(signal.SIGINT)  # it closes and removes its socket
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, 9)
+                proc.wait()
+            _RUNNING.discard(proc)
 
     def timeline(self, cert_id: int) -> dict[str, float]:
         """Epoch seconds of the timeline lines that bound each step."""
@@ -590,73 +623,95 @@ class Bench:
 
     def latency(self) -> None:
         bind, unbound, pebble, proxy = self.lab
-        for key, (label, names) in SCENARIOS.items():
-            runs = self.args.runs
-            self.log(f"latency, {label}: {runs} x `cert add` (not measured)")
-            ids = [self.sslm.add("Pebble", names) for _ in range(runs)]
-            load = os.getloadavg()[0]
-            data = {"sslm_wall": [], "sslm_inproc": [], "sslm_cpu": [], "ref_wall": [],
-                    "ref_inproc": [], "ref_order_to_cert": [], "ref_cpu": [], "lego_wall": [],
-                    "lego_cpu": [], "sslm_marks": [], "ref_marks": []}
-            n_lego = self.lego_runs(key)
-            for i in range(runs):
-                # Interleaved, so every comparison is made under the same conditions.
-                child = must(run_child(self.sslm.process_argv(ids[i]), self.sslm.env),
-                             "sslmanager cert process")
+        with self.sslm.service():
+            self.log("latency: `sslmanager run` serves the instance; one hand-off warm-up")
+            cert_id = self.sslm.add("Pebble", SCENARIOS["one"][1])
+            must(run_child(self.sslm.process_argv(cert_id), self.sslm.env), "warm-up (service)")
+            for key, (label, names) in SCENARIOS.items():
+                self.latency_scenario(key, label, names, pebble)
+
+    def latency_scenario(self, key: str, label: str, names: list[str], pebble: Pebble) -> None:
+        runs = self.args.runs
+        self.log(f"latency, {label}: {2 * runs} x `cert add` (not measured)")
+        ids = [self.sslm.add("Pebble", names) for _ in range(runs)]
+        svc_ids = [self.sslm.add("Pebble", names) for _ in range(runs)]
+        load = os.getloadavg()[0]
+        data = {"sslm_wall": [], "sslm_inproc": [], "sslm_cpu": [], "svc_wall": [],
+                "svc_inproc": [], "svc_cpu": [], "ref_wall": [], "ref_inproc": [],
+                "ref_order_to_cert": [], "ref_cpu": [], "lego_wall": [], "lego_cpu": [],
+                "sslm_marks": [], "svc_marks": [], "ref_marks": []}
+        n_lego = self.lego_runs(key)
+        for i in range(runs):
+            # Interleaved, so every comparison is made under the same conditions.
+            for prefix, cert_id, here in (("sslm", ids[i], True), ("svc", svc_ids[i], False)):
+                child = must(run_child(self.sslm.process_argv(cert_id, here=here), self.sslm.env),
+                             "sslmanager cert process" + (" --here" if here else ""))
                 if "active" not in child.stdout:
-                    raise SystemExit(f"certificate {ids[i]} not active: {child.stdout}")
-                marks = self.sslm.timeline(ids[i])
-                data["sslm_wall"].append(child.wall)
-                data["sslm_cpu"].append(child.cpu)
+                    raise SystemExit(f"certificate {cert_id} not active: {child.stdout}")
+                marks = self.sslm.timeline(cert_id)
+                data[f"{prefix}_wall"].append(child.wall)
+                data[f"{prefix}_cpu"].append(child.cpu)
                 # The same span as the reference's: newOrder answered .. TXT values removed.
-                data["sslm_inproc"].append(marks["clean"] - marks["order"])
-                data["sslm_marks"].append({"start": child.started, "end": child.ended, **marks})
-                child = run_child(self.ref.argv("direct", names))
-                result = Reference.result(child)
-                m = result["marks"]
-                data["ref_wall"].append(child.wall)
-                data["ref_cpu"].append(child.cpu)
-                data["ref_inproc"].append(m["clean"] - m["order"])
-                data["ref_order_to_cert"].append(m["cert"])
-                data["ref_marks"].append({"start": child.started, "end": child.ended,
-                                          "epoch0": result["epoch0"], **m})
-                if i < n_lego:
-                    self.log(f"latency, {label}: lego run {i + 1} of {n_lego}")
-                    child = run_child(self.lego.argv("direct", pebble.directory_url, names),
-                                      self.lego.env)
-                    if not Lego.ok(child):
-                        raise SystemExit(f"lego failed:\n{child.stderr[-3000:]}")
-                    data["lego_wall"].append(child.wall)
-                    data["lego_cpu"].append(child.cpu)
-            self.results[f"latency_{key}"] = data
-            self.report_latency(key, label, data, load)
+                data[f"{prefix}_inproc"].append(marks["clean"] - marks["order"])
+                data[f"{prefix}_marks"].append({"start": child.started, "end": child.ended,
+                                                **marks})
+            child = run_child(self.ref.argv("direct", names))
+            result = Reference.result(child)
+            m = result["marks"]
+            data["ref_wall"].append(child.wall)
+            data["ref_cpu"].append(child.cpu)
+            data["ref_inproc"].append(m["clean"] - m["order"])
+            data["ref_order_to_cert"].append(m["cert"])
+            data["ref_marks"].append({"start": child.started, "end": child.ended,
+                                      "epoch0": result["epoch0"], **m})
+            if i < n_lego:
+                self.log(f"latency, {label}: lego run {i + 1} of {n_lego}")
+                child = run_child(self.lego.argv("direct", pebble.directory_url, names),
+                                  self.lego.env)
+                if not Lego.ok(child):
+                    raise SystemExit(f"lego failed:\n{child.stderr[-3000:]}")
+                data["lego_wall"].append(child.wall)
+                data["lego_cpu"].append(child.cpu)
+        self.results[f"latency_{key}"] = data
+        self.report_latency(key, label, data, load)
 
     def report_latency(self, key: str, label: str, d: dict, load: float) -> None:
         s = {k: stats(v) for k, v in d.items() if not k.endswith("marks")}
         self.section(f"Latency, {label} ({', '.join(SCENARIOS[key][1][:2])}"
                      f"{', ...' if len(SCENARIOS[key][1]) > 2 else ''}): median [min-max]", load)
-        whole = s["sslm_wall"]
-        self.row("whole command wall (sslm: cert process --wait 60)", fmt_time(whole),
-                 fmt_time(s["ref_wall"]), fmt_time(s["lego_wall"]),
-                 f"sslm < {TARGETS['whole_command_s']:g} s: "
-                 f"{verdict(whole['median'] < TARGETS['whole_command_s'])}")
-        r = ratio(s["sslm_inproc"], s["ref_inproc"])
-        self.row("in-process: newOrder answered .. TXT removed", fmt_time(s["sslm_inproc"], "ms"),
-                 fmt_time(s["ref_inproc"], "ms"), "",
-                 f"sslm/ref {r:.2f} <= {TARGETS['in_process_vs_ref']:g}: "
-                 f"{verdict(r <= TARGETS['in_process_vs_ref'])}")
+        for prefix, what in (("svc", "handed to the running service (`sslmanager run`)"),
+                             ("sslm", "by itself (--here: imports, app, then the work)")):
+            whole = s[f"{prefix}_wall"]
+            self.row(f"whole command wall: cert process --wait 60, {what}", fmt_time(whole),
+                     fmt_time(s["ref_wall"]) if prefix == "sslm" else "",
+                     fmt_time(s["lego_wall"]),
+                     f"sslm < {TARGETS['whole_command_s']:g} s: "
+                     f"{verdict(whole['median'] < TARGETS['whole_command_s'])}")
+            r = ratio(s["lego_wall"], whole)
+            self.row("  lego wall / that", "", "", "",
+                     f"{r:.1f}x >= {TARGETS['lego_vs_sslm']:g}: "
+                     f"{verdict(r >= TARGETS['lego_vs_sslm'])}" if r else "lego not run")
+        for prefix, what in (("sslm", "in its own process"), ("svc", "in the service (warm)")):
+            r = ratio(s[f"{prefix}_inproc"], s["ref_inproc"])
+            self.row(f"in-process: newOrder answered .. TXT removed, {what}",
+                     fmt_time(s[f"{prefix}_inproc"], "ms"), fmt_time(s["ref_inproc"], "ms"), "",
+                     f"sslm/ref {r:.2f} <= {TARGETS['in_process_vs_ref']:g}: "
+                     f"{verdict(r <= TARGETS['in_process_vs_ref'])}")
         self.row("  reference: before newOrder .. certificate downloaded", "",
                  fmt_time(s["ref_order_to_cert"], "ms"))
-        r = ratio(s["lego_wall"], whole)
-        self.row("lego wall / sslm whole-command wall", "", "", "",
-                 f"{r:.1f}x >= {TARGETS['lego_vs_sslm']:g}: "
-                 f"{verdict(r >= TARGETS['lego_vs_sslm'])}" if r else "lego not run")
         if d["lego_wall"]:
             slept = sum(w >= LEGO_SLEEP_S for w in d["lego_wall"])
             self.row(f"  lego runs that slept {LEGO_SLEEP_S:g} s at least once (lost the race)",
                      "", "", f"{slept} of {len(d['lego_wall'])}")
-        self.row("CPU seconds of the process (user+sys)", fmt_time(s["sslm_cpu"]),
+        self.row("CPU seconds of the process (user+sys; handed off: of the command alone)",
+                 f'{fmt_time(s["sslm_cpu"])} / {fmt_time(s["svc_cpu"])}',
                  fmt_time(s["ref_cpu"]), fmt_time(s["lego_cpu"]))
+        handed = [m["processing"] - m["start"] for m in d["svc_marks"] if "processing" in m]
+        self.row("  handed off: spawn .. 'processing:' (interpreter, socket, claim, CNAME check)",
+                 fmt_time(stats(handed), "ms"))
+        handed = [m["end"] - m["clean"] for m in d["svc_marks"] if "clean" in m]
+        self.row("  handed off: TXT removed .. command exit", fmt_time(stats(handed), "ms"))
+        self.row("  by itself (--here):")
         # Where the whole command's time goes, from the same realtime clock as the DB's `at`.
         sm = d["sslm_marks"]
         steps = [("start", "processing", "spawn .. 'processing:' (interpreter, imports, app, "
