@@ -26,7 +26,8 @@ from tests.lab.faultproxy import FaultProxy, running_proxy
 from tests.lab.http import http_server
 from tests.lab.proc import free_port
 from tests.lab.servers import TECH_ZONE
-from webapp.acme.transport import fetch_directory, retry_after_seconds
+from webapp.acme.transport import (MAX_ATTEMPTS, SERVER_ERROR_ATTEMPTS, fetch_directory,
+                                    retry_after_seconds, server_retry_wait)
 from webapp.acme_client import (AccountInfo, AcmeClient, Challenge, OrderInfo,
                                 generate_account_key, probe_directory)
 from webapp.errors import AcmeError, AcmeNetworkError, AcmeRateLimited
@@ -243,6 +244,37 @@ def test_directory_503_with_a_retry_after_longer_than_the_timeout_raises_it_for_
         fetch_directory(f"{base}/dir", timeout=5)
     err = caught.value
     assert (err.status, err.retry_after) == (503, 120) and "in 120 seconds" in err.hint
+
+
+def test_directory_429_without_retry_after_is_not_asked_again_at_once():
+    requests_seen = []
+
+    def limited(req):
+        requests_seen.append(req)
+        return 429, {"Content-Type": "application/problem+json"}, b'{"type": "rateLimited"}'
+    with http_server(limited) as base, pytest.raises(AcmeRateLimited) as caught:
+        fetch_directory(f"{base}/dir", timeout=5)
+    assert len(requests_seen) == 1 and caught.value.status == 429
+    assert "rate limiting" in caught.value.hint
+
+
+@pytest.mark.parametrize("status, retry_after, attempt, deadline_in, rate_limited, expected", [
+    (503, None, 1, 60, None, 0.1),      # a 5xx without Retry-After: short doubling backoff
+    (503, None, 3, 60, None, 0.4),
+    (503, None, SERVER_ERROR_ATTEMPTS, 60, None, None),
+    (503, 2.0, SERVER_ERROR_ATTEMPTS, 60, None, 2.0),  # the CA said when: never sooner, more tries
+    (503, 120.0, 1, 5, None, None),     # does not fit before the deadline: raise it for later
+    (429, None, 1, 60, None, None),     # a limit without a time: not asked again at once
+    (429, 1.0, 1, 60, None, 1.0),
+    (400, None, 1, 60, True, None),     # rateLimited problem in a 400: still a limit, no time
+    (400, None, 1, 60, None, None),     # an answer, not a failure
+    (503, 1.0, MAX_ATTEMPTS, 60, None, None),
+])
+def test_one_wait_rule_for_failing_and_limiting_cas(status, retry_after, attempt, deadline_in,
+                                                     rate_limited, expected):
+    wait = server_retry_wait(status, retry_after, attempt=attempt,
+                             deadline=time.monotonic() + deadline_in, rate_limited=rate_limited)
+    assert wait == (pytest.approx(expected) if expected is not None else None)
 
 
 @pytest.mark.parametrize("ctype, body, says", [

@@ -121,14 +121,17 @@ def fetch_directory(url: str, *, timeout: float, ca_bundle: str | None = None,
         if response.status_code != 429 and response.status_code < 500:
             break
         retry_after = retry_after_seconds(response)
-        wait = retry_after if retry_after is not None else SERVER_ERROR_FIRST_WAIT * 2 ** (attempt - 1)
-        if attempt >= SERVER_ERROR_ATTEMPTS or time.monotonic() + wait > deadline:
-            raise AcmeError(f"HTTP status {response.status_code}", step=step, url=url,
-                            detail=snippet(response.text), status=response.status_code,
-                            retry_after=retry_after,
-                            hint="the CA is unavailable or overloaded; SSL Manager tries again "
-                                 + (f"in {retry_after:.0f} seconds, as it asked" if retry_after
-                                    else "later"))
+        wait = server_retry_wait(response.status_code, retry_after, attempt=attempt,
+                                 deadline=deadline)
+        if wait is None:
+            limited = response.status_code == 429
+            raise (AcmeRateLimited if limited else AcmeError)(
+                f"HTTP status {response.status_code}", step=step, url=url,
+                detail=snippet(response.text), status=response.status_code,
+                retry_after=retry_after,
+                hint=("the CA is rate limiting us" if limited
+                      else "the CA is unavailable or overloaded") + "; SSL Manager tries again "
+                + (f"in {retry_after:.0f} seconds, as it asked" if retry_after else "later"))
         if log:
             log(f"{step}: GET {url} -> HTTP status {response.status_code}, retrying in "
                 f"{wait:.2f}s (attempt {attempt + 1})")
@@ -262,6 +265,25 @@ def _innermost(causes: list[BaseException]) -> str:
     return ""
 
 
+def server_retry_wait(status: int, retry_after: float | None, *, attempt: int, deadline: float,
+                      rate_limited: bool | None = None) -> float | None:
+    """The one rule for a CA that is failing (5xx) or limiting us (429 / rateLimited), for the
+    directory GET and every POST: seconds to wait before attempt `attempt + 1`, or None to give
+    up. The CA's Retry-After when it sent one (never sooner), if it fits before `deadline`; a
+    5xx without one gets a short doubling backoff, SERVER_ERROR_ATTEMPTS tries in all; a rate
+    limit without one is not retried (asking again at once only spends the limit)."""
+    if rate_limited is None:
+        rate_limited = status == 429
+    if attempt >= MAX_ATTEMPTS or (not rate_limited and status < 500):
+        return None
+    wait = retry_after
+    if wait is None:
+        if rate_limited or attempt >= SERVER_ERROR_ATTEMPTS:
+            return None
+        wait = SERVER_ERROR_FIRST_WAIT * 2 ** (attempt - 1)
+    return wait if time.monotonic() + wait <= deadline else None
+
+
 def retry_after_seconds(response: requests.Response | None) -> float | None:
     """Seconds from a Retry-After header (delta-seconds or HTTP-date), None when absent.
 
@@ -346,18 +368,13 @@ class RetryingNetwork(ClientNetwork):
             self._log(f"{step}: badNonce from {url}, retrying (attempt {attempt + 1} "
                       f"of {MAX_ATTEMPTS})")
             return 0.0
-        if status is None or attempt >= MAX_ATTEMPTS:
+        if status is None:
             return None
-        rate_limited = status == 429 or code == "rateLimited"
-        if not rate_limited and status < 500:
-            return None
-        wait = retry_after_seconds(response)
+        wait = server_retry_wait(status, retry_after_seconds(response), attempt=attempt,
+                                 deadline=self.ctx.deadline,
+                                 rate_limited=status == 429 or code == "rateLimited")
         if wait is None:
-            if rate_limited or attempt >= SERVER_ERROR_ATTEMPTS:
-                return None
-            wait = SERVER_ERROR_FIRST_WAIT * 2 ** (attempt - 1)
-        if time.monotonic() + wait > self.ctx.deadline:
-            return None  # does not fit: the caller gets AcmeRateLimited/AcmeError with retry_after
+            return None  # the caller gets AcmeRateLimited/AcmeError with the CA's retry_after
         self._log(f"{step}: HTTP {status} from {url}, retrying in {wait:.2f}s "
                   f"(attempt {attempt + 1})")
         return wait
