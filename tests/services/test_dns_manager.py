@@ -160,6 +160,36 @@ def test_delegation_watch_skips_drafts_and_certificates_without_auto_renew(dns_a
         assert dns_manager.delegation_watch() == []
 
 
+def test_delegation_watch_looks_up_many_certificates_at_once_and_judges_each(dns_app, lab_bind, names,
+                                                                             monkeypatch):
+    # 10,000 certificates one lookup after another would take minutes each day.
+    import threading
+    import time
+
+    from webapp.dns import checks
+    real, lock, seen = checks.check_cname, threading.Lock(), {"now": 0, "peak": 0}
+
+    def counted(*args, **kwargs):
+        with lock:
+            seen["now"] += 1
+            seen["peak"] = max(seen["peak"], seen["now"])
+        try:
+            time.sleep(0.05)  # a resolver's round trip, long enough for the others to start
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                seen["now"] -= 1
+    monkeypatch.setattr(checks, "check_cname", counted)
+    with dns_app.app_context():
+        certs = [new_cert(names("customer.test"), status="active") for _ in range(6)]
+        for cert in certs[:3]:
+            lab_bind.set_cname(f"_acme-challenge.{cert.domains[0]}", target(cert))
+        unhooked = sorted(c.id for c in certs[3:])
+        broken = dns_manager.delegation_watch()
+    assert sorted(cert_id for cert_id, _ in broken) == unhooked
+    assert seen["peak"] > 1
+
+
 # -- preflight ---------------------------------------------------------------------------------
 
 def test_preflight_shows_caa_refusal_from_a_real_caa_record(dns_app, lab_bind, names):

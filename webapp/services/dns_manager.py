@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -38,6 +39,7 @@ log = logging.getLogger("sslmanager.dns_manager")
 
 CUSTOMER = "customer"
 SWEEP_MAX_AGE = timedelta(hours=1)
+WATCH_LOOKUPS = 16  # CNAME checks in flight at once in the daily delegation watch
 SWEEPER = f"sweeper:{socket.gethostname()}:{os.getpid()}"  # claim holder while removing
 
 
@@ -343,11 +345,9 @@ def delegation_watch() -> list[tuple[int, list[str]]]:
     active = db.session().execute(select(Certificate).where(
         Certificate.status == "active", Certificate.auto_renew.is_(True))
         .order_by(Certificate.id)).scalars().all()
-    for cert in active:
-        try:
-            report = issuance.cname_report(cert)
-        except SSLManagerError as exc:
-            log.warning("delegation watch: certificate %s: %s", cert.id, exc)
+    for cert, report in _cname_reports(active):
+        if isinstance(report, SSLManagerError):
+            log.warning("delegation watch: certificate %s: %s", cert.id, report)
             continue
         bad = [c for c in report if not c.ok and c.status != "error"]
         if not bad and any(not c.ok for c in report):
@@ -366,6 +366,31 @@ def delegation_watch() -> list[tuple[int, list[str]]]:
         cert.delegation_message = " ".join(problems)
     db.session().commit()
     return broken
+
+
+def _cname_reports(certs: list[Certificate]):
+    """(certificate, its CNAME checks or the error) for each, the lookups WATCH_LOOKUPS at a
+    time: with 10,000 certificates one after the other would take minutes of round trips. The
+    threads only resolve (dns.checks has no Flask and no database); the rest stays here."""
+    resolvers = current_app.config["SSLMANAGER_DNS_RESOLVERS"] or None
+    targets: dict[int, list[tuple[str, str]] | SSLManagerError] = {}
+    for cert in certs:
+        try:
+            targets[cert.id] = issuance.cname_targets(cert)
+        except SSLManagerError as exc:
+            targets[cert.id] = exc
+
+    def check(pairs):
+        try:
+            return [checks.check_cname(base, target, resolvers) for base, target in pairs]
+        except SSLManagerError as exc:
+            return exc
+    with ThreadPoolExecutor(WATCH_LOOKUPS, thread_name_prefix="sslm-watch") as pool:
+        results = {cert_id: pool.submit(check, pairs) for cert_id, pairs in targets.items()
+                   if not isinstance(pairs, SSLManagerError)}
+        for cert in certs:
+            found = targets[cert.id]
+            yield cert, found if isinstance(found, SSLManagerError) else results[cert.id].result()
 
 
 # -- CNAMEs in customer zones ------------------------------------------------------------------

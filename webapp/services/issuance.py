@@ -38,10 +38,14 @@ class Timeline:
 
 def cname_report(cert: Certificate) -> list[checks.CnameCheck]:
     """The CNAME check of every base domain of the certificate, against its stable target."""
-    zone = cert_profile(cert).dns_zone
     resolvers = current_app.config["SSLMANAGER_DNS_RESOLVERS"] or None
-    return [checks.check_cname(base, domains.cname_target(base, zone), resolvers)
-            for base in domains.challenge_bases(cert.domains)]
+    return [checks.check_cname(base, target, resolvers) for base, target in cname_targets(cert)]
+
+
+def cname_targets(cert: Certificate) -> list[tuple[str, str]]:
+    """(base domain, the stable target its _acme-challenge CNAME must point at) of each name."""
+    zone = cert_profile(cert).dns_zone
+    return [(base, domains.cname_target(base, zone)) for base in domains.challenge_bases(cert.domains)]
 
 
 def cert_profile(cert: Certificate):
