@@ -1,8 +1,9 @@
 """SSL Manager's own authoritative DNS server for the technical zones whose provider is
 "builtin": SOA, NS (+ glue A/AAAA for in-zone NS names) and the DNS-01 TXT values that
 BuiltinProvider writes to sslm_dns_record. Run it with `sslmanager dns serve --listen
-ADDR:PORT` (the CLI calls `serve`). Port 53 needs root or CAP_NET_BIND_SERVICE, e.g.
-`setcap cap_net_bind_service=+ep` on the interpreter or AmbientCapabilities= in a systemd unit.
+ADDR:PORT` (the CLI calls webapp.dns.serving.serve). Port 53 needs root or
+CAP_NET_BIND_SERVICE, e.g. `setcap cap_net_bind_service=+ep` on the interpreter or
+AmbientCapabilities= in a systemd unit.
 
 Design, for ~15x what a naive asyncio + dnspython responder does here:
 - The database is the only state. A refresher thread reads a cheap fingerprint of it every
@@ -14,21 +15,19 @@ Design, for ~15x what a naive asyncio + dnspython responder does here:
   header + the client's own question bytes (keeping its 0x20 case) + precomputed sections.
   Each snapshot also caches whole responses by the query's bytes after the id.
 - UDP: one blocking socket per listen address, each served by its own thread; `workers` > 1
-  (serve() only) forks processes sharing the port with SO_REUSEPORT, one per core.
+  (serving.serve) forks processes sharing the port with SO_REUSEPORT, one per core.
   TCP: one selector thread, pipelining, idle timeout, connection limits.
 - Abuse: responses are never sent to responses; anything malformed is dropped (too short to
   answer) or gets a header-only FORMERR; ANY gets one synthesized HINFO (RFC 8482); UDP
   answers are capped at min(client payload, 1232) with TC set beyond; a token bucket per
   source address (IPv6: per /64) drops the excess and answers every `slip`-th excess query
-  with an empty TC response so a real resolver behind a flooded address retries over TCP.
+  with an empty TC response so a real resolver behind a flooded address retries over TCP
+  (webapp.dns.ratelimit).
 """
 from __future__ import annotations
 
-import gc
 import logging
-import os
 import selectors
-import signal
 import socket
 import struct
 import threading
@@ -43,9 +42,9 @@ from .builtin import (
     EDNS_PAYLOAD,
     Snapshot,
     load_snapshot,
-    parse_listen,
     read_fingerprint,
 )
+from .ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -72,45 +71,6 @@ def _opt_rr(do: bool, ext_rcode: int = 0) -> bytes:
 
 _OPT_PLAIN, _OPT_DO = _opt_rr(False), _opt_rr(True)
 _OPT_BADVERS = {False: _opt_rr(False, 1), True: _opt_rr(True, 1)}  # rcode 16 = 1 << 4 | 0
-
-
-# -- rate limiting -----------------------------------------------------------------------------
-
-class RateLimiter:
-    """Token bucket per source address (IPv6: per /64); memory bounded by `max_entries`."""
-
-    ALLOW, SLIP, DROP = 0, 1, 2
-
-    def __init__(self, rate: float, burst: int, slip: int = 2, max_entries: int = 100_000):
-        self.rate, self.burst, self.slip = float(rate), float(max(burst, 1)), slip
-        self.max_entries = max_entries
-        self.buckets: dict[str, list] = {}  # key -> [tokens, last seen, excess count]
-
-    def check(self, address: str, now: float) -> int:
-        """ALLOW, SLIP (answer with TC) or DROP one query from `address`."""
-        if ":" in address:
-            address = socket.inet_pton(socket.AF_INET6, address.partition("%")[0])[:8].hex()
-        bucket = self.buckets.get(address)
-        if bucket is None:
-            if len(self.buckets) >= self.max_entries:
-                self._sweep(now)
-            self.buckets[address] = [self.burst - 1, now, 0]
-            return self.ALLOW
-        tokens = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
-        bucket[1] = now
-        if tokens >= 1:
-            bucket[0] = tokens - 1
-            return self.ALLOW
-        bucket[0] = tokens
-        bucket[2] += 1
-        return self.SLIP if self.slip and bucket[2] % self.slip == 0 else self.DROP
-
-    def _sweep(self, now: float) -> None:
-        """Forget buckets that have refilled (they would start full anyway); else everything."""
-        idle = self.burst / self.rate
-        self.buckets = {k: b for k, b in self.buckets.items() if now - b[1] < idle}
-        if len(self.buckets) >= self.max_entries // 2:  # a spoofed flood: start over
-            self.buckets = {}
 
 
 # -- the server --------------------------------------------------------------------------------
@@ -536,55 +496,3 @@ def _reply_from(ancillary: list) -> list:
         if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO and len(data) >= 20:
             return [(level, kind, data[:20])]  # in6_pktinfo: address + interface
     return []
-
-
-# -- entry point -------------------------------------------------------------------------------
-
-def serve(engine: Engine, listen_text: str, *, workers: int = 1, **options) -> None:
-    """Serve until SIGTERM/SIGINT on 'ADDR:PORT[,ADDR:PORT]' (the CLI's `dns serve`).
-
-    workers > 1 forks that many processes sharing each port with SO_REUSEPORT (one per core
-    is right: Python runs one thread at a time per process). Port 53 needs root or
-    CAP_NET_BIND_SERVICE. Other keyword options go to DnsServer.
-    """
-    listen = parse_listen(listen_text)
-    if not listen:
-        raise ValueError("no listen address given (ADDR:PORT, comma separated)")
-    if workers <= 1:
-        _serve_here(engine, listen, **options)
-        return
-    children = []
-    for _ in range(workers):
-        pid = os.fork()
-        if pid == 0:  # child: its own connections (never share a pool across fork)
-            code = 0
-            try:
-                engine.dispose(close=False)
-                _serve_here(engine, listen, reuse_port=True, **options)
-            except BaseException:
-                log.exception("builtin DNS worker failed")
-                code = 1
-            finally:
-                os._exit(code)
-        children.append(pid)
-
-    def forward(signum, _frame):
-        for child in children:
-            try:
-                os.kill(child, signum)
-            except ProcessLookupError:
-                pass
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    for child in children:
-        os.waitpid(child, 0)
-
-
-def _serve_here(engine: Engine, listen: list[tuple[str, int]], **options) -> None:
-    server = DnsServer(engine, listen, **options).start()
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, lambda *_: server._stopping.set())
-    # Our own process: move everything loaded so far (SQLAlchemy, Flask, ...) out of the
-    # collector's reach, so a full collection never walks it in the middle of a query.
-    gc.freeze()
-    server.serve_forever()

@@ -1,0 +1,66 @@
+"""`sslmanager dns serve`: the builtin DNS server as a process, or as several sharing the port
+(fork, SO_REUSEPORT), until SIGTERM or SIGINT."""
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import signal
+import threading
+
+from sqlalchemy.engine import Engine
+
+from .builtin import parse_listen
+from .server import DnsServer
+
+log = logging.getLogger(__name__)
+
+
+def serve(engine: Engine, listen_text: str, *, workers: int = 1, **options) -> None:
+    """Serve until SIGTERM/SIGINT on 'ADDR:PORT[,ADDR:PORT]' (the CLI's `dns serve`).
+
+    workers > 1 forks that many processes sharing each port with SO_REUSEPORT (one per core
+    is right: Python runs one thread at a time per process). Port 53 needs root or
+    CAP_NET_BIND_SERVICE. Other keyword options go to DnsServer.
+    """
+    listen = parse_listen(listen_text)
+    if not listen:
+        raise ValueError("no listen address given (ADDR:PORT, comma separated)")
+    if workers <= 1:
+        _serve_here(engine, listen, **options)
+        return
+    children = []
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:  # child: its own connections (never share a pool across fork)
+            code = 0
+            try:
+                engine.dispose(close=False)
+                _serve_here(engine, listen, reuse_port=True, **options)
+            except BaseException:
+                log.exception("builtin DNS worker failed")
+                code = 1
+            finally:
+                os._exit(code)
+        children.append(pid)
+
+    def forward(signum, _frame):
+        for child in children:
+            try:
+                os.kill(child, signum)
+            except ProcessLookupError:
+                pass
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for child in children:
+        os.waitpid(child, 0)
+
+
+def _serve_here(engine: Engine, listen: list[tuple[str, int]], **options) -> None:
+    server = DnsServer(engine, listen, **options).start()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: server._stopping.set())
+    # Our own process: move everything loaded so far (SQLAlchemy, Flask, ...) out of the
+    # collector's reach, so a full collection never walks it in the middle of a query.
+    gc.freeze()
+    server.serve_forever()
