@@ -131,7 +131,9 @@ def control_socket(settings: Any, instance_path: str) -> str | None:
     value = settings.get("SSLMANAGER_CONTROL_SOCKET")
     if value is None:
         return os.path.join(instance_path, "control.sock")
-    return None if str(value).strip().lower() in {"", "off", "0", "false", "no"} else str(value)
+    if str(value).strip().lower() in {"", "off", "0", "false", "no"}:
+        return None
+    return os.path.join(instance_path, str(value))  # a relative path is inside the instance
 
 
 def instance_path_from_env() -> str | None:

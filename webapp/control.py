@@ -28,6 +28,7 @@ from . import config
 
 VERSION = 1
 CONNECT_TIMEOUT = 2.0
+ANSWER_MARGIN = 60.0  # seconds past --wait + SSLMANAGER_ISSUANCE_TIMEOUT before giving up
 
 
 def fingerprint(database_url: str) -> str:
@@ -77,7 +78,11 @@ def hand_off(argv: list[str]) -> int | None:
     if request is None:
         return None
     instance_path = config.instance_path_from_env() or os.path.abspath("instance")
-    settings = config.read(instance_path)
+    try:
+        settings = config.read(instance_path)
+        patience = request["wait"] + float(settings["SSLMANAGER_ISSUANCE_TIMEOUT"]) + ANSWER_MARGIN
+    except Exception:  # a broken instance/config.py: the full command says what is wrong
+        return None
     path = config.control_socket(settings, instance_path)
     if not path or not os.path.exists(path):
         return None
@@ -87,9 +92,10 @@ def hand_off(argv: list[str]) -> int | None:
         sock.settimeout(CONNECT_TIMEOUT)
         sock.connect(path)
         sock.sendall(json.dumps(request).encode() + b"\n")
-        sock.settimeout(None)  # the service bounds the work by --wait and the issuance timeout
+        # The service answers within --wait plus one issuance; past that it is stuck.
+        sock.settimeout(patience)
         with sock.makefile("r", encoding="utf-8") as answers:
-            return _print_answers(answers)
+            return _print_answers(answers, patience)
     except OSError:
         return None  # a stale socket, a service going down: do it here
     except KeyboardInterrupt:
@@ -100,7 +106,7 @@ def hand_off(argv: list[str]) -> int | None:
         sock.close()
 
 
-def _print_answers(answers) -> int | None:
+def _print_answers(answers, patience: float) -> int | None:
     started = False
     try:
         for line in answers:
@@ -114,6 +120,12 @@ def _print_answers(answers) -> int | None:
                 print(message["err"], file=sys.stderr, flush=True)
             elif "exit" in message:
                 return int(message["exit"])
+    except TimeoutError:
+        print(f"error: the service sent nothing for {patience:.0f} seconds; the order may "
+              "still finish there.", file=sys.stderr)
+        print("hint: see `sslmanager cert show ID`; if the service is stuck, restart it.",
+              file=sys.stderr)
+        return 1
     except (OSError, ValueError):
         pass
     if not started:

@@ -123,6 +123,37 @@ def test_turned_off_there_is_no_socket(lab_app, monkeypatch):
     assert not os.path.exists(os.path.join(lab_app.extensions["sslmanager"].instance_path, "control.sock"))
 
 
+def test_a_broken_instance_config_is_left_to_the_full_command(lab_app, service):
+    instance = lab_app.extensions["sslmanager"].instance_path
+    with open(os.path.join(instance, "config.py"), "w") as fh:
+        fh.write("SSLMANAGER_PAGE_SIZE = (\n")  # a syntax error: the full command names it
+    try:
+        assert control.hand_off(["cert", "process", "1"]) is None
+    finally:
+        os.remove(os.path.join(instance, "config.py"))
+
+
+def test_a_relative_socket_path_is_inside_the_instance(tmp_path):
+    from webapp import config
+    assert config.control_socket({"SSLMANAGER_CONTROL_SOCKET": "run/ctl.sock"}, str(tmp_path)) == \
+        str(tmp_path / "run" / "ctl.sock")
+    assert config.control_socket({"SSLMANAGER_CONTROL_SOCKET": "/run/x.sock"}, str(tmp_path)) == "/run/x.sock"
+    assert config.control_socket({}, str(tmp_path)) == str(tmp_path / "control.sock")
+
+
+def test_a_service_that_takes_the_job_and_goes_silent_is_given_up_on(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SSLMANAGER_INSTANCE_PATH", str(tmp_path))
+    monkeypatch.setenv("SSLMANAGER_ISSUANCE_TIMEOUT", "1")
+    monkeypatch.setattr(control, "ANSWER_MARGIN", 0.0)
+    with socket.socket(socket.AF_UNIX) as stuck:  # listens, reads, never answers
+        stuck.bind(str(tmp_path / "control.sock"))
+        stuck.listen(1)
+        started = time.monotonic()
+        assert control.hand_off(["cert", "process", "7"]) == 1
+    assert 1 <= time.monotonic() - started < 10
+    assert "sent nothing for 1 seconds" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("request_line", [
     b"not json\n",
     json.dumps({"version": 99, "command": "cert-process"}).encode() + b"\n",
