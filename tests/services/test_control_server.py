@@ -9,6 +9,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 from datetime import timedelta
 
@@ -214,3 +215,53 @@ def test_the_console_script_hands_over_to_a_running_worker(lab_app, lab_unbound,
         worker.wait(timeout=30)
         worker.stdout.close()
     assert not os.path.exists(os.path.join(instance, "control.sock"))
+
+
+def test_handed_off_jobs_wait_for_the_ca_slot_the_scheduler_holds(lab_app, service, cnames):
+    from webapp.services import bulk, scheduler
+    lab_app.config["SSLMANAGER_CONCURRENCY_PER_CA"] = 1
+    cert_id = pending(lab_app, "slot.customer.test", cnames)
+    with lab_app.app_context():
+        profile_id = certificates.get(cert_id).profile_id
+    slots = bulk.ca_slots(lab_app)
+    assert slots.try_take(profile_id)  # what the scheduler's tick does for an order it starts
+    sched = scheduler.Scheduler(lab_app)
+    try:
+        assert sched.tick() == 0  # the scheduler, too, sees the CA's one slot taken
+        codes = []
+        job = threading.Thread(target=lambda: codes.append(
+            control.hand_off(["cert", "process", str(cert_id), "--wait", "30"])))
+        job.start()
+        time.sleep(0.5)
+        with lab_app.app_context():
+            assert certificates.get(cert_id).status == "pending"  # waiting, not ordering
+        slots.give(profile_id)
+        job.join(30)
+        assert codes == [0]
+    finally:
+        sched.shutdown()
+
+
+def test_jobs_handed_off_at_once_keep_to_the_bound_per_ca(lab_app, service, cnames, monkeypatch):
+    lab_app.config["SSLMANAGER_CONCURRENCY_PER_CA"] = 1
+    ids = [pending(lab_app, f"burst{i}.customer.test", cnames) for i in range(3)]
+    real, lock, seen = certificates.process, threading.Lock(), {"now": 0, "peak": 0}
+
+    def counted(cert_id):
+        with lock:
+            seen["now"] += 1
+            seen["peak"] = max(seen["peak"], seen["now"])
+        try:
+            return real(cert_id)
+        finally:
+            with lock:
+                seen["now"] -= 1
+    monkeypatch.setattr(certificates, "process", counted)
+    codes = []
+    jobs = [threading.Thread(target=lambda i=i: codes.append(
+        control.hand_off(["cert", "process", str(i), "--wait", "30"]))) for i in ids]
+    for job in jobs:
+        job.start()
+    for job in jobs:
+        job.join(60)
+    assert codes == [0, 0, 0] and seen["peak"] == 1

@@ -3,8 +3,11 @@ renew` and `sslmanager cert process ID...` do (the scheduler bounds its own pool
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 
 from .. import db
 from ..models import Certificate
@@ -12,6 +15,47 @@ from ..models import Certificate
 log = logging.getLogger("sslmanager.bulk")
 
 Done = Callable[[int, str, list[str], str], None]
+
+
+class CaSlots:
+    """Certificates being worked on per CA profile in this process, at most `per_ca` each: the
+    scheduler takes a slot when one is free (`try_take`), work handed to the service waits for
+    one (`held`), so neither can push a CA past the bound while the other runs."""
+
+    def __init__(self, per_ca: int):
+        self.per_ca = max(1, per_ca)
+        self._busy: Counter[int] = Counter()
+        self._free = threading.Condition()
+
+    def try_take(self, profile_id: int) -> bool:
+        with self._free:
+            if self._busy[profile_id] >= self.per_ca:
+                return False
+            self._busy[profile_id] += 1
+            return True
+
+    def give(self, profile_id: int) -> None:
+        with self._free:
+            self._busy[profile_id] -= 1
+            self._free.notify_all()
+
+    @contextmanager
+    def held(self, profile_id: int) -> Iterator[None]:
+        with self._free:
+            self._free.wait_for(lambda: self._busy[profile_id] < self.per_ca)
+            self._busy[profile_id] += 1
+        try:
+            yield
+        finally:
+            self.give(profile_id)
+
+
+def ca_slots(app) -> CaSlots:
+    """The app's CaSlots (SSLMANAGER_CONCURRENCY_PER_CA), made on first use."""
+    extra = app.extensions["sslmanager"].extra
+    if "ca_slots" not in extra:
+        extra.setdefault("ca_slots", CaSlots(app.config["SSLMANAGER_CONCURRENCY_PER_CA"]))
+    return extra["ca_slots"]
 
 
 def per_ca(app, cert_ids: list[int], work: Callable[[int], str], *, limit: int,
@@ -59,15 +103,19 @@ def per_ca(app, cert_ids: list[int], work: Callable[[int], str], *, limit: int,
 
 
 def process_and_report(app, cert_ids: list[int], wait: float, concurrency: int | None, *,
-                       out: Callable[[str], None], err: Callable[[str], None]) -> int:
+                       out: Callable[[str], None], err: Callable[[str], None],
+                       shared: bool = False) -> int:
     """`sslmanager cert process ID...`, in the command's process or in the service it hands the
-    job to: the work and the lines it prints. Returns the exit code (0 when all are Active)."""
+    job to: the work and the lines it prints. Returns the exit code (0 when all are Active).
+    `shared` (the service): each pass over a certificate holds one of the app's CaSlots, the
+    ones its scheduler uses."""
     from ..errors import SSLManagerError, describe
     from . import certificates
+    hold = ca_slots(app).held if shared else None
     if len(cert_ids) == 1:
         with app.app_context():
             try:
-                cert = certificates.process_now(cert_ids[0], wait)
+                cert = certificates.process_now(cert_ids[0], wait, hold=hold)
                 out(f"Certificate {cert.id}: {cert.status}")
                 if cert.last_error:
                     err(f"  {cert.last_error}")
@@ -90,7 +138,7 @@ def process_and_report(app, cert_ids: list[int], wait: float, concurrency: int |
 
     with app.app_context():
         db.session().remove()  # the pool's threads open their own sessions
-    per_ca(app, cert_ids, lambda cert_id: certificates.process_now(cert_id, wait).status,
+    per_ca(app, cert_ids, lambda cert_id: certificates.process_now(cert_id, wait, hold=hold).status,
            limit=concurrency or app.config["SSLMANAGER_CONCURRENCY_PER_CA"], done=done)
     out(f"{active} of {len(cert_ids)} Active.")
     return 0 if active == len(cert_ids) else 1

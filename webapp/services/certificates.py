@@ -7,6 +7,8 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -30,6 +32,7 @@ log = logging.getLogger("sslmanager.certificates")
 HOLDER = f"{socket.gethostname()}:{os.getpid()}"  # this process; a claim's holder adds the thread
 CLAIM_SECONDS = 90      # a dead holder's claim ends this long after its last heartbeat
 HEARTBEAT_SECONDS = 30  # a live holder renews its claims this often
+Hold = Callable[[int], AbstractContextManager]  # profile id -> a context a pass runs in
 
 
 def get(cert_id: int) -> Certificate:
@@ -271,12 +274,14 @@ def process(cert_id: int, holder: str | None = None) -> str:
         release(cert_id, holder)
 
 
-def process_until_final(cert_id: int, wait: float) -> str:
-    """Process now and keep at it (CNAME re-checks, retries) until final or `wait` seconds pass."""
+def process_until_final(cert_id: int, wait: float, hold: Hold | None = None) -> str:
+    """Process now and keep at it (CNAME re-checks, retries) until final or `wait` seconds pass.
+    `hold(profile_id)`: a context each pass runs in (the service's per-CA slots), not the
+    waits between passes."""
     end = time.monotonic() + wait
     delay = 0.2
     while True:
-        status = process(cert_id)
+        status = _one_pass(cert_id, hold)
         cert = get(cert_id)
         if status in FINAL or time.monotonic() >= end:
             return cert.status
@@ -284,17 +289,26 @@ def process_until_final(cert_id: int, wait: float) -> str:
         delay = min(delay * 2, 5.0)
 
 
-def process_now(cert_id: int, wait: float = 0) -> Certificate:
+def process_now(cert_id: int, wait: float = 0, hold: Hold | None = None) -> Certificate:
     """`cert process`: a Draft or CSR is requested first; then one pass, or passes until final
     for up to `wait` seconds. Returns the certificate as it ends (NotFound for an unknown ID)."""
     cert = get(cert_id)
     if cert.status in ("draft", "csr"):
         request(cert)
     if wait:
-        process_until_final(cert_id, wait)
+        process_until_final(cert_id, wait, hold)
     else:
-        process(cert_id)
+        _one_pass(cert_id, hold)
     return get(cert_id)
+
+
+def _one_pass(cert_id: int, hold: Hold | None) -> str:
+    if hold is None:
+        return process(cert_id)
+    profile_id = get(cert_id).profile_id
+    db.session().commit()  # no transaction held open while waiting for a slot
+    with hold(profile_id):
+        return process(cert_id)
 
 
 def due_for_processing(limit: int = 200) -> list[int]:
@@ -308,12 +322,14 @@ def due_for_processing(limit: int = 200) -> list[int]:
 
 
 def process_in_background(cert_id: int) -> None:
-    """Start processing in a worker thread with its own app context (the "Check now" button)."""
+    """Start processing in a worker thread with its own app context (the "Check now" button),
+    within the per-CA bound the process's scheduler keeps."""
+    from .bulk import ca_slots
     app = current_app._get_current_object()  # type: ignore[attr-defined]
 
     def run() -> None:
         with app.app_context():
-            process(cert_id)
+            _one_pass(cert_id, ca_slots(app).held)
             db.session().remove()
     threading.Thread(target=run, name=f"sslm-cert-{cert_id}", daemon=True).start()
 

@@ -110,7 +110,7 @@ class ControlServer:
             code = bulk.process_and_report(self.app, request["ids"], float(request["wait"]),
                                            request.get("concurrency"),
                                            out=lambda line: reply.send(out=line),
-                                           err=lambda line: reply.send(err=line))
+                                           err=lambda line: reply.send(err=line), shared=True)
             reply.send(exit=code)
         except Exception as exc:  # a bug must reach the operator, not kill the service
             log.exception("control: the job crashed")

@@ -23,9 +23,10 @@ class Scheduler:
     def __init__(self, app: Flask):
         self.app = app
         self._scheduler = BackgroundScheduler(timezone="UTC")
+        from .bulk import ca_slots
         per_ca = app.config["SSLMANAGER_CONCURRENCY_PER_CA"]
         self._pool = ThreadPoolExecutor(max_workers=max(4, per_ca * 4), thread_name_prefix="sslm-work")
-        self._per_ca = per_ca
+        self._slots = ca_slots(app)  # shared with `cert process` jobs handed to this process
         self._lock = threading.Lock()
         self._in_flight: dict[int, int] = {}   # certificate id -> profile id
         self.last_run = None
@@ -100,11 +101,16 @@ class Scheduler:
         with self._lock:
             for cert_id, kind in work:
                 profile_id = profiles.get(cert_id)
-                busy = sum(1 for p in self._in_flight.values() if p == profile_id)
-                if cert_id in self._in_flight or busy >= self._per_ca:
+                if cert_id in self._in_flight or profile_id is None:
+                    continue
+                if not self._slots.try_take(profile_id):
                     continue
                 self._in_flight[cert_id] = profile_id
-                self._pool.submit(self._work, cert_id, kind)
+                try:
+                    self._pool.submit(self._work, cert_id, kind)
+                except RuntimeError:  # shutting down: give the slot back
+                    self._slots.give(self._in_flight.pop(cert_id))
+                    raise
                 started += 1
         return started
 
@@ -121,7 +127,7 @@ class Scheduler:
             log.exception("certificate %s: %s crashed", cert_id, kind)
         finally:
             with self._lock:
-                self._in_flight.pop(cert_id, None)
+                self._slots.give(self._in_flight.pop(cert_id))
         # A slot freed: look again now rather than at the next tick.
         try:
             self.tick()
