@@ -10,6 +10,7 @@ import os
 import socket
 import struct
 import threading
+import time
 from typing import Any
 
 from .. import config as config_module
@@ -82,6 +83,7 @@ class ControlServer:
             except OSError:
                 if self._closing:
                     return
+                time.sleep(0.1)  # out of descriptors, say: no busy loop while it lasts
                 continue
             uid = _peer_uid(conn)
             if uid not in (os.getuid(), 0):
