@@ -97,9 +97,21 @@ def test_the_socket_is_the_service_users_alone(lab_app, service):
     assert stat.S_IMODE(os.stat(service.path).st_mode) == 0o600
 
 
-def test_a_second_service_on_the_instance_leaves_the_socket_to_the_first(lab_app, service):
-    assert control_server.start(lab_app) is None
-    assert control.hand_off(["cert", "process", "999999"]) == 1  # the first still answers
+def test_a_second_service_stands_by_and_takes_the_socket_when_the_first_stops(lab_app, service,
+                                                                              monkeypatch):
+    monkeypatch.setattr(control_server, "STANDBY_SECONDS", 0.05)
+    second = control_server.start(lab_app)  # several `sslmanager worker` on one instance
+    try:
+        assert second is not None and not second.listening
+        assert control.hand_off(["cert", "process", "999999"]) == 1  # the first answers
+        service.close()
+        deadline = time.monotonic() + 10
+        while not second.listening and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert second.listening
+        assert control.hand_off(["cert", "process", "999999"]) == 1  # now the second does
+    finally:
+        second.close()
 
 
 def test_a_dead_services_socket_is_ignored_then_replaced(lab_app, monkeypatch):

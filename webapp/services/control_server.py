@@ -4,6 +4,7 @@ and run the `cert process` jobs the `sslmanager` command hands them, with the sa
 same printed lines as the command run by itself (bulk.process_and_report)."""
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ log = logging.getLogger("sslmanager.control")
 
 MAX_REQUEST = 64 * 1024
 MAX_IDS = 10_000
+STANDBY_SECONDS = 10  # how often a standing-by service looks whether the socket is free
 
 
 class ControlServer:
@@ -33,13 +35,17 @@ class ControlServer:
         self.database = database
         self._sock: socket.socket | None = None
         self._inode = 0
-        self._closing = False
+        self._closing = threading.Event()
+
+    @property
+    def listening(self) -> bool:
+        return self._sock is not None
 
     def listen(self) -> bool:
         """Bind the socket; False (and a log line saying why) when another service on this
         instance already listens, or the path cannot be used."""
         if os.path.exists(self.path) and not _stale(self.path):
-            log.info("control socket %s: another service listens there; this one takes no jobs",
+            log.info("control socket %s: another service listens there; this one stands by",
                      self.path)
             return False
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -48,9 +54,13 @@ class ControlServer:
             sock.bind(self.path)
         except OSError as exc:
             sock.close()
-            log.warning("control socket %s: %s; `sslmanager cert process` will work in its own "
-                        "process (set SSLMANAGER_CONTROL_SOCKET to a shorter path, or \"off\")",
-                        self.path, exc)
+            if exc.errno == errno.EADDRINUSE:  # another service of the instance was quicker
+                log.info("control socket %s: taken by another service; this one stands by",
+                         self.path)
+            else:
+                log.warning("control socket %s: %s; `sslmanager cert process` will work in its "
+                            "own process (set SSLMANAGER_CONTROL_SOCKET to another path, or "
+                            "\"off\")", self.path, exc)
             return False
         finally:
             os.umask(old_mask)
@@ -60,8 +70,17 @@ class ControlServer:
         log.info("control socket %s: taking `cert process` jobs", self.path)
         return True
 
+    def stand_by(self) -> None:
+        """Another process on this instance has the socket (several workers): take it over
+        when that one stops, so `cert process` keeps a service to hand its jobs to."""
+        def watch() -> None:
+            while not self._closing.wait(STANDBY_SECONDS) and not self.listening:
+                if not os.path.exists(self.path) or _stale(self.path):
+                    self.listen()
+        threading.Thread(target=watch, name="sslm-control-standby", daemon=True).start()
+
     def close(self) -> None:
-        self._closing = True
+        self._closing.set()
         if self._sock is None:
             return
         try:
@@ -77,11 +96,11 @@ class ControlServer:
 
     def _accept(self) -> None:
         assert self._sock is not None
-        while not self._closing:
+        while not self._closing.is_set():
             try:
                 conn, _ = self._sock.accept()
             except OSError:
-                if self._closing:
+                if self._closing.is_set():
                     return
                 time.sleep(0.1)  # out of descriptors, say: no busy loop while it lasts
                 continue
@@ -183,9 +202,10 @@ def _peer_uid(conn: socket.socket) -> int:
 
 
 def start(app) -> ControlServer | None:
-    """Listen for this instance's `sslmanager cert process` (in `run` and `worker`), unless
-    SSLMANAGER_CONTROL_SOCKET is "off" or the app shares a host panel's database (the
-    `sslmanager` command could not name that one)."""
+    """Listen for this instance's `sslmanager cert process` (in `run` and `worker`), or stand by
+    while another process of the instance does; None when SSLMANAGER_CONTROL_SOCKET is "off",
+    the path cannot be used, or the app shares a host panel's database (the `sslmanager`
+    command could not name that one)."""
     state = app.extensions["sslmanager"]
     path = config_module.control_socket(app.config, state.instance_path)
     url = app.config.get("SSLMANAGER_DATABASE_URL") or (
@@ -193,4 +213,8 @@ def start(app) -> ControlServer | None:
     if not path or not url:
         return None
     server = ControlServer(app, path, fingerprint(url))
-    return server if server.listen() else None
+    if not server.listen():
+        if not os.path.exists(path):
+            return None  # the path itself cannot be used (logged)
+        server.stand_by()
+    return server
