@@ -70,6 +70,10 @@ DEFAULTS: dict[str, Any] = {
     # the `sslmanager` command of the same user (mode 0600). Default <instance>/control.sock;
     # "off" = none (the command then always does the work itself).
     "SSLMANAGER_CONTROL_SOCKET": None,
+    # What `sslmanager run`, `worker` and `dns serve` log to standard error (each certificate's
+    # steps, hand-offs, scheduler errors): DEBUG, INFO, WARNING or ERROR. Other libraries log
+    # warnings only. A host app's own logging setup is left alone.
+    "SSLMANAGER_LOG_LEVEL": "INFO",
 }
 
 

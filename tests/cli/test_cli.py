@@ -77,3 +77,10 @@ def test_run_serves_the_pages_that_one_shot_commands_skip(tmp_path):
     finally:
         server.terminate()
         server.communicate(timeout=10)
+
+
+def test_a_bad_log_level_is_named_with_the_levels_it_could_be(tmp_path, monkeypatch):
+    _sslmanager(tmp_path, "db", "upgrade")
+    monkeypatch.setenv("SSLMANAGER_LOG_LEVEL", "loud")
+    out = _sslmanager(tmp_path, "worker")
+    assert out.returncode == 1 and "SSLMANAGER_LOG_LEVEL: 'LOUD' is not DEBUG, INFO" in out.stderr

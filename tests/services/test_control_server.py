@@ -225,8 +225,12 @@ def test_the_console_script_hands_over_to_a_running_worker(lab_app, lab_unbound,
     finally:
         worker.terminate()
         worker.wait(timeout=30)
+        logged = worker.stdout.read()
         worker.stdout.close()
     assert not os.path.exists(os.path.join(instance, "control.sock"))
+    # The worker's own log (standard error, at SSLMANAGER_LOG_LEVEL): the job and its steps.
+    assert f"control: cert process {cert_id} (wait 30.0s) handed over" in logged, logged
+    assert f"certificate {cert_id}: active:" in logged
 
 
 def test_handed_off_jobs_wait_for_the_ca_slot_the_scheduler_holds(lab_app, service, cnames):

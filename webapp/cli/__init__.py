@@ -28,6 +28,24 @@ def command(*args, **kwargs):
     return wrap
 
 
+def log_to_stderr() -> None:
+    """For the long-running commands: SSL Manager's log lines on standard error, one per event
+    (a service manager's journal takes them from there), at SSLMANAGER_LOG_LEVEL; other
+    libraries' warnings only. Nothing changes when the process already has handlers."""
+    import logging
+    if logging.getLogger().handlers:
+        return
+    level = str(current_app.config["SSLMANAGER_LOG_LEVEL"]).upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        click.echo(f"error: SSLMANAGER_LOG_LEVEL: {level!r} is not DEBUG, INFO, WARNING or ERROR",
+                   err=True)
+        sys.exit(1)
+    logging.basicConfig(level=logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in ("sslmanager", "webapp"):
+        logging.getLogger(name).setLevel(level)
+
+
 def fail(exc: SSLManagerError) -> None:
     """Print an error the way an operator wants it and exit 1."""
     for line in describe(exc):
@@ -121,6 +139,7 @@ def run(host: str, port: int, threads: int) -> None:
     from ..models import Admin
     from ..services import scheduler
     from ..services.auth import create_admin as create
+    log_to_stderr()
     db.upgrade()
     if not db.session().query(Admin).first():
         if sys.stdin.isatty():  # first start at a terminal: make the first admin right here

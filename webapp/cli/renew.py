@@ -10,7 +10,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from ..models import Certificate
-from . import commands
+from . import commands, log_to_stderr
 
 
 @click.command("renew", help="Renew certificates now: the due ones (--due, default), every "
@@ -74,6 +74,7 @@ def renew(ids, mode, concurrency, dry_run) -> None:
 @with_appcontext
 def worker() -> None:
     from ..services import control_server, scheduler
+    log_to_stderr()
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     sched = scheduler.start(app)
     control = control_server.start(app)

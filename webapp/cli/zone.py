@@ -9,7 +9,7 @@ from flask.cli import with_appcontext
 
 from ..errors import SSLManagerError
 from ..services import zones as service
-from . import commands, fail
+from . import commands, fail, log_to_stderr
 
 
 @click.group("zone", help="Technical zones and their DNS providers.")
@@ -88,6 +88,7 @@ commands.append(dns_group)
 @with_appcontext
 def serve(listen, workers, rate_limit) -> None:
     from ..dns.serving import serve as run_server
+    log_to_stderr()
     click.echo(f"Builtin DNS serving on {listen}")
     run_server(current_app.extensions["sslmanager"].engine, listen, workers=workers, rate_limit=rate_limit)
 
