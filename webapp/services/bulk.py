@@ -1,5 +1,6 @@
 """Work on many certificates from one process, a few at a time per CA profile: what `sslmanager
-renew` and `sslmanager cert process ID...` do (the scheduler bounds its own pool the same way)."""
+renew` and `sslmanager cert process ID...` do; and CaSlots, the per-CA bound a service's
+scheduler shares with the jobs handed to it."""
 from __future__ import annotations
 
 import logging
