@@ -281,3 +281,27 @@ def test_jobs_handed_off_at_once_keep_to_the_bound_per_ca(lab_app, service, cnam
     for job in jobs:
         job.join(60)
     assert codes == [0, 0, 0] and seen["peak"] == 1
+
+
+def test_a_job_that_gets_no_ca_slot_within_its_wait_leaves_the_certificate_and_says_why(
+        lab_app, service, cnames, capsys, monkeypatch):
+    from webapp.models import TimelineEvent
+    from webapp.services import bulk
+    monkeypatch.setenv("SSLMANAGER_ISSUANCE_TIMEOUT", "5")  # the command's patience: were the
+    monkeypatch.setattr(control, "ANSWER_MARGIN", 0.0)      # wait unbounded, fail in 6 s
+    lab_app.config["SSLMANAGER_CONCURRENCY_PER_CA"] = 1
+    cert_id = pending(lab_app, "busy.customer.test", cnames)
+    with lab_app.app_context():
+        profile_id = certificates.get(cert_id).profile_id
+    slots = bulk.ca_slots(lab_app)
+    assert slots.try_take(profile_id)  # the CA's one slot stays taken throughout
+    try:
+        started = time.monotonic()
+        assert control.hand_off(["cert", "process", str(cert_id), "--wait", "1"]) == 1
+        assert time.monotonic() - started < 10  # --wait bounds the wait for a slot too
+    finally:
+        slots.give(profile_id)
+    assert capsys.readouterr().out == f"Certificate {cert_id}: pending\n"
+    with lab_app.app_context():
+        lines = [e.message for e in db.session().query(TimelineEvent).filter_by(certificate_id=cert_id)]
+    assert any(line.startswith("every slot for this CA stayed busy") for line in lines)

@@ -18,6 +18,10 @@ log = logging.getLogger("sslmanager.bulk")
 Done = Callable[[int, str, list[str], str], None]
 
 
+class SlotsBusy(Exception):
+    """Every slot of the CA stayed taken for as long as the caller could wait."""
+
+
 class CaSlots:
     """Certificates being worked on per CA profile in this process, at most `per_ca` each: the
     scheduler takes a slot when one is free (`try_take`), work handed to the service waits for
@@ -41,9 +45,11 @@ class CaSlots:
             self._free.notify_all()
 
     @contextmanager
-    def held(self, profile_id: int) -> Iterator[None]:
+    def held(self, profile_id: int, timeout: float | None = None) -> Iterator[None]:
+        """A slot for the duration of the block, waited for up to `timeout` seconds (SlotsBusy)."""
         with self._free:
-            self._free.wait_for(lambda: self._busy[profile_id] < self.per_ca)
+            if not self._free.wait_for(lambda: self._busy[profile_id] < self.per_ca, timeout):
+                raise SlotsBusy(profile_id)
             self._busy[profile_id] += 1
         try:
             yield

@@ -32,7 +32,8 @@ log = logging.getLogger("sslmanager.certificates")
 HOLDER = f"{socket.gethostname()}:{os.getpid()}"  # this process; a claim's holder adds the thread
 CLAIM_SECONDS = 90      # a dead holder's claim ends this long after its last heartbeat
 HEARTBEAT_SECONDS = 30  # a live holder renews its claims this often
-Hold = Callable[[int], AbstractContextManager]  # profile id -> a context a pass runs in
+# (profile id, seconds it may wait) -> the context a pass runs in; bulk.SlotsBusy when none came
+Hold = Callable[[int, float | None], AbstractContextManager]
 
 
 def get(cert_id: int) -> Certificate:
@@ -281,7 +282,7 @@ def process_until_final(cert_id: int, wait: float, hold: Hold | None = None) -> 
     end = time.monotonic() + wait
     delay = 0.2
     while True:
-        status = _one_pass(cert_id, hold)
+        status = _one_pass(cert_id, hold, max(0.0, end - time.monotonic()))
         cert = get(cert_id)
         if status in FINAL or time.monotonic() >= end:
             return cert.status
@@ -298,17 +299,29 @@ def process_now(cert_id: int, wait: float = 0, hold: Hold | None = None) -> Cert
     if wait:
         process_until_final(cert_id, wait, hold)
     else:
-        _one_pass(cert_id, hold)
+        _one_pass(cert_id, hold, float(current_app.config["SSLMANAGER_ISSUANCE_TIMEOUT"]))
     return get(cert_id)
 
 
-def _one_pass(cert_id: int, hold: Hold | None) -> str:
+def _one_pass(cert_id: int, hold: Hold | None, patience: float | None = None) -> str:
+    """process(), inside `hold` when given; a pass that gets no slot within `patience` seconds
+    does nothing (the scheduler takes the certificate later) and says so in the timeline."""
     if hold is None:
         return process(cert_id)
-    profile_id = get(cert_id).profile_id
+    from .bulk import SlotsBusy
+    cert = get(cert_id)
+    profile_id, status = cert.profile_id, cert.status
     db.session().commit()  # no transaction held open while waiting for a slot
-    with hold(profile_id):
-        return process(cert_id)
+    started = time.monotonic()
+    try:
+        with hold(profile_id, patience):
+            return process(cert_id)
+    except SlotsBusy:
+        issuance.Timeline(get(cert_id))(
+            f"every slot for this CA stayed busy for {time.monotonic() - started:.0f} s "
+            f"(SSLMANAGER_CONCURRENCY_PER_CA); the scheduler takes it up later", "warning")
+        db.session().commit()
+        return status
 
 
 def due_for_processing(limit: int = 200) -> list[int]:
@@ -329,7 +342,8 @@ def process_in_background(cert_id: int) -> None:
 
     def run() -> None:
         with app.app_context():
-            _one_pass(cert_id, ca_slots(app).held)
+            _one_pass(cert_id, ca_slots(app).held,
+                      float(app.config["SSLMANAGER_ISSUANCE_TIMEOUT"]))
             db.session().remove()
     threading.Thread(target=run, name=f"sslm-cert-{cert_id}", daemon=True).start()
 
