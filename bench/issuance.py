@@ -703,6 +703,15 @@ class Bench:
             slept = sum(w >= LEGO_SLEEP_S for w in d["lego_wall"])
             self.row(f"  lego runs that slept {LEGO_SLEEP_S:g} s at least once (lost the race)",
                      "", "", f"{slept} of {len(d['lego_wall'])}")
+            # The median above is whichever way most runs went; each way apart, against the
+            # handed-off / by-itself medians, says what the race hides.
+            for lost, what in ((True, "lost the race (slept)"), (False, "won the race")):
+                runs = [w for w in d["lego_wall"] if (w >= LEGO_SLEEP_S) == lost]
+                if runs:
+                    lego = stats(runs)
+                    self.row(f"  lego runs that {what}", "", "", fmt_time(lego),
+                             f"{ratio(lego, s['svc_wall']):.1f}x / "
+                             f"{ratio(lego, s['sslm_wall']):.1f}x (handed off / by itself)")
         self.row("CPU seconds of the process (user+sys; handed off: of the command alone)",
                  f'{fmt_time(s["sslm_cpu"])} / {fmt_time(s["svc_cpu"])}',
                  fmt_time(s["ref_cpu"]), fmt_time(s["lego_cpu"]))
