@@ -74,6 +74,16 @@ def post(client, path: str, form: dict):
     return resp, body
 
 
+def post_refused_changes_nothing(app, client, path: str, form: dict, *tables: str) -> str:
+    """post(), and when the form is refused (422) the rows of `tables` are as they were.
+    Returns the body, for the caller's own checks."""
+    before = rows(app, *tables)
+    resp, body = post(client, path, form)
+    if resp.status_code == 422:
+        assert rows(app, *tables) == before, form
+    return body
+
+
 def test_ca_profile_edit_never_fails_and_a_refused_save_changes_nothing(fuzz_site):
     app, client, pid = fuzz_site
     pem = Path(app.config["SSLMANAGER_INSTANCE_PATH"]).parent  # any path: not a PEM
@@ -98,11 +108,8 @@ def test_ca_profile_edit_never_fails_and_a_refused_save_changes_nothing(fuzz_sit
     @given(form)
     @example({"directory_url": "https://[::1/dir"})  # urlsplit raises on an unclosed "["
     def edit(values):
-        before = rows(app, "sslm_ca_profile")
-        resp, body = post(client, f"/ca/{pid}/edit", values)
+        body = post_refused_changes_nothing(app, client, f"/ca/{pid}/edit", values, "sslm_ca_profile")
         assert SECRET_TYPED not in body and LAB_EAB_KEYS["kid-1"] not in body
-        if resp.status_code == 422:
-            assert rows(app, "sslm_ca_profile") == before, values
     edit()
 
 
@@ -115,10 +122,7 @@ def test_ca_profile_create_never_fails_and_a_refused_one_adds_nothing(fuzz_site)
                                                "module": field("custom", "letsencrypt", "zerossl", "../custom")}))
     @example({"name": "Ê", "module": "custom"})  # the same name again
     def create(values):
-        before = rows(app, "sslm_ca_profile", "sslm_audit_event")
-        resp, _ = post(client, "/ca/new", values)
-        if resp.status_code == 422:
-            assert rows(app, "sslm_ca_profile", "sslm_audit_event") == before, values
+        post_refused_changes_nothing(app, client, "/ca/new", values, "sslm_ca_profile", "sslm_audit_event")
     create()
 
 
@@ -137,10 +141,8 @@ def test_certificate_create_never_fails_and_a_refused_one_adds_nothing(fuzz_site
     @FUZZ
     @given(form)
     def create(values):
-        before = rows(app, "sslm_certificate", "sslm_cname_label", "sslm_timeline_event")
-        resp, _ = post(client, "/certificates/new", values)
-        if resp.status_code == 422:
-            assert rows(app, "sslm_certificate", "sslm_cname_label", "sslm_timeline_event") == before, values
+        post_refused_changes_nothing(app, client, "/certificates/new", values,
+                                     "sslm_certificate", "sslm_cname_label", "sslm_timeline_event")
     create()
 
 
@@ -164,11 +166,9 @@ def test_zone_add_never_fails_and_a_refused_one_adds_nothing(fuzz_site, lab_bind
     @given(form)
     @example({"name": "acme2.tech.test", "provider": "powerdns", "api_url": "http://[::1", "api_key": "k"})
     def add(values):
-        before = rows(app, "sslm_tech_zone", "sslm_audit_event")
-        resp, body = post(client, "/dns/zones/new", values)
+        body = post_refused_changes_nothing(app, client, "/dns/zones/new", values,
+                                            "sslm_tech_zone", "sslm_audit_event")
         assert SECRET_TYPED not in body and TSIG_SECRET not in body
-        if resp.status_code == 422:
-            assert rows(app, "sslm_tech_zone", "sslm_audit_event") == before, values
     add()
 
 
@@ -199,11 +199,9 @@ def test_notification_channel_forms_never_fail_and_a_refused_save_adds_nothing(f
     @example({"kind": "email", "name": "c", "ca_bundle": "\x80"})  # ssl's cadata takes ASCII only
     def new(values):
         kind = values.pop("kind")
-        before = rows(app, "sslm_notification_channel", "sslm_audit_event")
-        resp, body = post(client, f"/notifications/new/{kind}", values)
+        body = post_refused_changes_nothing(app, client, f"/notifications/new/{kind}", values,
+                                            "sslm_notification_channel", "sslm_audit_event")
         assert SECRET_TYPED not in body
-        if resp.status_code == 422:
-            assert rows(app, "sslm_notification_channel", "sslm_audit_event") == before, values
     new()
 
 
@@ -217,10 +215,8 @@ def test_notification_options_never_fail_and_a_refused_save_changes_nothing(fuzz
     @given(form)
     @example({"expiry_days": "²"})
     def options(values):
-        before = rows(app, "sslm_setting", "sslm_audit_event")
-        resp, _ = post(client, "/notifications/options", values)
-        if resp.status_code == 422:
-            assert rows(app, "sslm_setting", "sslm_audit_event") == before, values
+        post_refused_changes_nothing(app, client, "/notifications/options", values,
+                                     "sslm_setting", "sslm_audit_event")
     options()
 
 
