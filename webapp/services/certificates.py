@@ -277,8 +277,8 @@ def process(cert_id: int, holder: str | None = None) -> str:
 
 def process_until_final(cert_id: int, wait: float, hold: Hold | None = None) -> str:
     """Process now and keep at it (CNAME re-checks, retries) until final or `wait` seconds pass.
-    `hold(profile_id)`: a context each pass runs in (the service's per-CA slots), not the
-    waits between passes."""
+    `hold(profile_id, seconds)`: a context each pass runs in (the service's per-CA slots), not
+    the waits between passes."""
     end = time.monotonic() + wait
     delay = 0.2
     while True:
@@ -299,16 +299,19 @@ def process_now(cert_id: int, wait: float = 0, hold: Hold | None = None) -> Cert
     if wait:
         process_until_final(cert_id, wait, hold)
     else:
-        _one_pass(cert_id, hold, float(current_app.config["SSLMANAGER_ISSUANCE_TIMEOUT"]))
+        _one_pass(cert_id, hold)
     return get(cert_id)
 
 
 def _one_pass(cert_id: int, hold: Hold | None, patience: float | None = None) -> str:
     """process(), inside `hold` when given; a pass that gets no slot within `patience` seconds
-    does nothing (the scheduler takes the certificate later) and says so in the timeline."""
+    (default: one issuance's timeout) does nothing (the scheduler takes the certificate later)
+    and says so in the timeline."""
     if hold is None:
         return process(cert_id)
     from .bulk import SlotsBusy
+    if patience is None:
+        patience = float(current_app.config["SSLMANAGER_ISSUANCE_TIMEOUT"])
     cert = get(cert_id)
     profile_id, status = cert.profile_id, cert.status
     db.session().commit()  # no transaction held open while waiting for a slot
@@ -342,8 +345,7 @@ def process_in_background(cert_id: int) -> None:
 
     def run() -> None:
         with app.app_context():
-            _one_pass(cert_id, ca_slots(app).held,
-                      float(app.config["SSLMANAGER_ISSUANCE_TIMEOUT"]))
+            _one_pass(cert_id, ca_slots(app).held)
             db.session().remove()
     threading.Thread(target=run, name=f"sslm-cert-{cert_id}", daemon=True).start()
 
