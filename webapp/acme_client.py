@@ -80,6 +80,33 @@ class OrderInfo:
     error: dict | None
 
 
+class _NewOrder(messages.NewOrder):
+    """newOrder with RFC 9773's `replaces` (certbot's acme 5.x has `profile` but not this)."""
+
+    replaces: str | None = jose.field("replaces", omitempty=True)
+
+
+# Problem types that mean "this order may not carry `replaces`": retry once without it.
+_REPLACES_REFUSED = (":alreadyReplaced", ":malformed", ":conflict")
+
+
+def _refuses_replaces(exc: AcmeError) -> bool:
+    """A CA's "no" to `replaces`: alreadyReplaced, malformed, or another 4xx that names it."""
+    return exc.problem_type.endswith(_REPLACES_REFUSED) or (
+        400 <= (exc.status or 0) < 500 and "replace" in exc.detail.lower())
+
+
+def account_lost(exc: AcmeError) -> bool:
+    """The CA no longer knows our account (restarted, reset, deactivated, restored backup)."""
+    kind = exc.problem_type.rsplit(":", 1)[-1]
+    if kind == "accountDoesNotExist":
+        return True
+    words = exc.detail.lower()
+    return kind == "unauthorized" and any(w in words for w in (
+        "key id", "keyid", "kid", "account does not exist", "no such account",
+        "account not found", "unknown account", "account is not valid", "deactivated"))
+
+
 def _order_info(url: str, body: messages.Order) -> OrderInfo:
     return OrderInfo(url=url, status=_status(body.status), finalize=body.finalize,
                      authorizations=list(body.authorizations or ()),
@@ -203,6 +230,36 @@ class AcmeClient:
                   f"({info.status}{', EAB' if eab else ''})")
         return info
 
+    def find_account(self) -> AccountInfo | None:
+        """The account this key already has at the CA (newAccount with onlyReturnExisting,
+        RFC 8555 7.3.1), or None when the CA knows no account for it."""
+        step = "find account"
+        url = self.directory.endpoints["newAccount"]
+        self._net.account = None  # signed with the JWK, never a kid
+        with self._net.step(step, url):
+            try:
+                response = self._post(url, messages.NewRegistration(only_return_existing=True))
+            except messages.Error as exc:
+                if exc.code == "accountDoesNotExist":
+                    self._log(f"{step}: POST {url} -> no account for this key")
+                    return None
+                if exc.code == "unauthorized" and "deactivated" in (exc.detail or "").lower():
+                    # Pebble (and Boulder) refuse to name a deactivated account: it is unusable.
+                    self._log(f"{step}: POST {url} -> the account of this key is deactivated")
+                    return AccountInfo(url="", status="deactivated", contact=())
+                raise
+            finally:
+                if self._net.account is None and self.account_url:
+                    self._set_account(self.account_url)
+            account_url = response.headers.get("Location")
+            if not account_url:
+                raise AcmeError("the CA's newAccount answer has no Location header", step=step,
+                                url=url, status=response.status_code)
+            info = _account_info(account_url, messages.Registration.from_json(response.json()))
+        self._set_account(account_url)
+        self._log(f"{step}: POST {url} -> {response.status_code} {account_url} ({info.status})")
+        return info
+
     def update_contact(self, email: str) -> AccountInfo:
         """Replace the account's contact with `email` (empty clears it)."""
         step = "update account"
@@ -219,8 +276,11 @@ class AcmeClient:
     # -- order ----------------------------------------------------------------------------
 
     def new_order(self, identifiers: Sequence[str] | bytes | str, *,
-                  profile: str | None = None) -> OrderInfo:
-        """Open an order for DNS names (or IPs), given as a list or as a CSR in PEM."""
+                  profile: str | None = None, replaces: str | None = None) -> OrderInfo:
+        """Open an order for DNS names (or IPs), given as a list or as a CSR in PEM.
+
+        `replaces` (RFC 9773 5) is the ARI CertID of the certificate this order renews; a CA
+        that refuses it (alreadyReplaced, malformed...) gets the same order once without it."""
         step = "new order"
         self._require_account(step)
         url = self.directory.endpoints["newOrder"]
@@ -237,17 +297,34 @@ class AcmeClient:
                                 step=step, url=self.directory_url,
                                 detail=f"offered: {', '.join(offered) or 'none'}",
                                 hint="pick one of the offered profiles or clear the setting")
-        body = messages.NewOrder(identifiers=[_identifier(n) for n in names], profile=profile)
+        if replaces and "renewalInfo" not in self.directory.endpoints:
+            replaces = None  # only a CA that offers ARI knows the field
+        try:
+            response = self._order_post(url, names, profile, replaces, step=step)
+        except AcmeError as exc:
+            if not (replaces and _refuses_replaces(exc)):
+                raise
+            self._log(f"{step}: POST {url} -> {exc.status} the CA refused replaces={replaces} "
+                      f"({exc.detail or exc.problem_type}); ordering again without it")
+            replaces = None
+            response = self._order_post(url, names, profile, None, step=step)
         with self._net.step(step, url):
-            response = self._post(url, body)
             order_url = response.headers.get("Location")
             if not order_url:
                 raise AcmeError("the CA's newOrder answer has no Location header", step=step,
                                 url=url, status=response.status_code)
             order = _order_info(order_url, messages.Order.from_json(response.json()))
         self._log(f"{step}: POST {url} -> {response.status_code} {order.status} {order_url} "
-                  f"({', '.join(names)}{f', profile {profile}' if profile else ''})")
+                  f"({', '.join(names)}{f', profile {profile}' if profile else ''}"
+                  f"{f', replaces {replaces}' if replaces else ''})")
         return order
+
+    def _order_post(self, url: str, names: list[str], profile: str | None,
+                    replaces: str | None, *, step: str) -> requests.Response:
+        body = _NewOrder(identifiers=[_identifier(n) for n in names], profile=profile,
+                         replaces=replaces)
+        with self._net.step(step, url):
+            return self._post(url, body)
 
     def get_order(self, url: str) -> OrderInfo:
         """The order's current state (POST-as-GET)."""

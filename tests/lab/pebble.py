@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from .proc import ManagedServer, free_port, require_binary
+from .proc import ManagedServer, _terminate, free_port, require_binary
 
 PEBBLE_DEFAULT_ENV = {
     "PEBBLE_VA_NOSLEEP": "1",  # no random 0-15 s delay before each validation
@@ -66,10 +66,17 @@ class Pebble(ManagedServer):
         self._ssl = ssl.create_default_context(cafile=self.ca_bundle)
         config = self.workdir / "pebble-config.json"
         config.write_text(json.dumps(self._config(), indent=2))
-        self._spawn(
-            [pebble, "-config", str(config), "-dnsserver", self.dns_server],
-            env={**os.environ, **self.env},
-        )
+        self._argv = [pebble, "-config", str(config), "-dnsserver", self.dns_server]
+        self._spawn(self._argv, env={**os.environ, **self.env})
+
+    def restart(self) -> None:
+        """Stop and start again on the same ports with the same listener certificate: Pebble
+        keeps nothing, so every account, order and certificate is forgotten (a CA reset)."""
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            _terminate(proc, self.stop_signal)
+        self._spawn(self._argv, env={**os.environ, **self.env})
+        self._wait_ready()
 
     def _config(self) -> dict:
         """Config in the shape of /usr/share/doc/pebble/examples/*.json."""

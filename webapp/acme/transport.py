@@ -45,6 +45,8 @@ REQUIRED_ENDPOINTS = ("newNonce", "newAccount", "newOrder")
 _PROBLEMS: dict[str, tuple[str, str]] = {
     "accountDoesNotExist": ("no account exists at the CA for this account key",
                             "register the account again"),
+    "alreadyReplaced": ("the CA says the certificate named in `replaces` was already replaced",
+                        ""),
     "alreadyRevoked": ("the certificate is already revoked", ""),
     "badCSR": ("the CA rejected the certificate request (CSR)", ""),
     "badNonce": ("the CA kept rejecting our anti-replay nonces",
@@ -435,6 +437,13 @@ class RetryingNetwork(ClientNetwork):
         """A non-problem failure: an HTTP error without JSON, a missing nonce or header."""
         response = self.ctx.response
         if isinstance(exc, acme_errors.ConflictError):
+            # acme raises 409 before reading the body: alreadyReplaced (RFC 9773) is a 409
+            # with a problem document, which the caller needs to see.
+            problem = None
+            with contextlib.suppress(ValueError, jose.DeserializationError):
+                problem = messages.Error.from_json(response.json()) if response is not None else None
+            if problem is not None:
+                return self.problem_error(problem, step=step, url=url)
             return AcmeError("the CA answered 409 Conflict", step=step, url=url, status=409,
                              detail=str(exc.location))
         if response is None or response.ok:

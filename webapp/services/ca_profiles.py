@@ -1,52 +1,28 @@
 """CA profiles: validation, create/edit/duplicate/delete, and Save and Test."""
 from __future__ import annotations
 
-import hashlib
-import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography import x509
-from flask import current_app
 from sqlalchemy import func, or_, select
 
 from .. import db
-from ..acme_client import AcmeClient, DirectoryInfo, generate_account_key, probe_directory
-from ..ca_plugins import CAPlugin, ProfileView, Registry, discover
-from ..errors import AcmeError, ConfigError, Conflict, NotFound, SSLManagerError, ValidationError
+from ..acme_client import DirectoryInfo, probe_directory
+from ..ca_plugins import ProfileView
+from ..errors import AcmeError, Conflict, NotFound, SSLManagerError, ValidationError
 from ..models import CAProfile, Certificate, utcnow
 from . import audit
-from .addresses import address_problem, checked_address
+# The profile's plugin, client and account live in accounts; callers reach them through here too.
+from .accounts import (acme_client, ca_bundle_path, directory_url, ensure_account,  # noqa: F401
+                       plugin_for, recover_account, registry, view_of)
+from .addresses import address_problem
 
 TTL_MIN, TTL_MAX = 10, 86400
 TIMEOUT_MIN, TIMEOUT_MAX = 2, 300
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _B64URL = re.compile(r"^[A-Za-z0-9_-]+={0,2}$")
-
-
-def registry() -> Registry:
-    """The CA modules, discovered once per app."""
-    state = current_app.extensions["sslmanager"]
-    if "ca_registry" not in state.extra:
-        state.extra["ca_registry"] = discover()
-    return state.extra["ca_registry"]
-
-
-def plugin_for(profile: CAProfile) -> CAPlugin:
-    """The profile's CA module, with this deployment's overrides."""
-    try:
-        return registry().get(profile.module, current_app.config["SSLMANAGER_CA_OVERRIDES"].get(profile.module))
-    except KeyError:
-        reason = registry().unavailable.get(profile.module, "not installed")
-        raise ConfigError(f"CA module {profile.module!r} is unavailable: {reason}",
-                          hint="Install or fix the CA module, or pick another module.") from None
-
-
-def view_of(profile: CAProfile) -> ProfileView:
-    return ProfileView(ca_key=profile.ca_key, directory_url=profile.directory_url,
-                       email=profile.email, eab_kid=profile.eab_kid,
-                       eab_hmac=profile.eab_hmac or "", api_key=profile.api_key or "")
 
 
 def is_fqdn(name: str) -> bool:
@@ -282,25 +258,6 @@ def delete(profile: CAProfile) -> None:
     db.session().commit()
 
 
-def directory_url(profile: CAProfile) -> str:
-    return plugin_for(profile).directory_url(view_of(profile))
-
-
-def ca_bundle_path(profile: CAProfile) -> str | None:
-    """A file with the profile's CA bundle (requests wants a path), else the module default."""
-    if not profile.ca_bundle:
-        return plugin_for(profile).default_ca_bundle()
-    folder = os.path.join(current_app.extensions["sslmanager"].instance_path, "ca-bundles")
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, hashlib.sha256(profile.ca_bundle.encode()).hexdigest()[:16] + ".pem")
-    if not os.path.exists(path):
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w") as fh:
-            fh.write(profile.ca_bundle.strip() + "\n")
-        os.replace(tmp, path)
-    return path
-
-
 @dataclass
 class TestResult:
     ok: bool
@@ -313,39 +270,6 @@ class TestResult:
     account_url: str = ""
     account_status: str = ""
     notes: list[str] = field(default_factory=list)
-
-
-def acme_client(profile: CAProfile, *, account_key: str, account_url: str = "",
-                log=None) -> AcmeClient:
-    """An ACME client for the profile's CA with the given account key."""
-    return AcmeClient(directory_url(profile), account_key.encode(), timeout=profile.api_timeout,
-                      ca_bundle=ca_bundle_path(profile), account_url=account_url or None, log=log,
-                      judge=checked_address)
-
-
-def ensure_account(profile: CAProfile, *, client: AcmeClient | None = None) -> AcmeClient:
-    """Register (or find) the profile's ACME account; keep its key; update its contact."""
-    plugin = plugin_for(profile)
-    url = directory_url(profile)
-    if not profile.account_key:
-        profile.account_key = generate_account_key().decode()  # once per profile, then reused
-        db.session().commit()
-    if profile.account_directory != url:
-        profile.account_url = ""  # another CA: the old account URL means nothing there
-    client = client or acme_client(profile, account_key=profile.account_key,
-                                   account_url=profile.account_url)
-    if not profile.account_url:
-        eab = plugin.eab_credentials(view_of(profile), timeout=profile.api_timeout)
-        account = client.register(profile.email, eab_kid=eab.kid if eab else None,
-                                  eab_hmac=eab.hmac if eab else None)
-    elif profile.account_email != profile.email:
-        account = client.update_contact(profile.email)
-    else:
-        account = client.register(profile.email)  # finds the existing account: status check
-    profile.account_url, profile.account_status = account.url, account.status
-    profile.account_email, profile.account_directory = profile.email, url
-    db.session().commit()
-    return client
 
 
 def test(profile: CAProfile) -> TestResult:

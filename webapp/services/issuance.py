@@ -11,10 +11,13 @@ import random
 import time
 from datetime import timedelta
 
+from cryptography import x509
 from flask import current_app
+from sqlalchemy import select
 
 from .. import db
-from ..acme_client import AcmeClient, generate_account_key
+from ..acme.keys import ari_cert_id
+from ..acme_client import AcmeClient, OrderInfo, account_lost, generate_account_key
 from ..crypto import cert_info, key_matches_cert, split_pem_chain
 from ..dns import checks
 from ..errors import AcmeError, AcmeNetworkError, AcmeRateLimited, DnsError, SSLManagerError
@@ -58,7 +61,7 @@ def _account_client(cert: Certificate, profile, timeline: Timeline) -> AcmeClien
     view = ca_profiles.view_of(profile)
     if not plugin.account_per_certificate(view):
         if not (profile.account_url and profile.account_directory == ca_profiles.directory_url(profile)):
-            ca_profiles.ensure_account(profile)
+            ca_profiles.ensure_account(profile, verify=False)  # under a lock: one account, ever
         timeline(f"account: {profile.account_url}")
         return ca_profiles.acme_client(profile, account_key=profile.account_key,
                                        account_url=profile.account_url, log=timeline)
@@ -76,6 +79,59 @@ def _account_client(cert: Certificate, profile, timeline: Timeline) -> AcmeClien
     return client
 
 
+def _recover_account(cert: Certificate, profile, client: AcmeClient, timeline: Timeline,
+                     exc: AcmeError) -> AcmeClient:
+    """The CA forgot our account (reset, deactivated, a restored backup): find or register it
+    again and go on with the same issuance, on a new order."""
+    lost = client.account_url or ""
+    timeline(f"account: the CA no longer knows {lost} ({exc.detail or exc.message}); "
+             "looking it up by its key", "warning")
+    client.close()
+    if ca_profiles.plugin_for(profile).account_per_certificate(ca_profiles.view_of(profile)):
+        cert.account_url = ""  # this certificate's own account: register it again
+        audit.record("ACME account recovered", "certificate", cert.id,
+                     f"{', '.join(cert.domains)}: the CA no longer knew {lost}")
+    else:
+        ca_profiles.recover_account(profile, lost, log=timeline)
+    cert.order_url = ""  # the lost account's order is gone with it
+    db.session().commit()
+    return _account_client(cert, profile, timeline)
+
+
+def _open_order(client: AcmeClient, cert: Certificate, profile, timeline: Timeline) -> OrderInfo:
+    """Resume the stored order, or open a new one (with the ACME profile, and `replaces` when
+    this renews a certificate). Account loss is raised for the caller to repair."""
+    order = None
+    if cert.order_url:
+        try:
+            order = client.get_order(cert.order_url)
+            timeline(f"resume order {order.url}: {order.status}")
+        except AcmeError as exc:
+            if account_lost(exc):
+                raise
+            timeline(f"stored order unusable ({exc.message}); opening a new one", "warning")
+        if order is not None and order.status in ("invalid", "expired", "deactivated"):
+            timeline(f"stored order is {order.status}; opening a new one", "warning")
+            order = None
+    if order is None:
+        _respect_rate_limit(profile)
+        order = client.new_order(cert.domains, profile=cert.acme_profile or None,
+                                 replaces=_replaces(cert))
+        cert.order_url, cert.step = order.url, "order created"
+        db.session().commit()
+    return order
+
+
+def _replaces(cert: Certificate) -> str | None:
+    """The ARI CertID of the version this order renews (RFC 9773 5), if any."""
+    version = db.session().execute(
+        select(CertificateVersion).filter_by(certificate_id=cert.id)
+        .order_by(CertificateVersion.number.desc()).limit(1)).scalar_one_or_none()
+    if version is None or version.revoked_at is not None:
+        return None
+    return ari_cert_id(x509.load_pem_x509_certificate(version.cert_pem.encode()))
+
+
 def issue(cert: Certificate) -> None:
     """Take a certificate in Processing to Active. Raises SSLManagerError on failure."""
     profile = cert_profile(cert)
@@ -89,22 +145,15 @@ def issue(cert: Certificate) -> None:
         # 1. Account (RFC 8555 7.3): the profile's, made once and reused.
         client = _account_client(cert, profile, timeline)
 
-        # 2. Order (7.4): resume the stored one, or open a new one (with the ACME profile).
-        order = None
-        if cert.order_url:
-            try:
-                order = client.get_order(cert.order_url)
-                timeline(f"resume order {order.url}: {order.status}")
-            except AcmeError as exc:
-                timeline(f"stored order unusable ({exc.message}); opening a new one", "warning")
-            if order is not None and order.status in ("invalid", "expired", "deactivated"):
-                timeline(f"stored order is {order.status}; opening a new one", "warning")
-                order = None
-        if order is None:
-            _respect_rate_limit(profile)
-            order = client.new_order(cert.domains, profile=cert.acme_profile or None)
-            cert.order_url, cert.step = order.url, "order created"
-            db.session().commit()
+        # 2. Order (7.4): resume the stored one, or open a new one. A CA that forgot the
+        #    account is repaired once per attempt (RFC 8555 7.3.1), then ordered from again.
+        try:
+            order = _open_order(client, cert, profile, timeline)
+        except AcmeError as exc:
+            if not account_lost(exc):
+                raise
+            client = _recover_account(cert, profile, client, timeline, exc)
+            order = _open_order(client, cert, profile, timeline)
 
         # 3. Authorizations (7.5): every TXT value in one DNS update, add never replace.
         if order.status == "pending":
