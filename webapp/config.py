@@ -50,6 +50,11 @@ DEFAULTS: dict[str, Any] = {
     "SSLMANAGER_MAX_ATTEMPTS": 5,
     # Seconds between scheduler looks at Pending certificates' CNAMEs.
     "SSLMANAGER_CNAME_POLL_INTERVAL": 60,
+    # ACME Renewal Information (RFC 9773): seconds between polls of a certificate's renewalInfo.
+    # The CA's Retry-After is followed within these bounds (with jitter); without one, the default.
+    "SSLMANAGER_ARI_POLL_MIN": 3600,
+    "SSLMANAGER_ARI_POLL_MAX": 86400,
+    "SSLMANAGER_ARI_POLL_DEFAULT": 6 * 3600,
     # Parallel orders per CA profile (the scheduler's bound).
     "SSLMANAGER_CONCURRENCY_PER_CA": 4,
     # Page size of long lists.

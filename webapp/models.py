@@ -201,6 +201,12 @@ class Certificate(Base):
     delegation_ok: Mapped[bool | None] = mapped_column(Boolean, index=True)
     delegation_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     delegation_message: Mapped[str] = mapped_column(Text, default="")
+    # ACME Renewal Information (RFC 9773): the CA's window as last polled, and when to ask again.
+    ari_window_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ari_window_end: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ari_explanation_url: Mapped[str] = mapped_column(String(500), default="")
+    ari_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ari_next_poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     # Deploy after issue/renewal: PEM files into a directory, a reload command, a TLS probe.
     deploy_dir: Mapped[str] = mapped_column(String(500), default="")
     deploy_command: Mapped[str] = mapped_column(Text, default="")

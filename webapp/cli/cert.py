@@ -27,7 +27,15 @@ def _summary(c) -> dict:
             "key_type": c.key_type, "auto_renew": c.auto_renew,
             "not_after": c.not_after.isoformat() if c.not_after else None,
             "days_remaining": service.days_remaining(c), "serial": c.serial,
-            "last_error": c.last_error, "step": c.step, "order_url": c.order_url}
+            "last_error": c.last_error, "step": c.step, "order_url": c.order_url,
+            "acme_profile": c.acme_profile, "renew_at": _iso(c.renew_at), "renew_reason": c.renew_reason,
+            "ari": {"window_start": _iso(c.ari_window_start), "window_end": _iso(c.ari_window_end),
+                    "explanation_url": c.ari_explanation_url or None,
+                    "last_poll": _iso(c.ari_checked_at), "next_poll": _iso(c.ari_next_poll_at)}}
+
+
+def _iso(when) -> str | None:
+    return when.isoformat() if when else None
 
 
 @cert.command("add", help="Create a certificate, make its key and CSR, and print the CNAMEs "

@@ -2,18 +2,22 @@
 version of the same certificate, same names and CNAMEs, a new key by default."""
 from __future__ import annotations
 
+import logging
 import random
 from datetime import datetime, timedelta
 
+from flask import current_app
 from sqlalchemy import or_, select, update
 
 from .. import db
-from ..acme_client import AcmeClient
+from ..acme_client import AcmeClient, generate_account_key
 from ..crypto import generate_private_key, make_csr
 from ..errors import SSLManagerError
 from ..models import CAProfile, Certificate, CertificateVersion, utcnow
 from . import audit
 from .issuance import Timeline
+
+log = logging.getLogger("sslmanager.renewals")
 
 
 def lifetime_rule(not_before: datetime, not_after: datetime) -> tuple[datetime, str]:
@@ -26,20 +30,21 @@ def lifetime_rule(not_before: datetime, not_after: datetime) -> tuple[datetime, 
 def plan(cert: Certificate, version: CertificateVersion, profile: CAProfile,
          client: AcmeClient | None) -> None:
     """Set cert.renew_at and renew_reason for the version just issued (or re-planned)."""
-    ari = None
+    ari, polled_later = None, False
     if client is not None:
         try:
             ari = client.renewal_info(version.cert_pem)
         except SSLManagerError as exc:  # ARI is advice: fall back to the rule, say so
             Timeline(cert)(f"renewal info unavailable ({exc.message}); using the lifetime rule", "warning")
+            cert.ari_next_poll_at = utcnow() + timedelta(seconds=_poll_bounds()[0])
+            polled_later = True
     if ari:
-        window = ari["suggestedWindow"]
-        start, end = window["start"], window["end"]
-        at = start + (end - start) * random.random()  # spread load across the window (RFC 9773 4.2)
-        reason = f"ARI window {start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC"
-        if ari.get("explanationURL"):
-            reason += f" ({ari['explanationURL']})"
-    elif profile.renew_days_before:
+        _take_window(cert, version, ari, fresh=True)
+        return
+    cert.ari_window_start = cert.ari_window_end = None
+    if ari is None and not polled_later:  # the CA offers no renewalInfo: nothing to poll
+        cert.ari_next_poll_at = None
+    if profile.renew_days_before:
         at = version.not_after - timedelta(days=profile.renew_days_before)
         reason = f"profile override: {profile.renew_days_before} days before expiry"
         earliest = version.not_before + (version.not_after - version.not_before) / 2
@@ -49,6 +54,101 @@ def plan(cert: Certificate, version: CertificateVersion, profile: CAProfile,
         at, reason = lifetime_rule(version.not_before, version.not_after)
     cert.renew_at, cert.renew_reason = at, reason
     Timeline(cert)(f"next renewal {at:%Y-%m-%d %H:%M} UTC ({reason})")
+
+
+def ari_time(start: datetime, end: datetime, not_after: datetime, now: datetime, *,
+             fresh: bool) -> tuple[datetime, str]:
+    """When to renew inside the CA's window, and why. A random time in the window's first half
+    (RFC 9773 4.2 asks for a random time, to spread the CA's load), so that retries with
+    backoff (1, 2, 4 ... minutes, capped at 6 hours) still fit in the second half; the window
+    is cut at not-after. A window already open means now; but for a version issued moments
+    ago that would renew in a loop, so it waits for the next poll."""
+    end = min(end, not_after)
+    words = f"ARI window {start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC"
+    if start > now and end > start:
+        return start + (end - start) / 2 * random.random(), words
+    if fresh:
+        wait = timedelta(seconds=_poll_bounds()[0])
+        return now + wait, words + (": already open for the certificate just issued; renewing "
+                                    "after the next poll, not in a loop")
+    return now, words + ": open, renewing now"
+
+
+def _take_window(cert: Certificate, version: CertificateVersion, ari: dict, *, fresh: bool) -> None:
+    """Store an ARI answer; re-plan when the window is new or moved; set the next poll."""
+    now = utcnow()
+    window = ari["suggestedWindow"]
+    start, end = window["start"], window["end"]
+    moved = (start, end) != (cert.ari_window_start, cert.ari_window_end)
+    cert.ari_window_start, cert.ari_window_end = start, end
+    cert.ari_explanation_url = (ari.get("explanationURL") or "")[:500]
+    cert.ari_checked_at = now
+    low, high, default = _poll_bounds()
+    wait = min(max(ari.get("retryAfter") or default, low), high)
+    cert.ari_next_poll_at = now + timedelta(seconds=wait * random.uniform(0.9, 1.0))
+    if not (fresh or moved):
+        return
+    at, reason = ari_time(start, end, version.not_after, now, fresh=fresh)
+    if cert.ari_explanation_url:
+        reason += f" ({cert.ari_explanation_url})"
+    cert.renew_at, cert.renew_reason = at, reason
+    Timeline(cert)(("" if fresh else "the CA moved the renewal window: ")
+                   + f"next renewal {at:%Y-%m-%d %H:%M} UTC ({reason})")
+
+
+def _poll_bounds() -> tuple[int, int, int]:
+    """(min, max, default) seconds between ARI polls, from the settings."""
+    config = current_app.config
+    low = max(1, int(config["SSLMANAGER_ARI_POLL_MIN"]))
+    high = max(low, int(config["SSLMANAGER_ARI_POLL_MAX"]))
+    return low, high, min(max(int(config["SSLMANAGER_ARI_POLL_DEFAULT"]), low), high)
+
+
+def ari_due(limit: int = 500) -> list[int]:
+    """Active, auto-renewing certificates whose renewalInfo is due to be asked again."""
+    rows = db.session().execute(
+        select(Certificate.id).where(Certificate.status == "active", Certificate.auto_renew.is_(True),
+                                     Certificate.ari_next_poll_at <= utcnow())
+        .order_by(Certificate.ari_next_poll_at).limit(limit))
+    return [r[0] for r in rows]
+
+
+def poll_ari(cert_id: int) -> str:
+    """Ask the CA for the certificate's renewal window again (claimed, one process at a time),
+    and re-plan when it moved: a window moved into the past ("renew now", e.g. after a mass
+    revocation) makes the certificate due at once."""
+    from . import ca_profiles, certificates
+    if not certificates.claim(cert_id):
+        return "busy"
+    try:
+        cert = certificates.get(cert_id)
+        version = certificates.current_version(cert)
+        if cert.status != "active" or not cert.auto_renew or version is None:
+            cert.ari_next_poll_at = None
+            db.session().commit()
+            return "skipped"
+        profile = ca_profiles.get(cert.profile_id)
+        key = profile.account_key or cert.account_key or generate_account_key().decode()
+        client = ca_profiles.acme_client(profile, account_key=key)  # renewalInfo is a plain GET
+        try:
+            ari = client.renewal_info(version.cert_pem)
+        except SSLManagerError as exc:
+            # The plan stands; the log says so (a timeline line per hourly poll would drown it).
+            log.warning("certificate %s: renewal info unavailable, keeping the plan: %s", cert_id, exc)
+            cert.ari_checked_at = utcnow()
+            cert.ari_next_poll_at = cert.ari_checked_at + timedelta(seconds=_poll_bounds()[0])
+            db.session().commit()
+            return "failed"
+        finally:
+            client.close()
+        if ari is None:  # the CA has no renewalInfo (any more): the plan stands, polls stop
+            cert.ari_next_poll_at = None
+        else:
+            _take_window(cert, version, ari, fresh=False)
+        db.session().commit()
+        return "polled"
+    finally:
+        certificates.release(cert_id)
 
 
 def due(limit: int = 500) -> list[int]:

@@ -92,6 +92,8 @@ class Scheduler:
                 renewals.expire()
                 work = [(cid, "process") for cid in certificates.due_for_processing()]
                 work += [(cid, "renew") for cid in renewals.due()]
+                busy = {cid for cid, _ in work}
+                work += [(cid, "ari") for cid in renewals.ari_due() if cid not in busy]
                 ids = [cid for cid, _ in work]
                 profiles = dict(db.session().query(Certificate.id, Certificate.profile_id)
                                 .filter(Certificate.id.in_(ids)).all()) if ids else {}
@@ -120,6 +122,8 @@ class Scheduler:
             with self.app.app_context():
                 if kind == "renew":
                     renewals.renew(cert_id)
+                elif kind == "ari":
+                    renewals.poll_ari(cert_id)
                 else:
                     certificates.process(cert_id)
                 db.session().remove()
