@@ -55,8 +55,9 @@ DEFAULT_PROFILES: dict[str, int | None] = {"classic": None, "shortlived": 6}
 DEFAULT_HANDLER = "default"
 NEW_ORDER_PATH = "/acme/neworders"
 RENEWAL_INFO_PATH = "/acme/renewal-info/"
-# Options the middleware applies to the running app (see set_renewal_info).
-LIVE_OPTIONS = ("renewal_force", "retry_after_timeout", "renewalthreshold_pctg")
+# What restart() may change (the constructor's keyword options).
+OPTIONS = ("cert_validity_days", "profiles", "renewal_force", "retry_after_timeout",
+           "renewalthreshold_pctg", "eab_keys", "caa_identities", "extra_config", "debug")
 
 
 class Acme2Certifier(ManagedServer):
@@ -143,9 +144,10 @@ class Acme2Certifier(ManagedServer):
         constructor option changed (e.g. cert_validity_days=2, profiles={...}); the database
         (accounts, orders, certificates) is kept unless fresh_database. The request log and
         the live switches are kept."""
+        unknown = set(options) - set(OPTIONS)
+        if unknown:
+            raise TypeError(f"restart() takes none of {sorted(unknown)}; options: {OPTIONS}")
         for option, value in options.items():
-            if option in ("bind",) or not hasattr(self, option):
-                raise TypeError(f"restart() got an unknown option {option!r}")
             setattr(self, option, value)
         if "eab_keys" in options:
             (self.workdir / "eab.json").write_text(json.dumps(self.eab_keys))

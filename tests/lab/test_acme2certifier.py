@@ -196,6 +196,8 @@ def test_restart_on_a_fresh_database_forgets_everything(a2c_factory, a2c_lab_app
     app = a2c_lab_app(a2c)
     with app.app_context():
         client = profile_client(app)
+        with pytest.raises(TypeError, match="port"):
+            a2c.restart(port=1)
         a2c.restart(fresh_database=True, cert_validity_days=3, profiles={})
         assert "profiles" not in a2c.directory()["meta"]
         with pytest.raises(AcmeError) as lost:
