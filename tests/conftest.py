@@ -109,6 +109,11 @@ def add_lab_profile(pebble, name="Pebble", directory_url=None, **fields):
     return profile
 
 
+def add_a2c_profile(a2c, name="acme2certifier", **fields):
+    """A custom-module CA profile for a lab acme2certifier (its directory and listener CA)."""
+    return add_lab_profile(a2c, name=name, **fields)
+
+
 @pytest.fixture
 def lab_app(app, lab_bind, lab_unbound, lab_pebble):
     """An app with a tested Pebble profile, the technical zone on BIND and Unbound as resolver."""
@@ -117,6 +122,18 @@ def lab_app(app, lab_bind, lab_unbound, lab_pebble):
     with app.app_context():
         add_lab_zone(lab_bind)
         assert ca_profiles.test(add_lab_profile(lab_pebble)).ok
+    yield app
+
+
+@pytest.fixture
+def a2c_app(app, lab_bind, lab_unbound, lab_a2c):
+    """An app with a tested profile "acme2certifier" for lab_a2c, the technical zone on BIND and
+    Unbound as resolver (lab_a2c validates through its own Unbound, stubbed to the same BIND)."""
+    from webapp.services import ca_profiles
+    app.config["SSLMANAGER_DNS_RESOLVERS"] = [f"127.0.0.1:{lab_unbound.port}"]
+    with app.app_context():
+        add_lab_zone(lab_bind)
+        assert ca_profiles.test(add_a2c_profile(lab_a2c)).ok
     yield app
 
 

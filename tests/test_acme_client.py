@@ -545,6 +545,21 @@ def test_bad_nonce_is_retried_more_than_once(proxy):
     assert sum("badNonce" in line for line in lines) >= 2
 
 
+def test_a_problem_document_sent_with_409_keeps_its_type(proxy):
+    # acme's ClientNetwork raises a bare ConflictError for any 409; a CA refusing `replaces`
+    # (RFC 9773 alreadyReplaced) answers 409 with a problem document, which must survive.
+    client, _ = new_client(f"{proxy.base}/dir", proxy.pebble.ca_bundle)
+    client.register("ops@customer.test")
+    proxy.inject("POST", "/order-plz", 409, problem={
+        "type": PROBLEM + "alreadyReplaced", "detail": "serial 1234 was already replaced"})
+    with pytest.raises(AcmeError) as refused:
+        client.new_order(["customer.test"])
+    assert refused.value.problem_type == PROBLEM + "alreadyReplaced"
+    assert refused.value.status == 409
+    assert refused.value.detail == "serial 1234 was already replaced"
+    assert client.new_order(["customer.test"]).status == "pending"  # the nonce was kept
+
+
 def test_new_order_sends_an_offered_profile(proxy):
     proxy.meta_extra = {"profiles": {"shortlived": "6-day certificates"}}
     client, lines = new_client(f"{proxy.base}/dir", proxy.pebble.ca_bundle)

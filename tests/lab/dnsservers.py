@@ -178,16 +178,26 @@ ns  IN A   127.0.0.1
 
 
 class Unbound(ManagedServer):
-    """Recursive Unbound with a stub zone per Bind zone (plus extra_stub_zones)."""
+    """Recursive Unbound with a stub zone per Bind zone (plus extra_stub_zones).
+
+    Listens on 127.0.0.1 and a free port unless host/port say otherwise: a client that can
+    only ask port 53 (acme2certifier) gets one on its own random loopback address, see
+    proc.free_loopback_address().
+    """
 
     name = "unbound"
-    host = "127.0.0.1"
 
     def __init__(
-        self, bind: Bind | None = None, *, extra_stub_zones: dict[str, str] | None = None
+        self,
+        bind: Bind | None = None,
+        *,
+        extra_stub_zones: dict[str, str] | None = None,
+        host: str = "127.0.0.1",
+        port: int | None = None,
     ) -> None:
         super().__init__()
-        self.port = free_port()
+        self.host = host
+        self.port = port or free_port()
         stubs = {z: f"{bind.host}@{bind.port}" for z in bind.zones} if bind else {}
         stubs.update(extra_stub_zones or {})
         self.stub_zones: dict[str, str] = stubs
@@ -210,7 +220,7 @@ class Unbound(ManagedServer):
         )
         return f"""\
 server:
-    interface: 127.0.0.1
+    interface: {self.host}
     port: {self.port}
     do-ip6: no
     do-daemonize: no

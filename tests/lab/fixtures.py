@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from .servers import LAB_EAB_KEYS, Bind, Pebble, Postgres, Unbound
+from .servers import LAB_EAB_KEYS, Acme2Certifier, Bind, Pebble, Postgres, Unbound
 
 
 def _resolver_address(unbound: Unbound) -> str:
@@ -71,6 +71,32 @@ def pebble_factory(lab_unbound: Unbound) -> Iterator[Callable[..., Pebble]]:
     yield make
     for pebble in reversed(started):
         pebble.stop()
+
+
+@pytest.fixture(scope="session")
+def lab_a2c(lab_bind: Bind) -> Iterator[Acme2Certifier]:
+    """acme2certifier with default settings (profiles classic/shortlived, no EAB), validating
+    DNS-01 through its own Unbound on 127.X.Y.Z:53. Shared: tests that flip its switches,
+    forget accounts or restart it use a2c_factory instead."""
+    with Acme2Certifier(lab_bind) as a2c:
+        yield a2c
+
+
+@pytest.fixture
+def a2c_factory(lab_bind: Bind) -> Iterator[Callable[..., Acme2Certifier]]:
+    """Callable(**Acme2Certifier options) -> a started acme2certifier, stopped at test end,
+    e.g. a2c_factory(cert_validity_days=2, retry_after_timeout=60, eab_keys=LAB_EAB_KEYS)."""
+    started: list[Acme2Certifier] = []
+
+    def make(**options) -> Acme2Certifier:
+        a2c = Acme2Certifier(lab_bind, **options)
+        a2c.start()
+        started.append(a2c)
+        return a2c
+
+    yield make
+    for a2c in reversed(started):
+        a2c.stop()
 
 
 @pytest.fixture

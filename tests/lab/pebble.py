@@ -58,7 +58,7 @@ class Pebble(ManagedServer):
 
     def _launch(self) -> None:
         pebble = require_binary("/usr/bin/pebble", "pebble")
-        ca_pem, cert_pem, key_pem = _listener_certificate()
+        ca_pem, cert_pem, key_pem = listener_certificate()
         (self.workdir / "ca.pem").write_bytes(ca_pem)
         (self.workdir / "cert.pem").write_bytes(cert_pem + ca_pem)  # served as full chain
         (self.workdir / "key.pem").write_bytes(key_pem)
@@ -117,7 +117,9 @@ class Pebble(ManagedServer):
         return self._get(f"{self.mgmt_url}/intermediates/{i}").decode()
 
 
-def _listener_certificate() -> tuple[bytes, bytes, bytes]:
+def listener_certificate(
+    ca_cn: str = "SSL Manager lab Pebble listener CA",
+) -> tuple[bytes, bytes, bytes]:
     """A throwaway P-256 CA and a leaf for 127.0.0.1/localhost: (ca_pem, cert_pem, key_pem).
 
     A CA + leaf rather than one self-signed certificate, so the served certificate has the
@@ -127,7 +129,6 @@ def _listener_certificate() -> tuple[bytes, bytes, bytes]:
     now = datetime.datetime.now(datetime.timezone.utc)
     start, end = now - datetime.timedelta(hours=1), now + datetime.timedelta(days=30)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cn = "SSL Manager lab Pebble listener CA"
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ca_cn)])
     ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
     ca = (

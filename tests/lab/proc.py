@@ -16,6 +16,7 @@ from pathlib import Path
 # kernel never hands one of them to a client socket between free_port() and the bind.
 _PORT_RANGE = (20000, 32767)
 _handed_out: set[int] = set()
+_hosts_handed_out: set[str] = set()
 
 POLL_INTERVAL = 0.02
 LOG_TAIL_LINES = 40
@@ -25,12 +26,12 @@ class LabServerError(RuntimeError):
     """A lab server could not be started (the message carries its log tail)."""
 
 
-def _bindable(port: int) -> bool:
-    """True if both TCP and UDP can bind 127.0.0.1:port right now."""
+def _bindable(port: int, host: str = "127.0.0.1") -> bool:
+    """True if both TCP and UDP can bind host:port right now."""
     for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
         with socket.socket(socket.AF_INET, kind) as sock:
             try:
-                sock.bind(("127.0.0.1", port))
+                sock.bind((host, port))
             except OSError:
                 return False
     return True
@@ -44,6 +45,17 @@ def free_port() -> int:
             _handed_out.add(port)
             return port
     raise LabServerError("no free TCP+UDP port found on 127.0.0.1")
+
+
+def free_loopback_address(port: int) -> str:
+    """A random 127.X.Y.Z (X > 0) where `port` is free for TCP and UDP, never the same twice
+    per process: for servers that must sit on a fixed port (DNS on 53) beside other test runs."""
+    for _ in range(1000):
+        host = f"127.{random.randint(1, 254)}.{random.randint(0, 255)}.{random.randint(1, 254)}"
+        if host not in _hosts_handed_out and _bindable(port, host):
+            _hosts_handed_out.add(host)
+            return host
+    raise LabServerError(f"no loopback address with TCP+UDP port {port} free")
 
 
 def require_binary(path_or_name: str, package: str) -> str:

@@ -1,9 +1,11 @@
 """The lab's servers, as plain classes (no pytest): each has start()/stop() and is a context
-manager. Implementations live in proc.py, dnsservers.py, pebble.py and postgres.py.
+manager. Implementations live in proc.py, dnsservers.py, pebble.py, acme2certifier.py and
+postgres.py.
 
 Topology (every port is a free loopback port, UDP and TCP for DNS):
 
     app --ACME/HTTPS--> Pebble --DNS-01 lookups--> Unbound --stub zones--> Bind
+    app --ACME/HTTPS--> acme2certifier --DNS-01--> its own Unbound on 127.X.Y.Z:53 --> Bind
     app --RFC 2136 + TSIG (acme-key)-----------------------------------> Bind
 
 Pitfalls met while building it (keep these in mind when changing anything here):
@@ -32,11 +34,14 @@ Pitfalls met while building it (keep these in mind when changing anything here):
 - PostgreSQL refuses to run as root: as root we drop to the `postgres` user via Popen(user=)
   and chown the workdir. SIGTERM is a "smart" shutdown that waits for clients, so stop()
   sends SIGINT (fast shutdown).
+- acme2certifier (second, independent ACME server: ARI, profiles, EAB, caaIdentities) runs in
+  its own venv and asks DNS on port 53 only: see the pitfalls in acme2certifier.py.
 - Ports come from 20000-32767, below Linux's ephemeral range, so client sockets cannot grab
   them between free_port() and the server's bind; Unbound's random source ports are kept
   above 32767 for the same reason.
 """
 
+from .acme2certifier import A2C_VENV, DEFAULT_PROFILES, Acme2Certifier
 from .dnsservers import (
     CUSTOMER_ZONES,
     TECH_ZONE,
@@ -50,9 +55,12 @@ from .dnsservers import (
 )
 from .pebble import LAB_EAB_KEYS, PEBBLE_DEFAULT_ENV, Pebble, eab_mac_key
 from .postgres import Postgres
-from .proc import LabServerError, free_port
+from .proc import LabServerError, free_loopback_address, free_port
 
 __all__ = [
+    "A2C_VENV",
+    "DEFAULT_PROFILES",
+    "Acme2Certifier",
     "CUSTOMER_ZONES",
     "TECH_ZONE",
     "TSIG_ALGORITHM",
@@ -68,5 +76,6 @@ __all__ = [
     "eab_mac_key",
     "Postgres",
     "LabServerError",
+    "free_loopback_address",
     "free_port",
 ]

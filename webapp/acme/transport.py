@@ -437,11 +437,9 @@ class RetryingNetwork(ClientNetwork):
         """A non-problem failure: an HTTP error without JSON, a missing nonce or header."""
         response = self.ctx.response
         if isinstance(exc, acme_errors.ConflictError):
-            # acme raises 409 before reading the body: alreadyReplaced (RFC 9773) is a 409
-            # with a problem document, which the caller needs to see.
-            problem = None
-            with contextlib.suppress(ValueError, jose.DeserializationError):
-                problem = messages.Error.from_json(response.json()) if response is not None else None
+            # acme raises ConflictError for every 409 before reading the body, so a problem
+            # document sent with 409 (alreadyReplaced, RFC 9773) would lose its type here.
+            problem = _problem_in(response)
             if problem is not None:
                 return self.problem_error(problem, step=step, url=url)
             return AcmeError("the CA answered 409 Conflict", step=step, url=url, status=409,
@@ -455,6 +453,17 @@ class RetryingNetwork(ClientNetwork):
         return cls(f"HTTP status {status} from the CA", step=step, url=response.url or url,
                    detail=snippet(response.text), status=status, retry_after=retry_after,
                    hint="try again later" if status >= 500 else "")
+
+
+def _problem_in(response: requests.Response | None) -> messages.Error | None:
+    """The problem document an error answer carries, or None."""
+    if response is None or not response.headers.get("Content-Type", "").startswith(
+            "application/problem+json"):
+        return None
+    try:
+        return messages.Error.from_json(response.json())
+    except (ValueError, jose.DeserializationError):
+        return None
 
 
 def problem_detail(problem: messages.Error) -> str:
