@@ -291,11 +291,11 @@ def ca_bundle_path(profile: CAProfile) -> str | None:
     if not profile.ca_bundle:
         return plugin_for(profile).default_ca_bundle()
     folder = os.path.join(current_app.extensions["sslmanager"].instance_path, "ca-bundles")
-    os.makedirs(folder, exist_ok=True)
+    os.makedirs(folder, mode=0o700, exist_ok=True)
     path = os.path.join(folder, hashlib.sha256(profile.ca_bundle.encode()).hexdigest()[:16] + ".pem")
     if not os.path.exists(path):
         tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w") as fh:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
             fh.write(profile.ca_bundle.strip() + "\n")
         os.replace(tmp, path)
     return path
@@ -356,7 +356,8 @@ def test(profile: CAProfile) -> TestResult:
         plugin = plugin_for(profile)
         url = plugin.directory_url(view_of(profile))
         result.directory = probe_directory(url, timeout=profile.api_timeout,
-                                           ca_bundle=ca_bundle_path(profile), url_check=address_problem)
+                                           ca_bundle=ca_bundle_path(profile), url_check=address_problem,
+                                           judge=checked_address)
         profile.directory_meta = result.directory.meta
         eab_required = bool(result.directory.meta.get("externalAccountRequired"))
         if plugin.account_per_certificate(view_of(profile)):
