@@ -19,7 +19,7 @@ from tests.faults.test_web_security import urls
 from tests.lab.http import closed_port
 from webapp import db
 from webapp.dns.base import available_providers
-from webapp.models import Certificate, NotificationChannel, TechZone
+from webapp.models import Certificate, TechZone
 from webapp.services import ca_profiles, notifications
 
 ROOT = Path(webapp.__file__).parent
