@@ -5,17 +5,30 @@ import os
 
 import pytest
 
-from tests.conftest import make_app
+from tests.conftest import make_app, signed_in
 from webapp import create_app
 from webapp.errors import ConfigError
 
 
-def test_healthz_answers_without_signing_in(client):
+def test_healthz_answers_without_signing_in_with_the_status_only(client):
     resp = client.get("/healthz")
     assert resp.status_code == 200
-    body = resp.get_json()
+    assert resp.get_json() == {"status": "ok"}  # no version, no scheduler state for anyone
+
+
+def test_healthz_details_need_a_sign_in_or_the_setting(app, client):
+    body = signed_in(app).get("/healthz").get_json()
     assert body["status"] == "ok" and body["database"] == "ok" and body["version"]
     assert body["scheduler"] == "not running"
+    app.config["SSLMANAGER_HEALTHZ_DETAILS"] = True
+    assert client.get("/healthz").get_json()["version"] == body["version"]
+
+
+def test_html_pages_are_not_stored_by_caches(app, client):
+    admin = signed_in(app)
+    for path in ("/", "/certificates/", "/audit/", "/notifications/", "/login"):
+        resp = admin.get(path) if path != "/login" else client.get(path)
+        assert resp.mimetype == "text/html" and resp.headers["Cache-Control"] == "no-store", path
 
 
 def test_pages_require_a_signed_in_admin(client):

@@ -39,8 +39,22 @@ DEFAULTS: dict[str, Any] = {
     "SSLMANAGER_DNS_RESOLVERS": [],
     # Port used to ask a zone's NS hosts directly (delegation check); 53 outside labs.
     "SSLMANAGER_DNS_NS_PORT": 53,
-    # Allow CA directory and webhook URLs on private/loopback addresses (labs, internal CAs).
+    # Outbound connections (README: "Outbound addresses"). Link-local, cloud-metadata and
+    # multicast addresses are always refused. Private, loopback, carrier-grade NAT and other
+    # internal addresses are refused unless this is True (for every purpose: labs) ...
     "SSLMANAGER_ALLOW_PRIVATE_ADDRESSES": False,
+    # ... or the purpose's own allow-list holds them: CIDRs, e.g. ["10.0.0.25/32"].
+    # ACME: CA directories and every endpoint they list.
+    "SSLMANAGER_OUTBOUND_ALLOW_ACME": [],
+    # Webhook receivers of notification channels.
+    "SSLMANAGER_OUTBOUND_ALLOW_WEBHOOK": [],
+    # SMTP hosts of email channels (the mail relay).
+    "SSLMANAGER_OUTBOUND_ALLOW_SMTP": [],
+    # RFC 2136 servers, the PowerDNS API and DNS server, and the name servers the delegation
+    # check asks directly (the DNS primary). The builtin DNS server is SSL Manager's own.
+    "SSLMANAGER_OUTBOUND_ALLOW_DNS": [],
+    # The deploy TLS probe's host:port; loopback by default (the web server on this host).
+    "SSLMANAGER_OUTBOUND_ALLOW_DEPLOY": ["127.0.0.0/8", "::1/128"],
     # Per-CA-module deployment overrides, e.g. {"zerossl": {"directory_url": ..., "api_url": ...,
     # "ca_bundle": "/path.pem"}}: a mirror, a proxy, or a lab CA standing in for the real one.
     "SSLMANAGER_CA_OVERRIDES": {},
@@ -62,6 +76,8 @@ DEFAULTS: dict[str, Any] = {
     # Addresses (list of CIDRs, e.g. ["10.0.0.0/8", "127.0.0.1/32"]) that may read /metrics
     # without signing in: the Prometheus scrapers. Empty = signed-in admins only.
     "SSLMANAGER_METRICS_ALLOW": [],
+    # Show the version and scheduler details on /healthz without signing in (else: status only).
+    "SSLMANAGER_HEALTHZ_DETAILS": False,
     # Seconds an SMTP conversation or one webhook request may take.
     "SSLMANAGER_NOTIFY_TIMEOUT": 10,
     # Webhook deliveries: attempts per notification, and the first backoff in seconds (doubles).

@@ -13,6 +13,7 @@ from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 
 from . import config as config_module
+from . import instance
 from .crypto import Keyring, load_keyring
 from .errors import ConfigError
 from .models import BIND_KEY
@@ -49,7 +50,7 @@ class SSLManager:
         other than `run`, which then skip importing and routing every blueprint)."""
         instance_path = (app.config.get("SSLMANAGER_INSTANCE_PATH")
                          or config_module.instance_path_from_env() or app.instance_path)
-        os.makedirs(instance_path, exist_ok=True)
+        instance.prepare(instance_path, whole_folder=standalone)
         config_module.load(app.config, instance_path)
         app.config["SSLMANAGER_INSTANCE_PATH"] = instance_path
 
@@ -97,6 +98,8 @@ def _attach_database(app: Flask, instance_path: str) -> SQLAlchemy:
             engines[BIND_KEY] = sa.create_engine(url) if url else engines[None]  # type: ignore[index]
         engine = engines[BIND_KEY]
     if engine.dialect.name == "sqlite":
+        if url:  # our own database (a host's shared one is the host's to guard)
+            instance.private_sqlite_file(engine.url.database or "")  # before the first connect
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     return db
 
@@ -135,7 +138,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, web: bool = True) -
                      or os.path.abspath("instance"))
     app = Flask(__name__, instance_path=instance_path, instance_relative_config=True,
                 static_folder=None)
-    os.makedirs(instance_path, exist_ok=True)
+    instance.prepare(instance_path, whole_folder=True)
     if test_config:
         app.config.update(test_config)
     config_module.load(app.config, instance_path, test_config)

@@ -142,3 +142,15 @@ def test_text_search_ignores_case_on_postgresql_too(tmp_path, pg_database):
         with app.app_context():
             db.session().remove()
             app.extensions["sslmanager"].engine.dispose()
+
+
+@pytest.mark.parametrize("page", ["4611686018427387904", "9" * 5000, str(2 ** 63), "-1", "²", "x"])
+def test_any_page_number_shows_a_page_never_a_crash(app, admin_client, page):
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # answer as in production: a crash is a 500 page
+    with app.app_context():
+        audit.record("seeded", summary="one event")
+        db.session().commit()
+    for path in ("/audit/", "/certificates/"):
+        resp = admin_client.get(path, query_string={"page": page})
+        assert resp.status_code == 200, (path, page)
+    assert "one event" in admin_client.get("/audit/", query_string={"page": page}).get_data(as_text=True)

@@ -110,6 +110,16 @@ def test_options_save_expiry_days_and_the_allow_list_in_place(admin_client):
     assert "*.example.com" in admin_client.get("/notifications/").get_data(as_text=True)
 
 
+def test_a_number_of_5000_digits_is_a_field_error_not_a_crash(app, admin_client):
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # answer as in production: a crash is a 500 page
+    huge = "9" * 5000  # int() refuses more than 4,300 digits with a ValueError
+    resp = admin_client.post("/notifications/options", data={"expiry_days": f"30, {huge}"})
+    assert resp.status_code == 422 and 'id="err-expiry_days"' in resp.get_data(as_text=True)
+    resp = admin_client.post("/notifications/new/email", data=email_form(port=huge, profile_id=huge))
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 422 and 'id="err-port"' in html and 'id="err-profile_id"' in html
+
+
 def test_deleting_a_channel(app, admin_client):
     admin_client.post("/notifications/new/email", data=email_form())
     resp = admin_client.post(f"/notifications/{channel_id(app)}/delete")

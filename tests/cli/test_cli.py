@@ -1,6 +1,7 @@
 """The `sslmanager` console script: create-admin, db upgrade, --help everywhere."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -67,13 +68,15 @@ def test_run_serves_the_pages_that_one_shot_commands_skip(tmp_path):
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=2) as resp:
                     assert resp.status == 200 and "Content-Security-Policy" in resp.headers
+                    assert "Server" not in resp.headers and "Via" not in resp.headers  # no banner
                     assert "csrf_token" in resp.read().decode()
                 break
             except OSError:
                 assert server.poll() is None and time.monotonic() < deadline, server.stdout.read()
                 time.sleep(0.1)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
-            assert resp.status == 200
+            assert resp.status == 200 and json.loads(resp.read()) == {"status": "ok"}
+            assert "Server" not in resp.headers
     finally:
         server.terminate()
         server.communicate(timeout=10)

@@ -1,6 +1,7 @@
 """DNS checks against real records: BIND holds them, Unbound resolves them."""
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import uuid
@@ -288,3 +289,34 @@ def test_zone_delegation_flags_a_lame_delegation(lab_bind, names, climbing):
 def test_zone_delegation_of_a_missing_zone_says_not_delegated(lab_bind, names, climbing):
     info = zone_delegation(names("customer.test"), climbing, port=lab_bind.port)
     assert not info["ok"] and "is not delegated" in info["message"]
+
+
+_sent: list | None = None  # (event, address) of every datagram and connection while recording
+
+
+def _audit(event: str, args: tuple) -> None:
+    if _sent is not None and event in ("socket.sendto", "socket.connect"):
+        _sent.append((event, args[1]))
+
+
+sys.addaudithook(_audit)  # a real observation of what goes on the wire, no mocking
+
+
+def test_zone_delegation_never_asks_an_address_the_outbound_policy_refuses(lab_bind, climbing):
+    global _sent
+    refused = {}
+
+    def address_check(address: str) -> str | None:
+        refused[address] = f"{address} is internal"
+        return refused[address]
+
+    _sent = []
+    try:
+        info = zone_delegation(TECH_ZONE, climbing, port=lab_bind.port, address_check=address_check)
+    finally:
+        sent, _sent = _sent, None
+    assert "127.0.0.1" in refused
+    assert not any(address[1] == lab_bind.port for _event, address in sent), sent
+    server = info["servers"][0]
+    assert not server["authoritative"] and not info["ok"]
+    assert server["message"] == "127.0.0.1: not asked (127.0.0.1 is internal)"

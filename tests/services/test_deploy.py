@@ -181,6 +181,43 @@ def test_deploy_settings_are_checked(ctx):
     assert deploy.parse_probe(cert.deploy_probe) == ("::1", 8443)
 
 
+def test_a_command_longer_than_4_kib_is_refused_before_it_is_parsed(ctx):
+    cert = issued_locally()
+    started = dt.datetime.now()
+    with pytest.raises(ValidationError) as info:
+        deploy.update_settings(cert, {"deploy_command": "'" + "x" * 1_000_000})  # shlex: seconds
+    assert "under 4096 characters" in info.value.errors["deploy_command"]
+    assert dt.datetime.now() - started < timedelta(seconds=1)
+    deploy.update_settings(cert, {"deploy_command": "echo " + "x" * 4000})
+    assert cert.deploy_command.startswith("echo x")
+
+
+def latest_audit(action: str):
+    from webapp.models import AuditEvent
+    return db.session().query(AuditEvent).filter_by(action=action).order_by(AuditEvent.id.desc()).first()
+
+
+def test_saving_deploy_settings_records_the_command_and_the_directory(ctx):
+    cert = issued_locally()
+    deploy.update_settings(cert, {"deploy_dir": "/etc/ssl/site", "deploy_command": "systemctl reload nginx"})
+    event = latest_audit("deploy settings saved")
+    assert "command: `systemctl reload nginx`" in event.summary
+    assert "directory: `/etc/ssl/site`" in event.summary and "probe: none" in event.summary
+
+
+def test_every_deploy_run_records_the_command_its_exit_status_and_duration(ctx, tmp_path):
+    cert = issued_locally(deploy_command="sh -c 'sleep 0.3; exit 3'", deploy_dir=str(tmp_path))
+    deploy.run(cert)
+    event = latest_audit("deploy command run")
+    assert event.object_id == str(cert.id) and "`sh -c 'sleep 0.3; exit 3'`" in event.summary
+    assert f"in {tmp_path}: exit status 3 after 0." in event.summary
+    seconds = float(event.summary.rsplit(" after ", 1)[1].removesuffix(" s"))
+    assert 0.3 <= seconds < 5
+    cert.deploy_command = "/nonexistent/reload-it"
+    deploy.run(cert)
+    assert "did not start (No such file or directory)" in latest_audit("deploy command run").summary
+
+
 # -- end to end, with certificates from the lab CA ------------------------------------------------
 
 def test_issue_and_renewal_deploy_run_the_command_and_the_probe_sees_the_new_serial(lab_app, cnames, tmp_path):

@@ -95,9 +95,15 @@ UrlCheck = Callable[[str], "str | None"]  # a URL -> why it may not be used, or 
 
 
 def probe_directory(url: str, *, timeout: float, ca_bundle: str | None = None,
-                    url_check: UrlCheck | None = None) -> DirectoryInfo:
-    """GET the ACME directory at `url`; any failure is diagnosed in words an operator can act on."""
-    return fetch_directory(url, timeout=timeout, ca_bundle=ca_bundle, url_check=url_check)
+                    url_check: UrlCheck | None = None, judge: Judge | None = None) -> DirectoryInfo:
+    """GET the ACME directory at `url`; any failure is diagnosed in words an operator can act on.
+    With `judge`, the request goes to the address it judged (never a second lookup's)."""
+    if judge is None:
+        return fetch_directory(url, timeout=timeout, ca_bundle=ca_bundle, url_check=url_check)
+    with requests.Session() as session:
+        guard(session, judge)
+        return fetch_directory(url, timeout=timeout, ca_bundle=ca_bundle, session=session,
+                               url_check=url_check)
 
 
 def fetch_directory(url: str, *, timeout: float, ca_bundle: str | None = None,

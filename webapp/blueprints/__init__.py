@@ -71,12 +71,16 @@ def security_headers(response):
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")
+    if response.mimetype == "text/html":  # pages show certificates, settings, the audit log
+        response.headers["Cache-Control"] = "no-store"
     return response
 
 
 @bp.route("/healthz")
 def healthz():
-    """Liveness for load balancers: database reachable, scheduler state, version."""
+    """Liveness for load balancers: database reachable. The version and the scheduler's state
+    (what an attacker would look up first) only for a signed-in admin, or with
+    SSLMANAGER_HEALTHZ_DETAILS."""
     state = current_app.extensions["sslmanager"]
     try:
         with state.engine.connect() as conn:
@@ -95,6 +99,8 @@ def healthz():
     body = {"status": "ok" if ok else "error", "database": database,
             "schema": "current" if schema_ok else "needs upgrade",
             "scheduler": scheduler, "scheduler_last_run": last_run, "version": __version__}
+    if not (current_app.config["SSLMANAGER_HEALTHZ_DETAILS"] or (schema_ok and is_authorized())):
+        body = {"status": body["status"]}
     return jsonify(body), 200 if ok else 503
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, render_template, request, url_for
 
 from ..services import audit as service
+from ..services.inputs import page_number
 from . import htmx
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
@@ -32,7 +33,7 @@ def object_url(event, live: set[tuple[str, str]]) -> str | None:
 def index():
     filters = {name: request.args.get(name, "").strip() for name in FILTERS}
     per_page = current_app.config["SSLMANAGER_PAGE_SIZE"]
-    page = max(request.args.get("page", 1, type=int), 1)
+    page = page_number(request.args.get("page"))
     events, total = service.search(filters["action"], filters["actor"], filters["object_type"],
                                    filters["q"], page, per_page)
     pages = max(1, -(-total // per_page))

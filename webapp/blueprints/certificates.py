@@ -11,6 +11,7 @@ from .. import db
 from ..crypto import KEY_TYPES, cert_info
 from ..errors import NotFound, SSLManagerError, ValidationError
 from ..services import audit, ca_profiles, certificates as service, domains, issuance
+from ..services.inputs import page_number
 from . import htmx
 
 bp = Blueprint("certificates", __name__, url_prefix="/certificates")
@@ -73,7 +74,7 @@ def index():
     status = request.args.get("status", "")
     status = status if status in service.STATUSES else ""
     per_page = current_app.config["SSLMANAGER_PAGE_SIZE"]
-    page = min(max(request.args.get("page", 1, type=int), 1), 2 ** 31)  # the offset stays a BIGINT
+    page = page_number(request.args.get("page"))
     certs, total = service.search(q, status, page, per_page)
     pages = max(1, -(-total // per_page))
     if page > pages:  # a stale link past the end: show the last page

@@ -163,7 +163,8 @@ def run(host: str, port: int, threads: int) -> None:
     control = control_server.start(app)
     click.echo(f"SSL Manager serving on http://{host}:{port}/")
     try:
-        waitress.serve(app, host=host, port=port, threads=threads, ident="sslmanager")
+        # ident="": no Server header (nothing to tell a scanner which software answers).
+        waitress.serve(app, host=host, port=port, threads=threads, ident="")
     finally:
         if control:
             control.close()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 import ipaddress
 import logging
-import socket
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import dns.exception
 import dns.name
 
 from webapp.errors import DnsError
+from webapp.netpolicy import PERMISSIVE, OutboundPolicy
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +59,14 @@ class DnsProvider(ABC):
     label: ClassVar[str]
     options: ClassVar[tuple[ProviderOption, ...]] = ()
 
-    def __init__(self, zone: str, options: dict[str, str], *, timeout: float = 10.0):
+    def __init__(self, zone: str, options: dict[str, str], *, timeout: float = 10.0,
+                 policy: OutboundPolicy | None = None):
         self.zone = normalize_name(zone)
         if not self.zone:
             raise self.error("no zone configured")
         self.timeout = timeout
+        # Where this provider may connect (purpose "dns"); the app passes its own policy.
+        self.policy = policy or PERMISSIVE
         # Options arrive decrypted; keep defaults for anything left empty.
         self.settings = {opt.name: (options.get(opt.name) or opt.default).strip()
                          for opt in self.options}
@@ -83,6 +86,12 @@ class DnsProvider(ABC):
             if opt.required and not (options.get(opt.name) or opt.default or "").strip():
                 errors[opt.name] = f"{opt.label} is required."
         return errors
+
+    @classmethod
+    def address_fields(cls, options: dict[str, str]) -> dict[str, str]:
+        """Option name -> the host it makes SSL Manager connect to (judged when a zone is
+        saved, against the outbound policy's "dns" purpose). None by default."""
+        return {}
 
     # -- the interface -------------------------------------------------------------------
 
@@ -122,6 +131,17 @@ class DnsProvider(ABC):
         else:  # a bug or an unforeseen library error: still say something useful
             text, hint = self.error(f"{type(exc).__name__}: {exc}").message, ""
         return Health(False, f"{text.rstrip('.')}. {hint}" if hint else text)
+
+    def judged_address(self, host: str, what: str) -> str:
+        """The address to connect to for `host`, judged by the outbound policy once; DnsError
+        when the policy refuses it or the name does not resolve."""
+        address, problem = self.policy.resolve(host, "dns")
+        if problem:
+            raise self.error(problem, hint="SSL Manager connects only where the outbound policy "
+                                           "allows (README: Outbound addresses).")
+        if address is None:
+            raise self.error(f"cannot resolve {what} {host}")
+        return address
 
     def check_in_zone(self, records: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
         """Normalise names and refuse any outside our zone before anything is sent."""
@@ -174,17 +194,6 @@ def parse_host_port(text: str, default_port: int = 53) -> tuple[str, int]:
     if ":" in host:
         ipaddress.IPv6Address(host)  # ValueError if malformed
     return host, port
-
-
-def address_of(host: str) -> str:
-    """An IP address for host (dnspython only talks to addresses); OSError if unresolvable."""
-    try:
-        ipaddress.ip_address(host)
-        return host
-    except ValueError:
-        pass
-    infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    return infos[0][4][0]
 
 
 # -- registry ------------------------------------------------------------------------------

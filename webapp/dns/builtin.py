@@ -159,7 +159,7 @@ class BuiltinProvider(DnsProvider):
                        help="Seconds a resolver may cache 'no such record'."),
     )
 
-    def __init__(self, zone: str, options: dict[str, Any], *, timeout: float = 10.0):
+    def __init__(self, zone: str, options: dict[str, Any], **kw):
         options = dict(options)
         engine = options.pop("_engine", None)
         # The zone row stores lists/mappings as JSON; the base class wants text per option.
@@ -172,7 +172,7 @@ class BuiltinProvider(DnsProvider):
                     for host, ips in options[key].items())
         options = {k: v if isinstance(v, str) else str(v) for k, v in options.items()
                    if v is not None}
-        super().__init__(zone, options, timeout=timeout)
+        super().__init__(zone, options, **kw)
         if not isinstance(engine, Engine):
             raise self.error("no database engine given (options['_engine'])")
         self.engine = engine

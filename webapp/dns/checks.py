@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -379,11 +380,16 @@ def _served(key: tuple[tuple[str, int], str], timeout: float) -> tuple[set[str],
 
 # -- delegation of the technical zone --------------------------------------------------------
 
+AddressCheck = Callable[[str], "str | None"]  # an IP address -> why not to ask it, or None
+
+
 def zone_delegation(zone: str, resolvers: list[str] | None = None, *, port: int = 53,
-                    timeout: float = 3.0) -> dict:
+                    timeout: float = 3.0, address_check: AddressCheck | None = None) -> dict:
     """The parent's NS records for zone and, per NS host, whether it answers the SOA with AA.
 
-    `port` is where the NS hosts are asked directly (53 in the real world).
+    `port` is where the NS hosts are asked directly (53 in the real world). The addresses
+    come from DNS answers, so each is put to `address_check` (the outbound policy) before
+    it is asked; a refused one is reported, never queried.
     Returns {"zone", "parent", "source", "ns": [host], "servers": [{"host", "addresses",
     "authoritative", "serial", "message"}], "ok", "message"}.
     """
@@ -392,7 +398,7 @@ def zone_delegation(zone: str, resolvers: list[str] | None = None, *, port: int 
     result = {"zone": zone, "parent": "", "source": "", "ns": [], "servers": [], "ok": False,
               "message": ""}
     try:
-        ns, glue, parent, source = _parent_ns(resolver, zone, port, timeout)
+        ns, glue, parent, source = _parent_ns(resolver, zone, port, timeout, address_check)
     except _LookupFailed as exc:
         result["message"] = f"Could not look up the name servers of {zone}: {exc}."
         return result
@@ -403,7 +409,7 @@ def zone_delegation(zone: str, resolvers: list[str] | None = None, *, port: int 
         return result
     for host in ns:
         result["servers"].append(_check_ns_host(resolver, zone, host, glue.get(host), port,
-                                                timeout))
+                                                timeout, address_check))
     good = [s for s in result["servers"] if s["authoritative"]]
     serials = {s["serial"] for s in good}
     result["ok"] = len(good) == len(ns) and len(serials) == 1
@@ -421,7 +427,8 @@ def zone_delegation(zone: str, resolvers: list[str] | None = None, *, port: int 
     return result
 
 
-def _parent_ns(resolver, zone: str, port: int, timeout: float):
+def _parent_ns(resolver, zone: str, port: int, timeout: float,
+               address_check: AddressCheck | None = None):
     """(ns hosts, glue, parent zone, source): from the parent's servers, else the resolver."""
     parent_name = dns.name.from_text(zone).parent()
     why = ""
@@ -432,6 +439,8 @@ def _parent_ns(resolver, zone: str, port: int, timeout: float):
         rrset = _rrset(reply, reply.answer, parent_text, "NS") if reply else None
         for rr in rrset or []:
             for address in _addresses(resolver, normalize_name(rr.target.to_text())):
+                if address_check and address_check(address):
+                    continue  # the parent's server is somewhere we do not connect
                 query = dns.message.make_query(zone, dns.rdatatype.NS)
                 query.flags &= ~dns.flags.RD
                 try:
@@ -485,7 +494,7 @@ def _addresses(resolver, host: str) -> list[str]:
 
 
 def _check_ns_host(resolver, zone: str, host: str, glue: list[str] | None, port: int,
-                   timeout: float) -> dict:
+                   timeout: float, address_check: AddressCheck | None = None) -> dict:
     """Ask one NS host directly for the zone's SOA; AA set and an SOA back means it serves it."""
     entry = {"host": host, "addresses": glue or _addresses(resolver, host),
              "authoritative": False, "serial": None, "message": ""}
@@ -494,6 +503,10 @@ def _check_ns_host(resolver, zone: str, host: str, glue: list[str] | None, port:
         return entry
     notes, answered = [], 0
     for address in entry["addresses"]:
+        refused = address_check(address) if address_check else None
+        if refused:
+            notes.append(f"{address}: not asked ({refused})")
+            continue
         query = dns.message.make_query(zone, dns.rdatatype.SOA)
         query.flags &= ~dns.flags.RD
         try:

@@ -11,7 +11,8 @@ import dns.rdataclass
 import dns.rdatatype
 import requests
 
-from .base import DnsProvider, Health, ProviderOption, address_of, parse_host_port, register
+from ..netguard import RefusedAddress, guard
+from .base import DnsProvider, Health, ProviderOption, parse_host_port, register
 from .rfc2136 import txt_rdata, txt_text
 
 # The API replaces whole RRsets, so adding one value is read-modify-write: two concurrent
@@ -43,8 +44,8 @@ class PowerDnsProvider(DnsProvider):
                             "answering challenges (default: the API host, port 53)."),
     )
 
-    def __init__(self, zone: str, options: dict[str, str], *, timeout: float = 10.0):
-        super().__init__(zone, options, timeout=timeout)
+    def __init__(self, zone: str, options: dict[str, str], **kw):
+        super().__init__(zone, options, **kw)
         base = self.settings["api_url"].rstrip("/")
         base = base.removesuffix("/api/v1").removesuffix("/api")
         self.api_url = base
@@ -72,6 +73,21 @@ class PowerDnsProvider(DnsProvider):
             except ValueError as exc:
                 errors["dns_server"] = f"Use host:port, e.g. 192.0.2.53:53 ({exc})."
         return errors
+
+    @classmethod
+    def address_fields(cls, options: dict[str, str]) -> dict[str, str]:
+        fields = {}
+        try:
+            host = urlsplit((options.get("api_url") or "").strip()).hostname
+        except ValueError:
+            host = None
+        if host:
+            fields["api_url"] = host
+        try:
+            fields["dns_server"] = parse_host_port(options.get("dns_server") or "")[0]
+        except ValueError:
+            pass
+        return fields
 
     # -- interface -----------------------------------------------------------------------
 
@@ -130,10 +146,7 @@ class PowerDnsProvider(DnsProvider):
             host, port = parse_host_port(self.settings["dns_server"])
         else:
             host, port = urlsplit(self.api_url).hostname, 53
-        try:
-            return [(address_of(host), port)]
-        except OSError as exc:
-            raise self.error(f"cannot resolve the DNS server name {host}: {exc}") from None
+        return [(self.judged_address(host, "the DNS server name"), port)]
 
     # -- internals -----------------------------------------------------------------------
 
@@ -142,6 +155,8 @@ class PowerDnsProvider(DnsProvider):
         session = getattr(self._local, "session", None)
         if session is None:
             session = requests.Session()
+            # The API key goes only where the outbound policy allows, to the address judged.
+            guard(session, self.policy.judge("dns", what="a DNS API"))
             session.headers.update({"X-API-Key": self.settings["api_key"],
                                     "Accept": "application/json"})
             self._local.session = session
@@ -149,7 +164,12 @@ class PowerDnsProvider(DnsProvider):
 
     def _request(self, method: str, step: str, **kw) -> requests.Response:
         try:
-            response = self._session().request(method, self.zone_url, timeout=self.timeout, **kw)
+            response = self._session().request(method, self.zone_url, timeout=self.timeout,
+                                               allow_redirects=False, **kw)
+        except RefusedAddress as exc:
+            raise self.error(f"not connecting to the API at {self.api_url}: {exc}", step=step,
+                             hint="SSL Manager connects only where the outbound policy allows "
+                                  "(README: Outbound addresses).") from None
         except requests.RequestException as exc:
             raise self.error(f"cannot reach the API at {self.api_url}: {type(exc).__name__}",
                              step=step, hint="Check the API URL and that PowerDNS runs with "

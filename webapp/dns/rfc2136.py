@@ -21,7 +21,7 @@ import dns.zone
 
 from webapp.errors import DnsError
 
-from .base import DnsProvider, Health, ProviderOption, address_of, parse_host_port, register
+from .base import DnsProvider, Health, ProviderOption, parse_host_port, register
 
 # What operators type -> dnspython's algorithm name.
 ALGORITHMS = {
@@ -62,8 +62,8 @@ class Rfc2136Provider(DnsProvider):
                        help="One of: " + ", ".join(ALGORITHMS) + "."),
     )
 
-    def __init__(self, zone: str, options: dict[str, str], *, timeout: float = 10.0):
-        super().__init__(zone, options, timeout=timeout)
+    def __init__(self, zone: str, options: dict[str, str], **kw):
+        super().__init__(zone, options, **kw)
         self.host, self.port = parse_host_port(self.settings["server"])
         self.server = self.settings["server"]
         algorithm = ALGORITHMS[self.settings["tsig_algorithm"].lower().rstrip(".")]
@@ -98,6 +98,13 @@ class Rfc2136Provider(DnsProvider):
         if algorithm not in ALGORITHMS:
             errors["tsig_algorithm"] = "Choose one of: " + ", ".join(ALGORITHMS) + "."
         return errors
+
+    @classmethod
+    def address_fields(cls, options: dict[str, str]) -> dict[str, str]:
+        try:
+            return {"server": parse_host_port(options.get("server") or "")[0]}
+        except ValueError:
+            return {}
 
     # -- interface -----------------------------------------------------------------------
 
@@ -177,10 +184,7 @@ class Rfc2136Provider(DnsProvider):
     def _where(self) -> str:
         """The server's IP address (dnspython only talks to addresses)."""
         if self._address is None:
-            try:
-                self._address = address_of(self.host)
-            except OSError as exc:
-                raise self.error(f"cannot resolve server name {self.host}: {exc}") from None
+            self._address = self.judged_address(self.host, "server name")
         return self._address
 
     def _soa_serial(self) -> int:

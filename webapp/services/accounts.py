@@ -55,11 +55,11 @@ def ca_bundle_path(profile: CAProfile) -> str | None:
     if not profile.ca_bundle:
         return plugin_for(profile).default_ca_bundle()
     folder = os.path.join(current_app.extensions["sslmanager"].instance_path, "ca-bundles")
-    os.makedirs(folder, exist_ok=True)
+    os.makedirs(folder, mode=0o700, exist_ok=True)
     path = os.path.join(folder, hashlib.sha256(profile.ca_bundle.encode()).hexdigest()[:16] + ".pem")
     if not os.path.exists(path):
         # A temporary name of its own per writer (threads of one process too), then an atomic
-        # rename: writers racing on a first use all leave the same complete file.
+        # rename: writers racing on a first use all leave the same complete file (mode 0600).
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path), suffix=".tmp")
         with os.fdopen(fd, "w") as fh:
             fh.write(profile.ca_bundle.strip() + "\n")

@@ -17,7 +17,7 @@ from . import audit
 # The profile's plugin, client and account live in accounts; callers reach them through here too.
 from .accounts import (acme_client, ca_bundle_path, directory_url, ensure_account,  # noqa: F401
                        plugin_for, recover_account, registry, view_of)
-from .addresses import address_problem
+from .addresses import address_problem, checked_address
 
 TTL_MIN, TTL_MAX = 10, 86400
 TIMEOUT_MIN, TIMEOUT_MAX = 2, 300
@@ -280,7 +280,8 @@ def test(profile: CAProfile) -> TestResult:
         plugin = plugin_for(profile)
         url = plugin.directory_url(view_of(profile))
         result.directory = probe_directory(url, timeout=profile.api_timeout,
-                                           ca_bundle=ca_bundle_path(profile), url_check=address_problem)
+                                           ca_bundle=ca_bundle_path(profile), url_check=address_problem,
+                                           judge=checked_address)
         profile.directory_meta = result.directory.meta
         eab_required = bool(result.directory.meta.get("externalAccountRequired"))
         if plugin.account_per_certificate(view_of(profile)):

@@ -25,12 +25,14 @@ from flask import current_app
 from .. import db
 from ..errors import SSLManagerError, ValidationError
 from ..models import Certificate, utcnow
-from . import audit, certificates
+from . import addresses, audit, certificates
 from .issuance import Timeline
 
 FIELDS = ("deploy_dir", "deploy_command", "deploy_probe")
 _PROBE = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.-]+)):(?P<port>\d{1,5})$")
 OUTPUT_TAIL = 500
+MAX_COMMAND = 4096  # characters; shlex.split takes seconds on a megabyte
+MAX_PATH = 4096     # PATH_MAX on Linux
 
 
 class DeployError(SSLManagerError):
@@ -66,27 +68,43 @@ def update_settings(cert: Certificate, values: dict[str, Any]) -> Certificate:
     errors = {}
     if clean["deploy_dir"] and (not os.path.isabs(clean["deploy_dir"]) or "\0" in clean["deploy_dir"]):
         errors["deploy_dir"] = "Enter an absolute directory path, e.g. /etc/ssl/example.com, or leave empty."
-    if clean["deploy_command"]:
+    if len(clean["deploy_command"]) > MAX_COMMAND:  # before shlex: it is slow on long input
+        errors["deploy_command"] = (f"Keep the command under {MAX_COMMAND} characters: put a long "
+                                    "one in a script and run the script.")
+    elif clean["deploy_command"]:
         try:
             if not shlex.split(clean["deploy_command"]):
                 raise ValueError("empty")
         except ValueError as exc:
             errors["deploy_command"] = (f"The command cannot be split into arguments ({exc}): check the "
                                         "quotes. It runs without a shell: no pipes, && or redirections.")
+    if len(clean["deploy_dir"]) > MAX_PATH:
+        errors["deploy_dir"] = f"Keep the directory path under {MAX_PATH} characters."
     if clean["deploy_probe"]:
         try:
-            parse_probe(clean["deploy_probe"])
+            host, _port = parse_probe(clean["deploy_probe"])
         except ValueError:
             errors["deploy_probe"] = "Enter host:port, e.g. 127.0.0.1:443 or [::1]:443, or leave empty."
+        else:
+            problem = addresses.policy().resolve(host, "deploy")[1]
+            if problem:
+                errors["deploy_probe"] = problem
     if errors:
         raise ValidationError(errors)
     changed = [key for key in FIELDS if getattr(cert, key) != clean[key]]
     for key in FIELDS:
         setattr(cert, key, clean[key])
+    # What will run as the service user, in the words it will run: the command itself.
     audit.record("deploy settings saved", "certificate", cert.id,
-                 f"{', '.join(cert.domains)}: {', '.join(changed) or 'no changes'}")
+                 f"{', '.join(cert.domains)}: {', '.join(changed) or 'no changes'}; "
+                 f"command: {_shown(cert.deploy_command)}; directory: {_shown(cert.deploy_dir)}; "
+                 f"probe: {_shown(cert.deploy_probe)}")
     db.session().commit()
     return cert
+
+
+def _shown(value: str) -> str:
+    return f"`{value}`" if value else "none"
 
 
 def run(cert: Certificate) -> DeployResult | None:
@@ -134,14 +152,26 @@ def _command_env(cert: Certificate) -> dict[str, str]:
 
 def _run_command(cert: Certificate) -> str:
     """Run deploy_command (no shell) with a timeout; the whole process group goes on timeout."""
+    if len(cert.deploy_command) > MAX_COMMAND:  # saved before the cap: never parse it
+        raise DeployError(f"the command is longer than {MAX_COMMAND} characters", step="command",
+                          hint="Put it in a script and run the script.")
     argv = shlex.split(cert.deploy_command)
     timeout = current_app.config["SSLMANAGER_DEPLOY_TIMEOUT"]
     cwd = cert.deploy_dir if cert.deploy_dir and os.path.isdir(cert.deploy_dir) else None
+    started = time.monotonic()
+
+    def audited(outcome: str) -> None:
+        # Every run of a command as the service user, whoever started it (a page, the scheduler).
+        audit.record("deploy command run", "certificate", cert.id,
+                     f"{', '.join(cert.domains)}: {_shown(cert.deploy_command)} in "
+                     f"{cwd or 'the service directory'}: {outcome} after "
+                     f"{time.monotonic() - started:.2f} s")
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, errors="replace", cwd=cwd,
                                 env=_command_env(cert), start_new_session=True)
     except OSError as exc:
+        audited(f"did not start ({exc.strerror or exc})")
         raise DeployError(f"{argv[0]}: {exc.strerror or exc}", step="command",
                           hint="Use the program's full path; the command runs without a shell.") from None
     try:
@@ -149,8 +179,10 @@ def _run_command(cert: Certificate) -> str:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
+        audited(f"stopped at the {timeout} s limit")
         raise DeployError(f"`{cert.deploy_command}` did not finish within {timeout} s and was stopped",
                           step="command") from None
+    audited(f"exit status {proc.returncode}")
     tail = output.strip()[-OUTPUT_TAIL:]
     if proc.returncode != 0:
         raise DeployError(f"`{cert.deploy_command}` exited with status {proc.returncode}"
@@ -174,10 +206,13 @@ def served_serial(host: str, port: int, server_name: str, timeout: float = 5) ->
 def probe(target: str, server_name: str, serial: str, *, wait: float = 0) -> str:
     """Ask target until it serves `serial` (a reload may take a moment), at most `wait` seconds."""
     host, port = parse_probe(target)
+    address, problem = addresses.policy().resolve(host, "deploy")
+    if problem or address is None:
+        raise DeployError(problem or f"TLS probe of {target}: cannot resolve {host}", step="probe")
     deadline = time.monotonic() + wait
     while True:
         try:
-            served = served_serial(host, port, server_name)
+            served = served_serial(address, port, server_name)  # the address judged, every time
             if served == serial.lower():
                 return f"{target} serves serial {serial} for {server_name}"
             last = f"{target} serves serial {served} for {server_name}, not the new {serial}"

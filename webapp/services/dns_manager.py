@@ -33,7 +33,7 @@ from ..dns import checks
 from ..dns.base import DnsProvider, available_providers, normalize_name
 from ..errors import Conflict, SSLManagerError
 from ..models import CAProfile, Certificate, CnameLabel, DnsRecord, TechZone, utcnow
-from . import audit, ca_profiles, domains, issuance, zones
+from . import addresses, audit, ca_profiles, domains, issuance, zones
 
 log = logging.getLogger("sslmanager.dns_manager")
 
@@ -140,7 +140,9 @@ def zone_overview(*, with_delegation: bool = True) -> list[ZoneView]:
 
 def delegation(zone_name: str) -> dict:
     """The parent's NS records for the zone and whether each answers its SOA (checks.zone_delegation)."""
+    outbound = addresses.policy()
     return checks.zone_delegation(zone_name, _resolvers(),
+                                  address_check=lambda address: outbound.address_problem(address, "dns"),
                                   port=int(current_app.config.get("SSLMANAGER_DNS_NS_PORT", 53)))
 
 

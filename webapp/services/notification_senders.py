@@ -53,8 +53,32 @@ def _tls_context(ca_bundle: str) -> ssl.SSLContext:
     return context
 
 
-def send_email(settings: dict, password: str | None, message: Message, *, timeout: float) -> int:
-    """Send one message over SMTP; raises DeliveryError naming the step and the server's words."""
+class _PinnedSMTP(smtplib.SMTP):
+    """SMTP to the address the policy judged; the name stays for STARTTLS's certificate check."""
+
+    def __init__(self, host: str, port: int, *, address: str, **kw):
+        self._address = address
+        super().__init__(host, port, **kw)
+
+    def _get_socket(self, host, port, timeout):
+        return super()._get_socket(self._address, port, timeout)
+
+
+class _PinnedSMTPSSL(smtplib.SMTP_SSL):
+    """Implicit TLS to the judged address; SNI and the certificate check use the name."""
+
+    def __init__(self, host: str, port: int, *, address: str, **kw):
+        self._address = address
+        super().__init__(host, port, **kw)
+
+    def _get_socket(self, host, port, timeout):
+        return super()._get_socket(self._address, port, timeout)
+
+
+def send_email(settings: dict, password: str | None, message: Message, *, timeout: float,
+               address: str | None = None) -> int:
+    """Send one message over SMTP; raises DeliveryError naming the step and the server's words.
+    With `address`, the connection goes there (the host name is not looked up again)."""
     s = settings
     host, port, security = s["host"], int(s["port"]), s.get("security", "starttls")
     mail = EmailMessage()
@@ -65,10 +89,12 @@ def send_email(settings: dict, password: str | None, message: Message, *, timeou
     where, step = f"{host}:{port}", "connect"
     try:
         context = _tls_context(s.get("ca_bundle", ""))
+        pinned = {"address": address} if address else {}
         if security == "tls":
-            smtp: smtplib.SMTP = smtplib.SMTP_SSL(host, port, timeout=timeout, context=context)
+            smtp: smtplib.SMTP = (_PinnedSMTPSSL if address else smtplib.SMTP_SSL)(
+                host, port, timeout=timeout, context=context, **pinned)
         else:
-            smtp = smtplib.SMTP(host, port, timeout=timeout)
+            smtp = (_PinnedSMTP if address else smtplib.SMTP)(host, port, timeout=timeout, **pinned)
         with smtp:
             step = "EHLO"
             smtp.ehlo()

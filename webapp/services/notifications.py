@@ -25,9 +25,10 @@ from sqlalchemy.orm import defer
 from .. import db
 from ..errors import NotFound, ValidationError
 from ..models import CAProfile, Certificate, NotificationChannel, NotificationSent, Setting, utcnow
-from . import audit
+from . import addresses, audit
 from . import notification_senders as senders
 from .addresses import checked_address
+from .inputs import whole_number
 from .notification_messages import EVENTS, build
 from .notification_senders import SIGNATURE_HEADER, DeliveryError, Message
 
@@ -76,10 +77,11 @@ def save_options(values: dict[str, Any]) -> None:
     for part in re.split(r"[,\s]+", str(values.get("expiry_days", "")).strip()):
         if not part:
             continue
-        if not part.isdecimal() or not 1 <= int(part) <= 365:  # isdigit() lets "²" through to int()
+        day = whole_number(part, 1, 365)
+        if day is None:
             errors["expiry_days"] = "Enter whole numbers of days between 1 and 365, e.g. 30, 14, 7, 1."
             break
-        days.append(int(part))
+        days.append(day)
     if not errors and not days:
         errors["expiry_days"] = "Enter at least one number of days, e.g. 30, 14, 7, 1."
     patterns = [p.strip().lower().rstrip(".") for p in re.split(r"[,\s]+", str(values.get("webhook_allowlist", "")))
@@ -168,8 +170,9 @@ def validate_channel(channel: NotificationChannel | None, kind: str, values: dic
     raw_profile = str(values.get("profile_id") or "").strip()
     clean["profile_id"] = None
     if raw_profile:
-        if raw_profile.isdecimal() and int(raw_profile) < 2 ** 63 and db.session().get(CAProfile, int(raw_profile)):
-            clean["profile_id"] = int(raw_profile)
+        profile_id = whole_number(raw_profile, 1, 2 ** 63 - 1)
+        if profile_id is not None and db.session().get(CAProfile, profile_id):
+            clean["profile_id"] = profile_id
         else:
             errors["profile_id"] = "Choose a CA profile, or All certificates."
     events = values.get("events") or []
@@ -202,13 +205,17 @@ def _validate_email_settings(values: dict, password: str | None, errors: dict) -
         errors["host"] = "Enter the SMTP server's host name, e.g. smtp.example.com."
     elif not _HOST.match(host):
         errors["host"] = "Enter a host name or IP address only (no scheme, no port)."
+    else:
+        problem = addresses.policy().resolve(host, "smtp")[1]
+        if problem:
+            errors["host"] = problem
     security = str(values.get("security", "starttls"))
     if security not in SECURITY:
         errors["security"] = "Choose STARTTLS, implicit TLS or none."
         security = "starttls"
     raw_port = str(values.get("port", "")).strip() or str(DEFAULT_PORTS[security])
-    port = int(raw_port) if raw_port.isdecimal() else 0
-    if not 1 <= port <= 65535:
+    port = whole_number(raw_port, 1, 65535) or 0
+    if not port:
         errors["port"] = "Enter a port between 1 and 65535 (587 for STARTTLS, 465 for implicit TLS)."
     username = str(values.get("username", "")).strip()
     if username and not password:
@@ -256,7 +263,7 @@ def _vetted_webhook(url: str) -> tuple[str | None, str | None]:
     if allowed and not any(host == p or (p.startswith("*.") and host.endswith(p[1:])) for p in allowed):
         return None, (f"{host} is not on the webhook allow-list ({', '.join(allowed)}); add it under "
                       "Options below, or use an allowed host.")
-    return checked_address(url, what="a webhook receiver", internal="an internal webhook receiver")
+    return checked_address(url, purpose="webhook")
 
 
 def _validate_webhook_settings(values: dict, errors: dict) -> dict:
@@ -301,8 +308,17 @@ def deliver(channel: NotificationChannel, message: Message) -> int:
     """Send through one channel with this app's limits; returns the attempts, raises DeliveryError."""
     cfg = current_app.config
     if channel.kind == "email":
+        # Judged again at send time, and the connection goes to the very address judged.
+        host = channel.settings["host"]
+        address, problem = addresses.policy().resolve(host, "smtp")
+        where = f"{host}:{channel.settings.get('port', '')}"
+        if problem:
+            raise DeliveryError(problem, step="SMTP connect", url=where, attempts=0)
+        if address is None:
+            raise DeliveryError(f"cannot resolve the SMTP host {host}", step="SMTP connect", url=where,
+                                attempts=0, hint="Check the host name and this machine's DNS.")
         return senders.send_email(channel.settings, channel.secret, message,
-                                  timeout=cfg["SSLMANAGER_NOTIFY_TIMEOUT"])
+                                  timeout=cfg["SSLMANAGER_NOTIFY_TIMEOUT"], address=address)
     url = channel.settings["url"]
     # Checked again at send time (the allow-list or the name's addresses may have changed), and
     # the request goes to the address judged here, not to a second lookup's answer.

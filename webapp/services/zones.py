@@ -11,7 +11,7 @@ from .. import db
 from ..dns.base import DnsProvider, get_provider_class
 from ..errors import ConfigError, DnsError, NotFound, ValidationError
 from ..models import TechZone, utcnow
-from . import audit
+from . import addresses, audit
 from .ca_profiles import is_fqdn
 
 
@@ -41,7 +41,13 @@ def add(name: str, provider: str, options: dict[str, Any]) -> TechZone:
         errors["provider"] = exc.message
         raise ValidationError(errors) from None
     given = {k: str(v) for k, v in options.items() if v not in (None, "")}
-    errors.update(cls.validate_options({o.name: given.get(o.name, o.default) for o in cls.options}))
+    settings = {o.name: given.get(o.name, o.default) for o in cls.options}
+    errors.update(cls.validate_options(settings))
+    outbound = addresses.policy()
+    for option, host in cls.address_fields(settings).items():
+        problem = None if option in errors else outbound.resolve(host, "dns")[1]
+        if problem:
+            errors[option] = problem
     if errors:
         raise ValidationError(errors)
     secret_names = {o.name for o in cls.options if o.secret}
@@ -65,7 +71,8 @@ def provider_for(zone_name: str, *, timeout: float = 10.0) -> DnsProvider:
     options.update(json.loads(zone.secrets) if zone.secrets else {})
     if zone.provider == "builtin":
         options["_engine"] = current_app.extensions["sslmanager"].engine
-    return get_provider_class(zone.provider)(zone.name, options, timeout=timeout)
+    return get_provider_class(zone.provider)(zone.name, options, timeout=timeout,
+                                             policy=addresses.policy())
 
 
 def check(zone: TechZone) -> tuple[bool, str]:
