@@ -144,6 +144,8 @@ def test(name: str) -> None:
         click.echo(f"  {key}: {url}")
     for key, value in result.directory.meta.items():
         click.echo(f"  meta.{key}: {value}")
+    for key, value in result.directory.other.items():
+        click.echo(f"  other entry (not an endpoint, never contacted) {key}: {value}")
     if result.account_url:
         click.echo(f"Account: {result.account_url} ({result.account_status})")
     for note in result.notes:
