@@ -139,7 +139,13 @@ def test_migration_0007_keeps_every_row_and_counts_past_ids_the_audit_log_names(
     from alembic import command
     from alembic.config import Config
 
-    from webapp.models import AuditEvent, Certificate, CertificateVersion, TimelineEvent, utcnow
+    from webapp.models import (
+        AuditEvent,
+        Certificate,
+        CertificateVersion,
+        TimelineEvent,
+        utcnow,
+    )
     with any_db_app.app_context():
         engine = any_db_app.extensions["sslmanager"].engine
         cfg = Config()
