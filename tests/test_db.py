@@ -96,3 +96,100 @@ def test_upgrade_keeps_existing_rows_through_every_migration(any_db_app):
         assert db.current_revision() == db.head_revision()
         cert = db.session().execute(sa.select(Certificate)).scalar_one()
         assert cert.deploy_dir == "" and cert.delegation_message == ""
+
+
+def _certificate(profile_id: int, name: str):
+    from webapp.models import Certificate
+    cert = Certificate(profile_id=profile_id, domains=[name], common_name=name, status="draft")
+    db.session().add(cert)
+    db.session().commit()
+    return cert
+
+
+def test_a_deleted_rows_id_is_never_given_again(any_db_app):
+    """Deploy hooks, exports, metrics and the audit log name certificates (and profiles, zones,
+    channels) by id: a deleted one's id must not come back for the next one."""
+    from webapp.models import AuditEvent, TechZone
+    with any_db_app.app_context():
+        s = db.session()
+        profile = CAProfile(name="P", module="custom")
+        s.add(profile)
+        s.commit()
+        first, last = _certificate(profile.id, "a.test"), _certificate(profile.id, "b.test")
+        last_id = last.id
+        s.delete(last)
+        s.commit()
+        assert _certificate(profile.id, "c.test").id > last_id > first.id
+        for model, fields in ((CAProfile, {"name": "Q", "module": "custom"}),
+                              (TechZone, {"name": "z.test"}),
+                              (AuditEvent, {"action": "x"})):
+            row = model(**fields)
+            s.add(row)
+            s.commit()
+            gone = row.id
+            s.delete(row)
+            s.commit()
+            again = model(**fields)
+            s.add(again)
+            s.commit()
+            assert again.id > gone, model.__tablename__
+
+
+def test_migration_0007_keeps_every_row_and_counts_past_ids_the_audit_log_names(any_db_app):
+    from alembic import command
+    from alembic.config import Config
+
+    from webapp.models import (
+        AuditEvent,
+        Certificate,
+        CertificateVersion,
+        TimelineEvent,
+        utcnow,
+    )
+    with any_db_app.app_context():
+        engine = any_db_app.extensions["sslmanager"].engine
+        cfg = Config()
+        cfg.set_main_option("script_location", db.MIGRATIONS)
+        db.session().remove()
+        with engine.connect() as conn:
+            if engine.dialect.name == "sqlite":
+                conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                conn.commit()
+            with conn.begin():
+                cfg.attributes["connection"] = conn
+                command.downgrade(cfg, "0006")
+        s = db.session()
+        profile = CAProfile(name="P", module="custom")
+        s.add(profile)
+        s.commit()
+        profile_id = profile.id
+        certs = [_certificate(profile_id, f"{n}.test") for n in "abc"]
+        for cert in certs:
+            s.add(CertificateVersion(certificate_id=cert.id, number=1, cert_pem="PEM", chain_pem="",
+                                     private_key="KEY", serial=f"s{cert.id}", not_before=utcnow(),
+                                     not_after=utcnow()))
+            s.add(TimelineEvent(certificate_id=cert.id, message=f"issued {cert.id}"))
+        s.commit()
+        ids = [c.id for c in certs]
+        # The newest certificate deleted before the upgrade, as the service does it.
+        s.execute(sa.delete(TimelineEvent).where(TimelineEvent.certificate_id == ids[-1]))
+        s.execute(sa.delete(CertificateVersion).where(CertificateVersion.certificate_id == ids[-1]))
+        s.execute(sa.delete(Certificate).where(Certificate.id == ids[-1]))
+        s.add(AuditEvent(action="certificate deleted", object_type="certificate", object_id=str(ids[-1])))
+        s.commit()
+        s.remove()
+
+        db.upgrade()
+        assert db.current_revision() == db.head_revision()
+        s = db.session()
+        assert sorted(c.id for c in s.query(Certificate)) == ids[:2]
+        assert sorted(v.certificate_id for v in s.query(CertificateVersion)) == ids[:2]
+        assert sorted(e.message for e in s.query(TimelineEvent)) == [f"issued {i}" for i in ids[:2]]
+        assert s.query(CAProfile).one().name == "P"
+        assert _certificate(profile_id, "d.test").id > ids[-1]  # past the deleted one
+        with engine.connect() as conn:
+            if engine.dialect.name == "sqlite":
+                assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+                schema = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = "
+                                              "'sslm_certificate'").scalar()
+                assert "AUTOINCREMENT" in schema

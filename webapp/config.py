@@ -69,6 +69,9 @@ DEFAULTS: dict[str, Any] = {
     "SSLMANAGER_ARI_POLL_MIN": 3600,
     "SSLMANAGER_ARI_POLL_MAX": 86400,
     "SSLMANAGER_ARI_POLL_DEFAULT": 6 * 3600,
+    # Seconds between the scheduler's sweeps of orphan TXT values from the technical zones
+    # (60 to 86400; one node sweeps). `sslmanager dns sweep` sweeps at once.
+    "SSLMANAGER_SWEEP_INTERVAL": 900,
     # Parallel orders per CA profile (the scheduler's bound).
     "SSLMANAGER_CONCURRENCY_PER_CA": 4,
     # Page size of long lists.
@@ -123,6 +126,25 @@ def load(config: Any, instance_path: str, overrides: dict[str, Any] | None = Non
         config.update(overrides)
 
 
+SWEEP_INTERVAL_RANGE = (60, 86400)
+
+
+def sweep_interval(settings: Any) -> int:
+    """SSLMANAGER_SWEEP_INTERVAL as whole seconds, or a ConfigError naming the key and the range."""
+    from .errors import ConfigError
+    raw = settings.get("SSLMANAGER_SWEEP_INTERVAL", DEFAULTS["SSLMANAGER_SWEEP_INTERVAL"])
+    low, high = SWEEP_INTERVAL_RANGE
+    try:
+        seconds = int(str(raw).strip())
+    except ValueError:
+        seconds = None
+    if isinstance(raw, bool) or seconds is None or not low <= seconds <= high:
+        raise ConfigError(f"SSLMANAGER_SWEEP_INTERVAL: {raw!r} is not a whole number of seconds "
+                          f"from {low} to {high}",
+                          hint="set it to e.g. 900 (the default: every 15 minutes), or remove it")
+    return seconds
+
+
 def read(instance_path: str) -> dict[str, Any]:
     """The settings a standalone app on this instance has, read without Flask: what the
     `sslmanager` command needs to find the running service it may hand work to."""
@@ -141,7 +163,13 @@ def _file_and_environment(instance_path: str) -> dict[str, Any]:
         values.update({key: value for key, value in scope.items() if key.isupper()})
     for key, default in DEFAULTS.items():
         if key in os.environ:
-            values[key] = _parse(os.environ[key], default)
+            try:
+                values[key] = _parse(os.environ[key], default)
+            except ValueError:  # json.JSONDecodeError too
+                from .errors import ConfigError
+                raise ConfigError(f"{key}: {os.environ[key]!r} is not a valid "
+                                  f"{type(default).__name__} (the default is {default!r})",
+                                  hint=f"fix or unset {key} in the environment") from None
     return values
 
 

@@ -43,9 +43,22 @@ def upgrade(revision: str = "head") -> None:
     """Apply migrations up to `revision`."""
     from alembic import command
     cfg = _alembic_config()
-    with current_app.extensions["sslmanager"].engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+    with current_app.extensions["sslmanager"].engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            # SQLite alters a table by copying it and dropping the old one; with foreign keys
+            # on, that drop would cascade into the rows referring to it. The pragma only takes
+            # effect outside a transaction: set it before the migrations' one begins.
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            conn.commit()
+        try:
+            with conn.begin():
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, revision)
+        finally:
+            if sqlite:  # back on before the connection returns to the pool
+                conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                conn.commit()
     current_app.extensions["sslmanager"].schema_current = current_revision() == head_revision()
 
 

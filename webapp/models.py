@@ -64,8 +64,15 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING, info={"bind_key": BIND_KEY})
 
 
+# Tables whose ids are seen outside the database (deploy hooks, exports, metrics, the audit log,
+# URLs): on SQLite a deleted row's id would otherwise go to the next row (migration 0007).
+# PostgreSQL's sequences never reuse a number anyway.
+NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
+
+
 class Admin(Base):
     __tablename__ = "sslm_admin"
+    __table_args__ = NEVER_REUSE_IDS
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(150), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
@@ -87,6 +94,7 @@ class CAProfile(Base):
     """A CA profile: which CA, the ACME account, the technical zone and timeouts."""
 
     __tablename__ = "sslm_ca_profile"
+    __table_args__ = NEVER_REUSE_IDS
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     description: Mapped[str] = mapped_column(Text, default="")
@@ -123,6 +131,7 @@ class AuditEvent(Base):
     """Who did what and when; never holds a secret."""
 
     __tablename__ = "sslm_audit_event"
+    __table_args__ = NEVER_REUSE_IDS
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     actor: Mapped[str] = mapped_column(String(150), default="")
@@ -136,6 +145,7 @@ class TechZone(Base):
     """A technical zone and the DNS provider that writes its TXT records."""
 
     __tablename__ = "sslm_tech_zone"
+    __table_args__ = NEVER_REUSE_IDS
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(253), unique=True)
     provider: Mapped[str] = mapped_column(String(32), default="builtin")
@@ -166,7 +176,7 @@ class Certificate(Base):
     later expired or revoked. Each issuance adds a CertificateVersion."""
 
     __tablename__ = "sslm_certificate"
-    __table_args__ = (Index("ix_sslm_certificate_status_next", "status", "next_run_at"),)
+    __table_args__ = (Index("ix_sslm_certificate_status_next", "status", "next_run_at"), NEVER_REUSE_IDS)
     id: Mapped[int] = mapped_column(primary_key=True)
     profile_id: Mapped[int] = mapped_column(ForeignKey("sslm_ca_profile.id"), index=True)
     domains: Mapped[list] = mapped_column(JSON)            # punycode, in the order given
@@ -222,6 +232,7 @@ class CertificateVersion(Base):
     """One issued certificate: what a renewal adds; the previous stays downloadable."""
 
     __tablename__ = "sslm_certificate_version"
+    __table_args__ = NEVER_REUSE_IDS
     id: Mapped[int] = mapped_column(primary_key=True)
     certificate_id: Mapped[int] = mapped_column(ForeignKey("sslm_certificate.id", ondelete="CASCADE"), index=True)
     number: Mapped[int] = mapped_column(Integer)
@@ -275,6 +286,7 @@ class NotificationChannel(Base):
     """Where notifications go: an SMTP mailbox list or a webhook URL."""
 
     __tablename__ = "sslm_notification_channel"
+    __table_args__ = NEVER_REUSE_IDS
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     kind: Mapped[str] = mapped_column(String(16))                 # "email" | "webhook"

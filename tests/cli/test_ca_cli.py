@@ -60,3 +60,20 @@ def test_ca_test_prints_the_diagnosis_and_exits_1(runner, lab_pebble):
 def test_delete_of_unknown_profile_says_how_to_list(runner):
     result = runner.invoke(args=["sslmanager", "ca", "delete", "nope", "--yes"])
     assert result.exit_code == 1 and "ca list" in result.output
+
+
+def test_eab_hmac_from_stdin_is_validated_and_normalised_like_the_form(runner, app):
+    # Padded standard base64, wrapped over two lines as a mail client would.
+    typed = "f71XVHAH6jYse7O+0NERyen4\nyKx5X12l/XcQPlCEWtU=\n"
+    result = runner.invoke(args=["sslmanager", "ca", "add", "--name", "Z", "--module", "zerossl",
+                                 "--email", "a@b.test", "--dns-zone", "acme.tech.test",
+                                 "--eab-kid", "kid-2", "--eab-hmac-stdin"], input=typed)
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        assert db.session().query(CAProfile).one().eab_hmac == "f71XVHAH6jYse7O-0NERyen4yKx5X12l_XcQPlCEWtU"
+    result = runner.invoke(args=["sslmanager", "ca", "edit", "Z", "--eab-hmac-stdin"],
+                           input="SECRET+mixed_alphabets\n")
+    assert result.exit_code == 1 and "EAB HMAC Key" in result.output
+    assert "SECRET" not in result.output
+    with app.app_context():
+        assert db.session().query(CAProfile).one().eab_hmac == "f71XVHAH6jYse7O-0NERyen4yKx5X12l_XcQPlCEWtU"

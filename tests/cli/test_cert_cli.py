@@ -83,3 +83,35 @@ def test_process_of_several_ids_works_them_together_and_names_each_outcome(lab_a
     assert "3 of 4 Active." in result.output
     with lab_app.app_context():
         assert [certificates.get(i).status for i in ids] == ["active"] * 3
+
+
+def failed_certificate(app, name: str, cnames) -> tuple[int, str]:
+    """A certificate whose last attempt failed (its CNAMEs in place): its id and CSR."""
+    from webapp import db
+    from webapp.services import ca_profiles, certificates
+    with app.app_context():
+        cert = certificates.create({"profile_id": ca_profiles.by_name("Pebble").id, "domains": name})
+        certificates.request(cert)
+        cnames(cert)
+        cert.status, cert.last_error, cert.next_run_at = "failed", "the CA refused the order", None
+        db.session().commit()
+        return cert.id, cert.csr
+
+
+def test_process_of_a_failed_certificate_requests_it_again_like_retry_and_audits_the_cli_user(lab_app, cnames):
+    from webapp import db
+    from webapp.models import AuditEvent
+    from webapp.services import audit, certificates
+    cert_id, csr = failed_certificate(lab_app, "retried.customer.test", cnames)
+    result = lab_app.test_cli_runner().invoke(args=["sslmanager", "cert", "process", str(cert_id), "--wait", "30"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[:2] == [
+        f"Certificate {cert_id} was Failed: requested again, as Retry on its page does (new key and CSR).",
+        f"Certificate {cert_id}: active"]
+    with lab_app.app_context():
+        assert certificates.get(cert_id).csr != csr  # Retry's new key and CSR
+        events = {(e.action, e.actor) for e in
+                  db.session().query(AuditEvent).filter_by(object_type="certificate", object_id=str(cert_id))}
+    user = audit.cli_actor()
+    assert user.startswith("cli:")
+    assert {("certificate retried", user), ("certificate issued", user)} <= events, events

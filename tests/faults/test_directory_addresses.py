@@ -34,11 +34,14 @@ PRIVATE = [
 PUBLIC = ["https://8.8.8.8/acme/directory"]  # validated only, never contacted here
 
 _connects: list | None = None  # socket.connect targets while recording
+_resolved: list | None = None  # host names looked up (socket.getaddrinfo) while recording
 
 
 def _audit(event: str, args: tuple) -> None:
     if event == "socket.connect" and _connects is not None:
         _connects.append(args[1])
+    elif event == "socket.getaddrinfo" and _resolved is not None:
+        _resolved.append(args[0])
 
 
 sys.addaudithook(_audit)  # a real observation of every connection attempt, no mocking
@@ -146,3 +149,32 @@ def test_acme_requests_never_follow_a_redirect(proxied_app, proxy, cnames):
     assert followed == []
     assert "answered with a redirect, which SSL Manager does not follow" in cert.last_error
     assert proxy.new_orders() == 0
+
+
+def test_a_directory_entry_that_is_no_endpoint_is_shown_apart_and_never_resolved(proxied_app, proxy,
+                                                                                 cnames):
+    """Let's Encrypt's directory carries a random key pointing at a forum post: not an endpoint
+    (RFC 8555 7.1.1), so neither listed nor resolved, and Save and Test and issuance go on."""
+    global _resolved
+    forum = "https://forum.ca-announcements.invalid/t/adding-random-entries-to-the-directory/33417"
+    proxy.directory_extra = {"kX3vQ9_zr": forum}
+    client = signed_in(proxied_app)
+    with proxied_app.app_context():
+        pid = ca_profiles.by_name(PROFILE).id
+    _resolved = []
+    try:
+        html = client.post(f"/ca/{pid}/test").get_data(as_text=True)
+        with proxied_app.app_context():
+            cert = new_cert("random-key.customer.test")
+            cnames(cert)
+            assert certificates.process(cert.id) == "active", certificates.get(cert.id).last_error
+            lines = [event.message for event in certificates.timeline(certificates.get(cert.id))]
+    finally:
+        looked_up, _resolved = _resolved, None
+    assert "API is available" in html
+    endpoints, others = html.split("<h3>Other entries</h3>")
+    assert "newOrder" in endpoints and "kX3vQ9_zr" not in endpoints
+    assert "kX3vQ9_zr" in others.split("</table>")[0] and forum in others
+    assert any("fetch directory" in line and "newOrder" in line for line in lines), lines
+    assert not any("kX3vQ9_zr" in line for line in lines), lines
+    assert looked_up and not any("ca-announcements" in str(host) for host in looked_up), looked_up

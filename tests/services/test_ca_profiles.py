@@ -83,6 +83,49 @@ def test_eab_needs_both_key_id_and_hmac(ctx):
     assert "Key ID" in info.value.errors["eab_kid"]
 
 
+# kid-2's key of the lab Pebble (tests/lab/pebble.py), in the forms CAs print it.
+EAB_URL = "f71XVHAH6jYse7O-0NERyen4yKx5X12l_XcQPlCEWtU"   # unpadded base64url: what is stored
+EAB_STD = "f71XVHAH6jYse7O+0NERyen4yKx5X12l/XcQPlCEWtU="  # padded standard base64
+
+
+@pytest.mark.parametrize("typed, stored", [
+    (EAB_URL, EAB_URL),
+    (EAB_URL + "=", EAB_URL),                          # base64url, padded
+    (EAB_STD, EAB_URL),                                # standard base64, padded
+    (EAB_STD.rstrip("="), EAB_URL),                    # standard base64, unpadded
+    (f"  {EAB_STD}\n", EAB_URL),                       # whitespace around
+    (f"{EAB_STD[:20]}\r\n{EAB_STD[20:]}", EAB_URL),    # wrapped by a mail client
+    (f"{EAB_URL[:11]} {EAB_URL[11:22]} {EAB_URL[22:]}", EAB_URL),  # grouped with spaces
+    ("YQ==", "YQ"), ("YWI=", "YWI"), ("YWI", "YWI"),  # one and two bytes left over
+])
+def test_eab_hmac_forms_are_accepted_and_stored_as_unpadded_base64url(ctx, typed, stored):
+    profile = service.create({"name": "E", "module": "zerossl"})
+    service.update(profile, good_values(name="E", eab_kid="kid-2", eab_hmac=typed))
+    db.session().expire_all()
+    assert service.get(profile.id).eab_hmac == stored
+
+
+@pytest.mark.parametrize("typed", [
+    "NOT base64 SECRET!",                              # punctuation
+    "f71XVHAH6jYse7O+0NERyen4yKx5X12l_XcQPlCEWtU",     # both alphabets: a damaged copy
+    "SECRETKEYab=cdef",                                # padding in the middle
+    "SECRETKEYabc==",                                  # padding after a whole group
+    "SECRETKEY=",                                      # padding that makes no group of four
+    "SECRETKEYab===",                                  # three padding characters
+    "SECRETKEYabcd",                                   # 13 characters: six bits left over
+    "SECRETKEY\u00e9abc",                              # not ASCII
+])
+def test_other_eab_hmac_text_is_refused_naming_the_field_without_echoing_it(ctx, typed):
+    profile = service.create({"name": "E", "module": "zerossl"})
+    with pytest.raises(ValidationError) as info:
+        service.update(profile, good_values(name="E", eab_kid="kid-2", eab_hmac=typed))
+    message = info.value.errors["eab_hmac"]
+    assert "EAB HMAC Key" in message and "base64" in message
+    assert "SECRET" not in message and "SECRET" not in str(info.value)
+    db.session().rollback()
+    assert service.get(profile.id).eab_hmac is None
+
+
 def test_failed_save_writes_nothing(ctx):
     profile = service.create({"name": "X", "module": "letsencrypt"})
     with pytest.raises(ValidationError):
@@ -253,6 +296,17 @@ def test_eab_ca_with_right_credentials_registers(app, lab_pebble_eab):
         result = service.test(service.get(pid))
     assert result.ok and result.account_status == "valid"
     assert result.directory.meta.get("externalAccountRequired") is True
+
+
+def test_eab_key_typed_in_padded_standard_base64_registers_at_pebble(app, lab_pebble_eab):
+    # Pebble itself only takes unpadded base64url: the key must reach it re-encoded, as bytes.
+    assert lab_pebble_eab.eab_keys["kid-2"] == EAB_URL
+    pid = custom_profile(app, lab_pebble_eab.directory_url, Path(lab_pebble_eab.ca_bundle).read_text(),
+                         eab_kid="kid-2", eab_hmac=f" {EAB_STD}\n")
+    with app.app_context():
+        result = service.test(service.get(pid))
+        assert service.get(pid).eab_hmac == EAB_URL
+    assert result.ok and result.account_status == "valid", result.message + result.detail
 
 
 # -- ZeroSSL module end to end against Pebble, via the local EAB REST stand-in ---------------

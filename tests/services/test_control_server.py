@@ -73,6 +73,38 @@ def test_the_service_issues_what_the_command_hands_it(lab_app, service, cnames, 
         assert certificates.get(cert_id).status == "active"
 
 
+def test_a_failed_certificate_handed_over_is_requested_again_as_by_the_command(lab_app, service, cnames,
+                                                                              capsys):
+    from tests.cli.test_cert_cli import failed_certificate
+    from webapp.models import AuditEvent
+    from webapp.services import audit
+    cert_id, _ = failed_certificate(lab_app, "handed-retry.customer.test", cnames)
+    assert control.hand_off(["cert", "process", str(cert_id), "--wait", "30"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"Certificate {cert_id} was Failed: requested again, as Retry on its page does (new key and CSR).",
+        f"Certificate {cert_id}: active"]
+    with lab_app.app_context():
+        actors = {e.actor for e in db.session().query(AuditEvent).filter_by(object_id=str(cert_id))
+                  if e.action in ("certificate retried", "certificate issued")}
+    assert actors == {audit.cli_actor(os.getuid())}  # the command's user, as the socket says
+
+
+def test_work_spread_over_threads_is_audited_as_whoever_started_it(lab_app, cnames):
+    """The control socket runs a job as the command's user: each certificate's pool thread
+    carries that actor, whatever thread it runs in."""
+    from webapp.models import AuditEvent
+    from webapp.services import audit, bulk
+    ids = [pending(lab_app, f"actor{i}.customer.test", cnames) for i in range(2)]
+    lines = []
+    with audit.acting_as("cli:alice"):
+        code = bulk.process_and_report(lab_app, ids, 30, None, out=lines.append, err=lines.append)
+    assert code == 0, lines
+    with lab_app.app_context():
+        issued = [(int(e.object_id), e.actor) for e in
+                  db.session().query(AuditEvent).filter_by(action="certificate issued")]
+    assert sorted(issued) == [(i, "cli:alice") for i in sorted(ids)]
+
+
 def test_errors_come_back_as_the_command_prints_them(lab_app, service, capsys):
     assert control.hand_off(["cert", "process", "999999"]) == 1
     err = capsys.readouterr().err

@@ -40,6 +40,11 @@ SERVER_ERROR_ATTEMPTS = 4
 SERVER_ERROR_FIRST_WAIT = 0.1
 SNIPPET_CHARS = 200
 REQUIRED_ENDPOINTS = ("newNonce", "newAccount", "newOrder")
+# The directory's endpoint names (RFC 8555 section 7.1.1, RFC 9773 section 3); with "meta",
+# nothing else in a directory is an endpoint. Let's Encrypt adds a random key pointing at a forum
+# post (so that clients do not hard-code the key set): it is kept apart, never contacted.
+ENDPOINT_NAMES = ("newNonce", "newAccount", "newOrder", "newAuthz", "revokeCert", "keyChange",
+                  "renewalInfo")
 
 # What an operator reads for each ACME problem type (RFC 8555 section 6.7), and what to do.
 _PROBLEMS: dict[str, tuple[str, str]] = {
@@ -84,11 +89,13 @@ _PROBLEMS: dict[str, tuple[str, str]] = {
 
 @dataclass
 class DirectoryInfo:
-    """An ACME directory: its URL, endpoint URLs by name, and its meta object."""
+    """An ACME directory: its URL, endpoint URLs by name, its meta object, and the other
+    entries (not endpoints: shown apart, never resolved or requested)."""
 
     url: str
     endpoints: dict[str, str]
     meta: dict = field(default_factory=dict)
+    other: dict[str, str] = field(default_factory=dict)
 
 
 UrlCheck = Callable[[str], "str | None"]  # a URL -> why it may not be used, or None
@@ -168,9 +175,12 @@ def fetch_directory(url: str, *, timeout: float, ca_bundle: str | None = None,
                         detail=f"{what}: {snippet(response.text)}", status=response.status_code,
                         hint="check the URL: it must be the CA's ACME directory, e.g. "
                              "https://acme-v02.api.letsencrypt.org/directory")
-    endpoints = {name: value for name, value in jobj.items() if isinstance(value, str)}
+    endpoints = {name: value for name, value in jobj.items()
+                 if name in ENDPOINT_NAMES and isinstance(value, str)}
+    other = {name: snippet(value if isinstance(value, str) else json.dumps(value))
+             for name, value in jobj.items() if name not in endpoints and name != "meta"}
     meta = jobj.get("meta") if isinstance(jobj.get("meta"), dict) else {}
-    info = DirectoryInfo(url=url, endpoints=endpoints, meta=meta)
+    info = DirectoryInfo(url=url, endpoints=endpoints, meta=meta, other=other)
     check_endpoints(info, url_check)
     return info
 
@@ -178,7 +188,8 @@ def fetch_directory(url: str, *, timeout: float, ca_bundle: str | None = None,
 def check_endpoints(info: DirectoryInfo, url_check: UrlCheck | None) -> None:
     """Refuse a directory that sends us elsewhere than its own URL may go: the directory URL
     was checked when the profile was saved, but every request after it goes where the
-    directory says (newNonce, newOrder, keyChange...). One check per other host."""
+    directory says (newNonce, newOrder, keyChange...). One check per other host; the entries
+    that are not endpoints are never requested, so never checked (nor resolved)."""
     if url_check is None:
         return
     own = urlsplit(info.url).hostname

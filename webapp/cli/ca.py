@@ -56,7 +56,7 @@ def _profile_options(fn):
         click.option("--email", help="Email address for the ACME account."),
         click.option("--dns-zone", help="The technical zone, e.g. acme.example.com."),
         click.option("--eab-kid", help="EAB Key ID."),
-        click.option("--eab-hmac", help="EAB HMAC key (base64url). Prefer --eab-hmac-stdin: argv is visible to other users."),
+        click.option("--eab-hmac", help="EAB HMAC key (base64url or base64). Prefer --eab-hmac-stdin: argv is visible to other users."),
         click.option("--eab-hmac-stdin", is_flag=True, help="Read the EAB HMAC key from standard input."),
         click.option("--api-key", help="ZeroSSL account API access key."),
         click.option("--allow-wildcard/--no-allow-wildcard", default=None),
@@ -77,7 +77,8 @@ def _values(profile, given: dict) -> dict:
               "allow_wildcard": profile.allow_wildcard, "dns_ttl": profile.dns_ttl,
               "api_timeout": profile.api_timeout, "ca_bundle": profile.ca_bundle}
     if given.pop("eab_hmac_stdin", False):
-        given["eab_hmac"] = sys.stdin.readline().strip()
+        # All of it: a key copied from a mail may be wrapped; validation joins the lines.
+        given["eab_hmac"] = sys.stdin.read().strip()
     bundle = given.pop("ca_bundle", None)
     if bundle:
         with open(bundle) as fh:
@@ -143,6 +144,8 @@ def test(name: str) -> None:
         click.echo(f"  {key}: {url}")
     for key, value in result.directory.meta.items():
         click.echo(f"  meta.{key}: {value}")
+    for key, value in result.directory.other.items():
+        click.echo(f"  other entry (not an endpoint, never contacted) {key}: {value}")
     if result.account_url:
         click.echo(f"Account: {result.account_url} ({result.account_status})")
     for note in result.notes:

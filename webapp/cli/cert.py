@@ -102,8 +102,10 @@ def show(cert_id, as_json) -> None:
 
 
 @cert.command("process", help="Run the pipeline now; with --wait, keep at it until Active or "
-                              "Failed. Several IDs are worked on together, a few at a time per CA "
-                              "(SSLMANAGER_CONCURRENCY_PER_CA, or --concurrency). Exit 0 only when "
+                              "Failed. A Failed certificate is requested again first, as Retry on "
+                              "its page does (a new key and CSR). Several IDs are worked on "
+                              "together, a few at a time per CA (SSLMANAGER_CONCURRENCY_PER_CA, "
+                              "or --concurrency). Exit 0 only when "
                               "every one is Active. When `sslmanager run` or `worker` serves this "
                               "instance, the work is handed to it (--here: do it in this process).")
 @click.argument("cert_ids", nargs=-1, type=int, required=True)

@@ -71,7 +71,7 @@ def check(name) -> None:
     sys.exit(0 if ok else 1)
 
 
-@click.group("dns", help="The builtin authoritative DNS server.")
+@click.group("dns", help="The builtin authoritative DNS server, and sweeping orphan TXT values.")
 def dns_group() -> None:
     pass
 
@@ -91,6 +91,26 @@ def serve(listen, workers, rate_limit) -> None:
     log_to_stderr()
     click.echo(f"Builtin DNS serving on {listen}")
     run_server(current_app.extensions["sslmanager"].engine, listen, workers=workers, rate_limit=rate_limit)
+
+
+@dns_group.command("sweep", help="Remove orphan TXT values from the technical zones now (the "
+                                 "scheduler does it every SSLMANAGER_SWEEP_INTERVAL seconds): "
+                                 "values no order in flight needs. Prints each value removed, or "
+                                 "\"nothing to remove\"; exit 1 only when a zone could not be swept.")
+@with_appcontext
+def sweep() -> None:
+    from ..services import dns_manager
+    report = dns_manager.sweep()
+    for item in report.removed:
+        owners = ", ".join(map(str, item.certificate_ids)) or "none"
+        click.echo(f"removed {item.name} TXT \"{item.value}\" ({item.why}; certificates: {owners})")
+    for item in report.kept:
+        click.echo(f"kept {item.name} TXT \"{item.value}\": {item.why}")
+    if not report.removed:
+        click.echo("nothing to remove")
+    for problem in report.errors:
+        click.echo(f"error: {problem}", err=True)
+    sys.exit(1 if report.errors else 0)
 
 
 @click.command("preflight", help="Check what issuance of a certificate needs, now: each "

@@ -1,5 +1,16 @@
-"""The audit log: who did what, when. Callers pass summaries that never hold secrets."""
+"""The audit log: who did what, when. Callers pass summaries that never hold secrets.
+
+Who acted comes from the context that started the work, not from the code that does it (the
+same issuance runs for the scheduler, a `cert process` and a button): the scheduler, the
+control socket and background threads set it with `acting_as`; a web request names its admin;
+anything else is a command run by an OS user ("cli:<user>")."""
 from __future__ import annotations
+
+import os
+import pwd
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from flask import has_request_context
 from sqlalchemy import func, or_, select
@@ -7,13 +18,51 @@ from sqlalchemy import func, or_, select
 from .. import db
 from ..models import AuditEvent, CAProfile, Certificate, TechZone
 
+SCHEDULER = "scheduler"
+_acting: ContextVar[str | None] = ContextVar("sslmanager_audit_actor", default=None)
+
+
+def os_user(uid: int | None = None) -> str:
+    """The login name of `uid` (default: this process's user), or the number when it has none."""
+    uid = os.getuid() if uid is None else uid
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def cli_actor(uid: int | None = None) -> str:
+    """The actor of a command run by a user: "cli:root"."""
+    return f"cli:{os_user(uid)}"
+
+
+@contextmanager
+def acting_as(actor: str) -> Iterator[None]:
+    """Audit what happens in this block (and in work it hands to threads that copy the
+    context, see bulk.per_ca) as `actor`."""
+    token = _acting.set(actor)
+    try:
+        yield
+    finally:
+        _acting.reset(token)
+
+
+def current_actor() -> str:
+    """Who is acting here: the context's actor, the signed-in admin, else this OS user's CLI."""
+    actor = _acting.get()
+    if actor:
+        return actor
+    if has_request_context():
+        from .auth import actor_name
+        return actor_name()
+    return cli_actor()
+
 
 def record(action: str, object_type: str = "", object_id: object = "", summary: str = "",
            actor: str | None = None) -> AuditEvent:
     """Add an audit event to the session; the caller's commit saves it with the change."""
     if actor is None:
-        from .auth import actor_name
-        actor = actor_name() if has_request_context() else "cli"
+        actor = current_actor()
     event = AuditEvent(actor=actor, action=action, object_type=object_type,
                        object_id=str(object_id or ""), summary=summary)
     db.session().add(event)

@@ -3,6 +3,7 @@ renew` and `sslmanager cert process ID...` do; and CaSlots, the per-CA bound a s
 scheduler shares with the jobs handed to it."""
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 from collections import Counter
@@ -97,7 +98,9 @@ def per_ca(app, cert_ids: list[int], work: Callable[[int], str], *, limit: int,
     pools = {pid: ThreadPoolExecutor(max(1, limit), thread_name_prefix=f"sslm-ca{pid}")
              for pid in set(profiles.values())}
     try:
-        futures = {pools[profiles[cid]].submit(one, cid): cid for cid in cert_ids if cid in profiles}
+        # Each in a copy of the caller's context: who started the work (audit.acting_as).
+        futures = {pools[profiles[cid]].submit(contextvars.copy_context().run, one, cid): cid
+                   for cid in cert_ids if cid in profiles}
         for future in as_completed(futures):
             status, domains, error = future.result()
             results[futures[future]] = status
@@ -122,7 +125,7 @@ def process_and_report(app, cert_ids: list[int], wait: float, concurrency: int |
     if len(cert_ids) == 1:
         with app.app_context():
             try:
-                cert = certificates.process_now(cert_ids[0], wait, hold=hold)
+                cert = certificates.process_now(cert_ids[0], wait, hold=hold, say=out)
                 out(f"Certificate {cert.id}: {cert.status}")
                 if cert.last_error:
                     err(f"  {cert.last_error}")
@@ -145,7 +148,8 @@ def process_and_report(app, cert_ids: list[int], wait: float, concurrency: int |
 
     with app.app_context():
         db.session().remove()  # the pool's threads open their own sessions
-    per_ca(app, cert_ids, lambda cert_id: certificates.process_now(cert_id, wait, hold=hold).status,
+    per_ca(app, cert_ids,
+           lambda cert_id: certificates.process_now(cert_id, wait, hold=hold, say=out).status,
            limit=concurrency or app.config["SSLMANAGER_CONCURRENCY_PER_CA"], done=done)
     out(f"{active} of {len(cert_ids)} Active.")
     return 0 if active == len(cert_ids) else 1

@@ -11,6 +11,7 @@ from sqlalchemy import func, or_, select
 from .. import db
 from ..acme_client import DirectoryInfo, probe_directory
 from ..ca_plugins import ProfileView
+from ..eab import BadEabKey, normalise_hmac_key
 from ..errors import AcmeError, Conflict, NotFound, SSLManagerError, ValidationError
 from ..models import CAProfile, Certificate, utcnow
 from . import audit
@@ -22,7 +23,6 @@ from .addresses import address_problem, checked_address
 TTL_MIN, TTL_MAX = 10, 86400
 TIMEOUT_MIN, TIMEOUT_MAX = 2, 300
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-_B64URL = re.compile(r"^[A-Za-z0-9_-]+={0,2}$")
 
 
 def is_fqdn(name: str) -> bool:
@@ -161,11 +161,16 @@ def validate(profile: CAProfile, values: dict[str, Any]) -> dict[str, Any]:
     hmac_new = str(values.get("eab_hmac", "")).strip()
     clear_eab = _truthy(values.get("eab_clear"))
     hmac_kept = "" if clear_eab else (profile.eab_hmac or "")
-    if hmac_new and not _B64URL.match(hmac_new):
-        errors["eab_hmac"] = "The EAB HMAC key must be base64url (letters, digits, - and _), as the CA shows it."
+    if hmac_new:
+        try:  # one stored form whatever the CA printed: unpadded base64url (webapp.eab)
+            hmac_new = normalise_hmac_key(hmac_new)
+        except BadEabKey as exc:
+            errors["eab_hmac"] = str(exc)
+            hmac_new = ""
     hmac_final = hmac_new or hmac_kept
     if kid and not hmac_final:
-        errors["eab_hmac"] = "Enter the EAB HMAC key that goes with the EAB Key ID (or clear the Key ID)."
+        errors.setdefault("eab_hmac", "Enter the EAB HMAC key that goes with the EAB Key ID "
+                                      "(or clear the Key ID).")
     elif hmac_final and not kid and not clear_eab:
         errors["eab_kid"] = "Enter the EAB Key ID that goes with the HMAC key (or clear both)."
     clean["eab_kid"] = "" if clear_eab else kid

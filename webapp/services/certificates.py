@@ -107,7 +107,9 @@ def generate_csr(cert: Certificate) -> Certificate:
 
 
 def request(cert: Certificate) -> Certificate:
-    """CSR → Pending (CNAME): the scheduler takes it from here once the CNAMEs resolve."""
+    """CSR → Pending (CNAME): the scheduler takes it from here once the CNAMEs resolve. From
+    Failed this is Retry: a new key (unless Reuse key) and CSR, then Pending again."""
+    retry = cert.status == "failed"
     if cert.status in ("draft", "failed"):
         generate_csr(cert)
     if cert.status != "csr":
@@ -116,6 +118,8 @@ def request(cert: Certificate) -> Certificate:
     cert.last_error = cert.last_error_hint = ""
     cert.failing_since = None
     issuance.Timeline(cert)("pending: waiting for the _acme-challenge CNAMEs")
+    if retry:
+        audit.record("certificate retried", "certificate", cert.id, ", ".join(cert.domains))
     db.session().commit()
     return cert
 
@@ -290,11 +294,18 @@ def process_until_final(cert_id: int, wait: float, hold: Hold | None = None) -> 
         delay = min(delay * 2, 5.0)
 
 
-def process_now(cert_id: int, wait: float = 0, hold: Hold | None = None) -> Certificate:
-    """`cert process`: a Draft or CSR is requested first; then one pass, or passes until final
-    for up to `wait` seconds. Returns the certificate as it ends (NotFound for an unknown ID)."""
+def process_now(cert_id: int, wait: float = 0, hold: Hold | None = None,
+                say: Callable[[str], None] | None = None) -> Certificate:
+    """`cert process`: a Draft or CSR is requested first, a Failed one requested again (the
+    page's Retry, said through `say`); then one pass, or passes until final for up to `wait`
+    seconds. Returns the certificate as it ends (NotFound for an unknown ID)."""
     cert = get(cert_id)
-    if cert.status in ("draft", "csr"):
+    if cert.status == "failed":
+        request(cert)
+        if say:
+            say(f"Certificate {cert_id} was Failed: requested again, as Retry on its page does "
+                f"({'same key' if cert.reuse_key else 'new key'} and CSR).")
+    elif cert.status in ("draft", "csr"):
         request(cert)
     if wait:
         process_until_final(cert_id, wait, hold)
@@ -342,9 +353,10 @@ def process_in_background(cert_id: int) -> None:
     within the per-CA bound the process's scheduler keeps."""
     from .bulk import ca_slots
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    actor = audit.current_actor()  # the admin who pressed it: the thread has no request
 
     def run() -> None:
-        with app.app_context():
+        with app.app_context(), audit.acting_as(actor):
             _one_pass(cert_id, ca_slots(app).held)
             db.session().remove()
     threading.Thread(target=run, name=f"sslm-cert-{cert_id}", daemon=True).start()

@@ -16,7 +16,7 @@ from typing import Any
 
 from .. import config as config_module
 from ..control import VERSION, fingerprint
-from . import bulk
+from . import audit, bulk
 
 log = logging.getLogger("sslmanager.control")
 
@@ -109,10 +109,10 @@ class ControlServer:
                 log.warning("control socket: refused a connection from uid %s", uid)
                 conn.close()
                 continue
-            threading.Thread(target=self._serve, args=(conn,), name="sslm-control-job",
+            threading.Thread(target=self._serve, args=(conn, uid), name="sslm-control-job",
                              daemon=True).start()
 
-    def _serve(self, conn: socket.socket) -> None:
+    def _serve(self, conn: socket.socket, uid: int) -> None:
         reply = _Replies(conn)
         try:
             conn.settimeout(5)
@@ -128,10 +128,12 @@ class ControlServer:
             conn.settimeout(None)
             log.info("control: cert process %s (wait %ss) handed over by the command",
                      " ".join(map(str, request["ids"])), request["wait"])
-            code = bulk.process_and_report(self.app, request["ids"], float(request["wait"]),
-                                           request.get("concurrency"),
-                                           out=lambda line: reply.send(out=line),
-                                           err=lambda line: reply.send(err=line), shared=True)
+            # Audited as the command's user, as if it had done the work itself.
+            with audit.acting_as(audit.cli_actor(uid)):
+                code = bulk.process_and_report(self.app, request["ids"], float(request["wait"]),
+                                               request.get("concurrency"),
+                                               out=lambda line: reply.send(out=line),
+                                               err=lambda line: reply.send(err=line), shared=True)
             reply.send(exit=code)
         except Exception as exc:  # a bug must reach the operator, not kill the service
             log.exception("control: the job crashed")

@@ -264,7 +264,7 @@ def _store_version(cert: Certificate, fullchain: str, alternates: list[str], ord
     cert.last_error, cert.last_error_hint, cert.attempts, cert.failing_since = "", "", 0, None
     cert.next_run_at = None
     audit.record("certificate issued" if number == 1 else "certificate renewed", "certificate",
-                 cert.id, f"{', '.join(cert.domains)}: serial {info.serial}", actor="scheduler")
+                 cert.id, f"{', '.join(cert.domains)}: serial {info.serial}")
     return version
 
 
@@ -296,7 +296,7 @@ def handle_failure(cert: Certificate, exc: SSLManagerError) -> None:
     else:
         cert.status, cert.order_url, cert.next_run_at = "failed", "", None
         timeline(f"failed: {exc}", "error")
-        audit.record("certificate failed", "certificate", cert.id, str(exc)[:500], actor="scheduler")
+        audit.record("certificate failed", "certificate", cert.id, str(exc)[:500])
     db.session().commit()
     if cert.serial:  # a version was issued before: this is a renewal failing (sent once a day)
         from . import notifications

@@ -216,5 +216,5 @@ def recover_failed_renewal(cert: Certificate, delay: timedelta) -> bool:
     cert.private_key = version.private_key  # the key that matches what is served
     cert.next_run_at = utcnow() + delay
     audit.record("renewal failed", "certificate", cert.id,
-                 f"{', '.join(cert.domains)}: {cert.last_error[:300]}", actor="scheduler")
+                 f"{', '.join(cert.domains)}: {cert.last_error[:300]}")
     return True

@@ -10,7 +10,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask
 
 from .. import db
+from ..config import sweep_interval
 from ..models import Certificate, utcnow
+from .audit import SCHEDULER, acting_as
 
 log = logging.getLogger("sslmanager.scheduler")
 TICK_SECONDS = 5
@@ -30,12 +32,13 @@ class Scheduler:
         self._lock = threading.Lock()
         self._in_flight: dict[int, int] = {}   # certificate id -> profile id
         self.last_run = None
+        self.sweep_seconds = sweep_interval(app.config)  # a bad value stops the start, named
 
     def start(self) -> None:
         self._scheduler.add_job(self.tick, "interval", seconds=TICK_SECONDS, id="sslm-tick",
                                 max_instances=1, coalesce=True, next_run_time=utcnow())
-        self._scheduler.add_job(self.dns_sweep, "interval", minutes=15, id="sslm-dns-sweep",
-                                max_instances=1, coalesce=True)
+        self._scheduler.add_job(self.dns_sweep, "interval", seconds=self.sweep_seconds,
+                                id="sslm-dns-sweep", max_instances=1, coalesce=True)
         self._scheduler.add_job(self.delegation_watch, "interval", hours=24, id="sslm-delegation-watch",
                                 max_instances=1, coalesce=True)
         self._scheduler.add_job(self.notify_scan, "interval", hours=1, id="sslm-notify-scan",
@@ -45,17 +48,19 @@ class Scheduler:
     def dns_sweep(self) -> None:
         """Remove TXT values no live order needs (one node does it)."""
         from . import dns_manager, leases
-        with self.app.app_context():
+        # Held for two thirds of the interval: one node sweeps each time, and whichever node's
+        # job fires first next time may take it (a dead holder never stops the sweeps).
+        with self.app.app_context(), acting_as(SCHEDULER):
             try:
-                if leases.acquire("dns-sweep", seconds=600):
-                    dns_manager.sweep(actor="scheduler")
+                if leases.acquire("dns-sweep", seconds=max(30, self.sweep_seconds * 2 // 3)):
+                    dns_manager.sweep()
             finally:
                 db.session().remove()
 
     def delegation_watch(self) -> None:
         """Re-check the CNAMEs of Active auto-renewing certificates (one node, daily)."""
         from . import dns_manager, leases
-        with self.app.app_context():
+        with self.app.app_context(), acting_as(SCHEDULER):
             try:
                 if leases.acquire("delegation-watch", seconds=20 * 3600):
                     dns_manager.delegation_watch()
@@ -65,7 +70,7 @@ class Scheduler:
     def notify_scan(self) -> None:
         """Expiring, still-failing, broken-delegation and failing-profile notices (one node, hourly)."""
         from . import leases, notifications
-        with self.app.app_context():
+        with self.app.app_context(), acting_as(SCHEDULER):
             try:
                 if leases.acquire("notify-scan", seconds=50 * 60):
                     notifications.scan()
@@ -84,7 +89,7 @@ class Scheduler:
         """If this process holds the dispatch lease: hand every due certificate (new ones and
         renewals) to the pool, at most `per CA` in flight per profile. Returns how many started."""
         from . import certificates, leases, renewals
-        with self.app.app_context():
+        with self.app.app_context(), acting_as(SCHEDULER):
             try:
                 if not leases.acquire("dispatch", seconds=LEASE_SECONDS):
                     return 0  # another process or node dispatches this tick
@@ -119,7 +124,7 @@ class Scheduler:
     def _work(self, cert_id: int, kind: str) -> None:
         from . import certificates, renewals
         try:
-            with self.app.app_context():
+            with self.app.app_context(), acting_as(SCHEDULER):
                 if kind == "renew":
                     renewals.renew(cert_id)
                 elif kind == "ari":
