@@ -73,13 +73,7 @@ def test_upgrade_keeps_existing_rows_through_every_migration(any_db_app):
     with any_db_app.app_context():
         engine = any_db_app.extensions["sslmanager"].engine
         db.session().remove()
-        from alembic import command
-        from alembic.config import Config
-        cfg = Config()
-        cfg.set_main_option("script_location", db.MIGRATIONS)
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.downgrade(cfg, "0003")
+        _downgrade(engine, "0003")
         with engine.begin() as conn:
             conn.execute(sa.text("insert into sslm_ca_profile (name, description, module, ca_key, directory_url, "
                                  "ca_bundle, email, eab_kid, dns_zone, allow_wildcard, dns_ttl, api_timeout, "
@@ -96,6 +90,42 @@ def test_upgrade_keeps_existing_rows_through_every_migration(any_db_app):
         assert db.current_revision() == db.head_revision()
         cert = db.session().execute(sa.select(Certificate)).scalar_one()
         assert cert.deploy_dir == "" and cert.delegation_message == ""
+
+
+def _downgrade(engine, revision: str) -> None:
+    """Back to an older schema as `sslmanager db upgrade` goes forward: SQLite's foreign keys
+    off (set outside the transaction), or a table rebuild would cascade into its children."""
+    from alembic import command
+    from alembic.config import Config
+    cfg = Config()
+    cfg.set_main_option("script_location", db.MIGRATIONS)
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            conn.commit()
+        with conn.begin():
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, revision)
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+            conn.commit()
+
+
+def _certificate_row(profile_id: int, name: str):
+    """A certificate row written with the columns of schema 0006 (the model has more since)."""
+    from webapp.models import Certificate
+    s = db.session()
+    s.execute(sa.text(
+        "insert into sslm_certificate (profile_id, domains, common_name, search_text, status, "
+        "key_type, auto_renew, acme_profile, reuse_key, csr, order_url, step, account_url, "
+        "last_error, last_error_hint, serial, renew_reason, attempts, claimed_by, "
+        "delegation_message, deploy_dir, deploy_command, deploy_probe, deploy_last_message, "
+        "created_at, updated_at) values (:p, :d, :n, :s, 'draft', 'ec-p256', true, '', false, "
+        "'', '', '', '', '', '', '', '', 0, '', '', '', '', '', '', CURRENT_TIMESTAMP, "
+        "CURRENT_TIMESTAMP)"), {"p": profile_id, "d": f'["{name}"]', "n": name, "s": name},
+        bind_arguments={"mapper": Certificate})
+    s.commit()
+    return s.execute(sa.select(Certificate.id).where(Certificate.common_name == name)).one()
 
 
 def _certificate(profile_id: int, name: str):
@@ -136,8 +166,6 @@ def test_a_deleted_rows_id_is_never_given_again(any_db_app):
 
 
 def test_migration_0007_keeps_every_row_and_counts_past_ids_the_audit_log_names(any_db_app):
-    from alembic import command
-    from alembic.config import Config
 
     from webapp.models import (
         AuditEvent,
@@ -148,22 +176,14 @@ def test_migration_0007_keeps_every_row_and_counts_past_ids_the_audit_log_names(
     )
     with any_db_app.app_context():
         engine = any_db_app.extensions["sslmanager"].engine
-        cfg = Config()
-        cfg.set_main_option("script_location", db.MIGRATIONS)
         db.session().remove()
-        with engine.connect() as conn:
-            if engine.dialect.name == "sqlite":
-                conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
-                conn.commit()
-            with conn.begin():
-                cfg.attributes["connection"] = conn
-                command.downgrade(cfg, "0006")
+        _downgrade(engine, "0006")
         s = db.session()
         profile = CAProfile(name="P", module="custom")
         s.add(profile)
         s.commit()
         profile_id = profile.id
-        certs = [_certificate(profile_id, f"{n}.test") for n in "abc"]
+        certs = [_certificate_row(profile_id, f"{n}.test") for n in "abc"]
         for cert in certs:
             s.add(CertificateVersion(certificate_id=cert.id, number=1, cert_pem="PEM", chain_pem="",
                                      private_key="KEY", serial=f"s{cert.id}", not_before=utcnow(),
