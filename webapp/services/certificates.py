@@ -337,17 +337,18 @@ def due_for_processing(limit: int = 200) -> list[int]:
     return [r[0] for r in rows]
 
 
-def process_in_background(cert_id: int) -> None:
-    """Start processing in a worker thread with its own app context (the "Check now" button),
-    within the per-CA bound the process's scheduler keeps."""
-    from .bulk import ca_slots
+def process_in_background(*cert_ids: int) -> None:
+    """Start processing in one worker thread with its own app contexts (the "Check now" and
+    "Renew now" buttons): a few at a time per CA profile, each pass within the per-CA bound
+    the process's scheduler keeps. What waits too long for a slot, the scheduler takes later."""
+    from .bulk import ca_slots, per_ca
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    ids = list(cert_ids)
 
     def run() -> None:
-        with app.app_context():
-            _one_pass(cert_id, ca_slots(app).held)
-            db.session().remove()
-    threading.Thread(target=run, name=f"sslm-cert-{cert_id}", daemon=True).start()
+        slots = ca_slots(app)
+        per_ca(app, ids, lambda cert_id: _one_pass(cert_id, slots.held), limit=slots.per_ca)
+    threading.Thread(target=run, name=f"sslm-cert-{ids[0]}", daemon=True).start()
 
 
 # -- listing and detail ------------------------------------------------------------------------
@@ -461,8 +462,12 @@ def reissue_under(cert: Certificate, profile_id: int) -> Certificate:
     profile = ca_profiles.get(profile_id)
     new = create({"profile_id": profile.id, "domains": " ".join(cert.domains), "key_type": cert.key_type,
                   "auto_renew": "1" if cert.auto_renew else "", "acme_profile": ""})
-    audit.record("certificate reissued under another CA", "certificate", new.id,
-                 f"from certificate {cert.id} to profile {profile.name}")
+    if profile.id == cert.profile_id:  # after a revocation or expiry: the same CA again
+        audit.record("certificate issued again", "certificate", new.id,
+                     f"from certificate {cert.id} ({cert.status}) under profile {profile.name}")
+    else:
+        audit.record("certificate reissued under another CA", "certificate", new.id,
+                     f"from certificate {cert.id} to profile {profile.name}")
     db.session().commit()
     return new
 
@@ -478,6 +483,21 @@ def create_customer_cnames(cert: Certificate) -> list:
 
 def profiles_for_select() -> list[CAProfile]:
     return ca_profiles.all_profiles()
+
+
+def is_ready(profile: CAProfile) -> bool:
+    """Complete and its last Save and Test passed: what a form may choose for the user."""
+    return bool(profile.last_test_ok and profile.dns_zone and profile.email)
+
+
+def preselected(profiles: list[CAProfile], wanted: Any = None) -> CAProfile | None:
+    """The profile a form shows chosen: the one asked for, else the first tested, working one,
+    else none (the user picks; never an incomplete or failing one by default)."""
+    if wanted not in (None, ""):
+        found = next((p for p in profiles if str(p.id) == str(wanted)), None)
+        if found is not None:
+            return found
+    return next((p for p in profiles if is_ready(p)), None)
 
 
 def profile_names(ids=None) -> dict[int, str]:
