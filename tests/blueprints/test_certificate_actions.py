@@ -140,3 +140,24 @@ def test_reissue_preselects_a_tested_profile_or_asks(admin_client, app, profile_
         db.session().commit()
     form = re.search(r'id="reissue-form".*?</form>', text(admin_client.get(f"/certificates/{cid}")), re.S).group(0)
     assert f'<option value="{untested_id}" selected>' in form and "Choose a CA profile" not in form
+
+
+# DER of the algorithm identifiers a PKCS#12 file names.
+PBE_SHA1_3DES = bytes.fromhex("060a2a864886f70d010c0103")  # 1.2.840.113549.1.12.1.3
+PBES2 = bytes.fromhex("06092a864886f70d01050d")              # 1.2.840.113549.1.5.13 (AES here)
+SHA1 = bytes.fromhex("06052b0e03021a")                         # 1.3.14.3.2.26 (the MAC)
+
+
+def test_pkcs12_offers_a_legacy_3des_sha1_file_for_older_systems(admin_client, lab_app, cnames):
+    from cryptography.hazmat.primitives.serialization import pkcs12
+    cid = issued(lab_app, cnames)
+    html = text(admin_client.get(f"/certificates/{cid}"))
+    assert re.search(r'name="encryption" value="aes"\s+checked', html)
+    assert "Legacy (3DES/SHA-1) for older systems" in html
+    modern = admin_client.post(f"/certificates/{cid}/pkcs12", data={"password": "correct horse"}).data
+    legacy = admin_client.post(f"/certificates/{cid}/pkcs12",
+                               data={"password": "correct horse", "encryption": "legacy"}).data
+    assert PBES2 in modern and PBE_SHA1_3DES not in modern
+    assert PBE_SHA1_3DES in legacy and PBES2 not in legacy and SHA1 in legacy
+    key, leaf, chain = pkcs12.load_key_and_certificates(legacy, b"correct horse")
+    assert key is not None and leaf is not None and chain

@@ -311,7 +311,8 @@ def download(cert_id: int, filename: str):
 def pkcs12(cert_id: int):
     cert = _cert(cert_id)
     try:
-        data = service.export_pkcs12(cert, request.form.get("password", ""))
+        data = service.export_pkcs12(cert, request.form.get("password", ""),
+                                     legacy=request.form.get("encryption") == "legacy")
     except ValidationError as exc:
         return _detail(cert, exc.errors, 422)
     audit.record("PKCS#12 downloaded", "certificate", cert.id, ", ".join(cert.domains))

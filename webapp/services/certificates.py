@@ -400,11 +400,13 @@ def export_files(cert: Certificate, version: CertificateVersion | None = None) -
             "fullchain.pem": version.cert_pem + version.chain_pem, "privkey.pem": version.private_key}
 
 
-def export_pkcs12(cert: Certificate, password: str) -> bytes:
+def export_pkcs12(cert: Certificate, password: str, *, legacy: bool = False) -> bytes:
+    """The current version as PKCS#12: AES-256, or 3DES/SHA-1 for older systems (legacy)."""
     if len(password) < 8:
         raise ValidationError({"password": "Use a PKCS#12 password of at least 8 characters."})
     files = export_files(cert)
-    return pkcs12(files["privkey.pem"], files["cert.pem"], files["chain.pem"], password, cert.common_name)
+    return pkcs12(files["privkey.pem"], files["cert.pem"], files["chain.pem"], password, cert.common_name,
+                  legacy=legacy)
 
 
 def write_export(cert: Certificate, out_dir: str) -> list[str]:
