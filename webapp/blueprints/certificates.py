@@ -128,7 +128,7 @@ def new():
             else:
                 flash(f"Draft saved for {_names(cert)}. Generate the CSR or request it when ready.", "info")
             return redirect(url_for(".detail", cert_id=cert.id))
-    chosen = service.preselected(profiles, values.get("profile_id"))
+    chosen = ca_profiles.preselected(profiles, values.get("profile_id"))
     return render_template(T + "new.html", profiles=profiles, chosen=chosen, offered=_offered(chosen),
                            values=values, errors=errors), 422 if errors else 200
 
@@ -173,7 +173,7 @@ def _detail(cert, errors: dict[str, str] | None = None, code: int = 200):
         versions=service.versions(cert), events=service.timeline(cert), shown=cert.status,
         instructions=service.instructions(cert) if cert.status == "pending" else [],
         reissue_profiles=reissue_profiles, done=done,
-        reissue_chosen=service.preselected(reissue_profiles, request.form.get("profile_id")),
+        reissue_chosen=ca_profiles.preselected(reissue_profiles, request.form.get("profile_id")),
         reasons=service.REVOCATION_REASONS, downloads=DOWNLOADS, errors=errors or {},
         form=request.form if request.method == "POST" else {}), code
 

@@ -50,6 +50,21 @@ def all_profiles() -> list[CAProfile]:
     return list(db.session().execute(select(CAProfile).order_by(CAProfile.name)).scalars())
 
 
+def is_ready(profile: CAProfile) -> bool:
+    """Complete and its last Save and Test passed: what a form may choose for the user."""
+    return bool(profile.last_test_ok and profile.dns_zone and profile.email)
+
+
+def preselected(profiles: list[CAProfile], wanted: Any = None) -> CAProfile | None:
+    """The profile a form shows chosen: the one asked for, else the first tested, working one,
+    else none (the user picks; never an incomplete or failing one by default)."""
+    if wanted not in (None, ""):
+        found = next((p for p in profiles if str(p.id) == str(wanted)), None)
+        if found is not None:
+            return found
+    return next((p for p in profiles if is_ready(p)), None)
+
+
 def certificate_counts() -> dict[int, int]:
     """profile id -> number of certificates using it."""
     rows = db.session().execute(select(Certificate.profile_id, func.count())
