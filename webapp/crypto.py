@@ -196,13 +196,21 @@ def key_matches_cert(key_pem: str, cert_pem: str) -> bool:
     return key.public_key().public_bytes(*fmt) == cert.public_key().public_bytes(*fmt)
 
 
-def pkcs12(key_pem: str, cert_pem: str, chain_pem: str, password: str, name: str) -> bytes:
-    """A PKCS#12 bundle protected by `password` (AES-256, as current OpenSSL expects)."""
+def pkcs12(key_pem: str, cert_pem: str, chain_pem: str, password: str, name: str, *,
+           legacy: bool = False) -> bytes:
+    """A PKCS#12 bundle protected by `password`: AES-256 (PBES2) as current OpenSSL expects, or
+    with legacy=True 3DES and a SHA-1 MAC, the only kind older Windows and macOS import (as
+    `openssl pkcs12 -legacy` and other tools offer it)."""
     from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.serialization import pkcs12 as p12
     key = serialization.load_pem_private_key(key_pem.encode(), None)
     cert = x509.load_pem_x509_certificate(cert_pem.encode())
     cas = x509.load_pem_x509_certificates(chain_pem.encode()) if chain_pem.strip() else None
-    return p12.serialize_key_and_certificates(
-        name.encode(), key, cert, cas, serialization.BestAvailableEncryption(password.encode()))
+    if legacy:
+        encryption = (serialization.PrivateFormat.PKCS12.encryption_builder()
+                      .kdf_rounds(2048).key_cert_algorithm(p12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
+                      .hmac_hash(hashes.SHA1()).build(password.encode()))
+    else:
+        encryption = serialization.BestAvailableEncryption(password.encode())
+    return p12.serialize_key_and_certificates(name.encode(), key, cert, cas, encryption)

@@ -126,3 +126,62 @@ def test_duplicate_and_delete(admin_client, app):
 
 def test_edit_of_a_missing_profile_is_404(admin_client):
     assert admin_client.get("/ca/999/edit").status_code == 404
+
+
+def pebble_form(lab_pebble, **over):
+    return form(**{"name": "Pebble", "directory_url": lab_pebble.directory_url,
+                   "ca_bundle": Path(lab_pebble.ca_bundle).read_text(), **over})
+
+
+def test_test_without_saving_tests_the_typed_values_and_changes_nothing(admin_client, app, lab_pebble):
+    pid = create(admin_client, "Pebble", "custom")
+    admin_client.post(f"/ca/{pid}/edit", headers=HX, data=pebble_form(lab_pebble, action="test"))
+    with app.app_context():
+        before = db.session().get(CAProfile, pid)
+        tested_at, account = before.last_test_at, before.account_url
+    wrong = lab_pebble.directory_url.replace("/dir", "/directory")
+    resp = admin_client.post(f"/ca/{pid}/edit", headers=HX, data=pebble_form(lab_pebble, directory_url=wrong,
+                                                                             action="try"))
+    html = resp.get_data(as_text=True)
+    assert resp.headers["HX-Reswap"] == "none"  # the form stays as typed, secrets included
+    assert 'id="profile-form"' not in html and 'id="modal" hx-swap-oob' in html
+    assert "(not saved)" in html and "nothing was saved" in html and "Test failed" in html and "404" in html
+    ok = admin_client.post(f"/ca/{pid}/edit", headers=HX, data=pebble_form(lab_pebble, email="new@example.com",
+                                                                            action="try")).get_data(as_text=True)
+    assert "API is available" in ok and account in ok  # the stored key's account, found, not re-registered
+    with app.app_context():
+        after = db.session().get(CAProfile, pid)
+        assert after.directory_url == lab_pebble.directory_url and after.email == "it@company.test"
+        assert after.last_test_at == tested_at and after.last_test_ok is True
+    bad = admin_client.post(f"/ca/{pid}/edit", headers=HX, data=pebble_form(lab_pebble, email="", action="try"))
+    assert 'id="err-email"' in bad.get_data(as_text=True)  # a wrong field: beside it, as on Save
+
+
+def test_save_and_test_asks_before_saving_a_failing_profile_with_active_certificates(admin_client, app, lab_pebble):
+    from tests.conftest import make_certificate
+    pid = create(admin_client, "Pebble", "custom")
+    admin_client.post(f"/ca/{pid}/edit", headers=HX, data=pebble_form(lab_pebble, dns_zone="acme.tech.test",
+                                                                      action="test"))
+    make_certificate(app, pid, "shop.customer.test", status="active")
+    wrong = lab_pebble.directory_url.replace("/dir", "/directory")
+    resp = admin_client.post(f"/ca/{pid}/edit", headers=HX, data=pebble_form(lab_pebble, directory_url=wrong,
+                                                                             action="test"))
+    html = resp.get_data(as_text=True)
+    assert resp.headers["HX-Reswap"] == "none"
+    assert "Nothing was saved:</strong> 1 Active" in html and "certificate renews through this profile" in html
+    assert re.search(r'<button type="submit" form="profile-form" name="action" value="save"[^>]*>Save anyway', html)
+    with app.app_context():
+        assert db.session().get(CAProfile, pid).directory_url == lab_pebble.directory_url
+    # Without JavaScript: the page, the verdict open on it, the typed URL kept for Save anyway.
+    page = admin_client.post(f"/ca/{pid}/edit", data=pebble_form(lab_pebble, directory_url=wrong,
+                                                                 action="test")).get_data(as_text=True)
+    assert "<dialog data-modal open" in page and "Save anyway" in page and f'value="{wrong}"' in page
+    # Save anyway: the operator's call.
+    admin_client.post(f"/ca/{pid}/edit", headers=HX, data=pebble_form(lab_pebble, directory_url=wrong, action="save"))
+    with app.app_context():
+        assert db.session().get(CAProfile, pid).directory_url == wrong
+    # A passing test saves as before.
+    html = admin_client.post(f"/ca/{pid}/edit", headers=HX, data=pebble_form(lab_pebble, action="test")).get_data(as_text=True)
+    assert "Saved. Test: API is available." in html
+    with app.app_context():
+        assert db.session().get(CAProfile, pid).directory_url == lab_pebble.directory_url

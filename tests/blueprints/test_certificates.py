@@ -211,10 +211,11 @@ def test_acme_profile_select_follows_the_chosen_ca_profile(admin_client, app, pr
     with app.app_context():
         profile = ca_profiles.get(profile_id)
         profile.directory_meta = {"profiles": {"classic": "90 days", "shortlived": "6 days"}}
+        profile.last_test_ok = True  # a tested, working profile is what the form preselects
         plain = ca_profiles.create({"name": "Plain", "module": "letsencrypt", "email": "ops@example.com",
                                     "dns_zone": TECH_ZONE}, complete=True).id
         db.session().commit()
-    html = text(admin_client.get("/certificates/new"))  # LE STAGING sorts first and is chosen
+    html = text(admin_client.get("/certificates/new"))  # LE STAGING, the tested one, is chosen
     assert 'id="f-acme_profile" name="acme_profile"' in html and "shortlived — 6 days" in html
     swapped = text(admin_client.get(f"/certificates/acme-profiles?profile_id={plain}", headers=HX))
     assert '<div id="acme-profile-field" hidden>' in swapped and "<select" not in swapped

@@ -212,7 +212,7 @@ def test_a_wildcard_on_a_profile_without_wildcards_shows_the_reason_beside_the_f
     nav(page, "Certificates")
     page.get_by_role("button", name="+ Create").click()
     page.get_by_label("Domains").fill("*.other.test")
-    page.get_by_label("CA profile").select_option(label="No wildcards")
+    page.get_by_label("CA profile").select_option(label="No wildcards (never tested)")
     page.get_by_role("button", name="Create and request").click()
 
     expect(page.get_by_role("alert").first).to_contain_text("Nothing was created")

@@ -87,3 +87,37 @@ def test_a_bad_log_level_is_named_with_the_levels_it_could_be(tmp_path, monkeypa
     monkeypatch.setenv("SSLMANAGER_LOG_LEVEL", "loud")
     out = _sslmanager(tmp_path, "worker")
     assert out.returncode == 1 and "SSLMANAGER_LOG_LEVEL: 'LOUD' is not DEBUG, INFO" in out.stderr
+
+
+def test_create_admin_on_a_fresh_instance_applies_the_migrations_first(tmp_path):
+    from webapp import create_app
+    app = create_app({"TESTING": True, "SSLMANAGER_INSTANCE_PATH": str(tmp_path / "fresh"),
+                      "SSLMANAGER_SCHEDULER_ENABLED": False})
+    result = app.test_cli_runner().invoke(args=["sslmanager", "create-admin", "alice", "--password-stdin"],
+                                          input="a long enough password\n")
+    assert result.exit_code == 0, result.output
+    assert "no such table" not in result.output and "applied the migrations up to revision" in result.output
+    with app.app_context():
+        assert db.current_revision() == db.head_revision()
+        assert db.session().query(Admin).one().username == "alice"
+
+
+def test_every_other_command_on_a_fresh_instance_says_exactly_what_to_run(tmp_path):
+    from webapp import create_app
+    app = create_app({"TESTING": True, "SSLMANAGER_INSTANCE_PATH": str(tmp_path / "fresh"),
+                      "SSLMANAGER_SCHEDULER_ENABLED": False})
+    runner = app.test_cli_runner()
+    for args in (["ca", "list"], ["cert", "list"], ["zone", "list"], ["renew", "--dry-run"], ["notify", "list"]):
+        result = runner.invoke(args=["sslmanager", *args])
+        assert result.exit_code == 1, (args, result.output)
+        assert "the database is empty (a new instance)" in result.output, args
+        assert "run `sslmanager db upgrade` first" in result.output and "no such table" not in result.output
+    with app.app_context():
+        assert db.current_revision() == ""  # nothing was applied behind the operator's back
+
+
+def test_the_console_script_creates_the_first_admin_on_a_fresh_instance(tmp_path):
+    out = _sslmanager(tmp_path, "create-admin", "alice", "--password-stdin", input="a long enough password\n")
+    assert out.returncode == 0 and "Admin 'alice' saved." in out.stdout, out.stderr
+    out = _sslmanager(tmp_path, "ca", "list")
+    assert out.returncode == 0, out.stderr

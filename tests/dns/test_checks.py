@@ -284,6 +284,7 @@ def test_zone_delegation_flags_a_lame_delegation(lab_bind, names, climbing):
     info = zone_delegation(zone, climbing, port=lab_bind.port)
     assert info["parent"] == "customer.test" and info["ns"] == [f"ns.{TECH_ZONE}"]
     assert not info["ok"] and "lame delegation" in info["message"]
+    assert f"but ns.{TECH_ZONE} does not answer for it" in info["message"]  # one server: "does"
 
 
 def test_zone_delegation_of_a_missing_zone_says_not_delegated(lab_bind, names, climbing):

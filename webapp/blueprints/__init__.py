@@ -7,6 +7,7 @@ from flask import (Blueprint, Flask, abort, current_app, g, jsonify, redirect, r
 from flask.sessions import SecureCookieSessionInterface
 from flask_htmx import HTMX
 from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
+from markupsafe import Markup, escape
 
 from .. import __version__, db
 from ..services.auth import is_authorized
@@ -58,6 +59,19 @@ def _ids_in_range():
     """An id no database column can hold names nothing: 404, not a crash (SQLite overflows)."""
     if any(isinstance(v, int) and not 0 <= v < 2 ** 63 for v in (request.view_args or {}).values()):
         abort(404)
+
+
+@bp.app_template_filter("sslm_when")
+def when(dt, seconds: bool = False) -> Markup:
+    """A time as people read it: "today 23:37 UTC", with the date on any other day, and the
+    exact time (to the second) as the tooltip."""
+    if dt is None:
+        return Markup('<span class="sslm-muted">—</span>')
+    from ..models import utcnow
+    clock = "%H:%M:%S" if seconds else "%H:%M"
+    shown = dt.strftime(("today " if dt.date() == utcnow().date() else "%Y-%m-%d ") + clock + " UTC")
+    return Markup('<time datetime="{}" title="{}">{}</time>').format(
+        dt.isoformat(), dt.strftime("%Y-%m-%d %H:%M:%S UTC"), escape(shown))
 
 
 def _csrf_refused(reason: str):

@@ -64,17 +64,23 @@ def edit(profile_id: int):
     if request.method == "GET":
         return render_template("sslmanager/ca_profiles/edit.html", **_form_context(profile))
     values = request.form.to_dict()
+    action = values.get("action")
+    # Test the typed values before anything is saved: always for "Test without saving", and
+    # for Save and Test when Active certificates would renew against whatever is saved.
+    active = service.active_certificates(profile) if action == "test" else 0
+    trial = None
     try:
+        if action == "try" or active:
+            trial = service.test_values(profile, values)
+        if action == "try" or (trial is not None and not trial.ok):
+            return _unsaved(profile, values, trial, ask=active if action == "test" else 0)
         service.update(profile, values)
     except ValidationError as exc:
         # Re-render with what was typed (never the secrets) so nothing is lost.
-        values.pop("eab_hmac", None)
-        values.pop("api_key", None)
-        values["allow_wildcard"] = "allow_wildcard" in request.form
-        context = _form_context(profile, _Values(values), exc.errors)
+        context = _form_context(profile, _typed(values), exc.errors)
         template = "sslmanager/ca_profiles/_form.html" if htmx else "sslmanager/ca_profiles/edit.html"
         return render_template(template, **context), 422 if not htmx else 200
-    result = service.test(profile) if values.get("action") == "test" else None
+    result = service.test(profile) if action == "test" else None
     flash("Saved." + (" Test: API is available." if result and result.ok else
                       " Test failed: see the details." if result else ""),
           "info" if not result or result.ok else "error")
@@ -89,6 +95,23 @@ def edit(profile_id: int):
         return render_template("sslmanager/ca_profiles/edit.html", result=result, htmx=False,
                                **_form_context(profile))
     return redirect(url_for(".edit", profile_id=profile.id))
+
+
+def _typed(values: dict) -> "_Values":
+    typed = _Values({k: v for k, v in values.items() if k not in ("eab_hmac", "api_key")})
+    typed["allow_wildcard"] = "allow_wildcard" in request.form
+    return typed
+
+
+def _unsaved(profile, values: dict, result, *, ask: int):
+    """A test of the typed values, nothing saved. With htmx the form stays as typed (secrets
+    included) and only the verdict arrives; `ask`: the Active certificates a Save anyway risks."""
+    modal_args = {"profile": profile, "result": result, "trial": True, "ask": ask}
+    if htmx:
+        modal = render_template("sslmanager/ca_profiles/_test_result.html", htmx=True, **modal_args)
+        return f'<div id="modal" hx-swap-oob="innerHTML">{modal}</div>', 200, {"HX-Reswap": "none"}
+    return render_template("sslmanager/ca_profiles/edit.html", htmx=False, **modal_args,
+                           **{k: v for k, v in _form_context(profile, _typed(values)).items() if k != "profile"})
 
 
 @bp.route("/<int:profile_id>/test", methods=["POST"])

@@ -10,7 +10,7 @@ from werkzeug.exceptions import NotFound as HTTPNotFound
 from .. import db
 from ..crypto import KEY_TYPES, cert_info
 from ..errors import NotFound, SSLManagerError, ValidationError
-from ..services import audit, ca_profiles, certificates as service, domains, issuance
+from ..services import audit, ca_profiles, certificates as service, domains, issuance, renewals
 from ..services.inputs import page_number
 from . import htmx
 
@@ -22,6 +22,7 @@ STATUS_LABELS = {"draft": "Draft", "csr": "CSR", "pending": "Pending (CNAME)",
                  "expired": "Expired", "revoked": "Revoked"}
 STEPS = ("draft", "csr", "pending", "processing", "active")  # the progress indicator
 POLLING = ("pending", "processing")  # statuses that change by themselves
+DONE = ("revoked", "expired")  # no longer valid: nothing to renew, deploy or revoke
 CHECK_LABELS = {"ok": "OK", "missing": "Missing", "nxdomain": "NXDOMAIN", "elsewhere": "Points elsewhere",
                 "chain": "CNAME chain", "wildcard": "Wildcard record", "error": "DNS error"}
 DOWNLOADS = ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem")
@@ -29,7 +30,7 @@ DOWNLOADS = ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem")
 
 @bp.context_processor
 def _helpers():
-    return {"status_labels": STATUS_LABELS, "steps": STEPS, "polling_statuses": POLLING,
+    return {"status_labels": STATUS_LABELS, "steps": STEPS, "polling_statuses": POLLING, "done_statuses": DONE,
             "key_types": KEY_TYPES, "to_unicode": domains.to_unicode,
             "days_remaining": service.days_remaining, "check_labels": CHECK_LABELS}
 
@@ -82,6 +83,7 @@ def index():
         certs, total = service.search(q, status, page, per_page)
     context = {"certs": certs, "total": total, "q": q, "status": status, "page": page,
                "pages": pages, "per_page": per_page, "statuses": service.STATUSES,
+               "per_ca": current_app.config["SSLMANAGER_CONCURRENCY_PER_CA"],
                # One query for the page's profile names: never one per row.
                "profile_names": service.profile_names({c.profile_id for c in certs})}
     if htmx and htmx.target == "cert-rows" and not htmx.history_restore_request:
@@ -127,8 +129,7 @@ def new():
             else:
                 flash(f"Draft saved for {_names(cert)}. Generate the CSR or request it when ready.", "info")
             return redirect(url_for(".detail", cert_id=cert.id))
-    chosen = next((p for p in profiles if str(p.id) == str(values.get("profile_id", ""))),
-                  profiles[0] if profiles else None)
+    chosen = ca_profiles.preselected(profiles, values.get("profile_id"))
     return render_template(T + "new.html", profiles=profiles, chosen=chosen, offered=_offered(chosen),
                            values=values, errors=errors), 422 if errors else 200
 
@@ -163,13 +164,17 @@ def _chain_subjects(chain_pem: str) -> list[str]:
 
 def _detail(cert, errors: dict[str, str] | None = None, code: int = 200):
     version = service.current_version(cert)
+    # A revoked or expired certificate may be issued again under its own profile too.
+    done = cert.status in DONE
+    reissue_profiles = [p for p in service.profiles_for_select() if done or p.id != cert.profile_id]
     return render_template(
         T + "detail.html", cert=cert, profile=ca_profiles.get(cert.profile_id), version=version,
         info=cert_info(version.cert_pem) if version else None,
         chain=_chain_subjects(version.chain_pem) if version else [],
         versions=service.versions(cert), events=service.timeline(cert), shown=cert.status,
         instructions=service.instructions(cert) if cert.status == "pending" else [],
-        other_profiles=[p for p in service.profiles_for_select() if p.id != cert.profile_id],
+        reissue_profiles=reissue_profiles, done=done,
+        reissue_chosen=ca_profiles.preselected(reissue_profiles, request.form.get("profile_id")),
         reasons=service.REVOCATION_REASONS, downloads=DOWNLOADS, errors=errors or {},
         form=request.form if request.method == "POST" else {}), code
 
@@ -228,6 +233,44 @@ def check(cert_id: int):
     return redirect(url_for(".detail", cert_id=cert_id))
 
 
+@bp.route("/<int:cert_id>/renew", methods=["POST"])
+def renew(cert_id: int):
+    """Renew now: a new version in the background, within the per-CA bound."""
+    cert = _cert(cert_id)
+    _flash_renewals(renewals.renew_now([cert.id], reason="requested on its page"))
+    return redirect(url_for(".detail", cert_id=cert_id))
+
+
+@bp.route("/renew", methods=["POST"])
+def renew_selected():
+    """The list's bulk action: renew the ticked certificates now, a few at a time per CA."""
+    ids = [int(v) for v in request.form.getlist("ids") if v.isdigit() and len(v) < 19]
+    if not ids:
+        flash("Tick the Active certificates to renew, then Renew now.", "error")
+    else:
+        _flash_renewals(renewals.renew_now(ids, reason="requested from the list"))
+    return redirect(request.form.get("next") if _local(request.form.get("next")) else url_for(".index"))
+
+
+def _local(target: str | None) -> bool:
+    return bool(target) and target.startswith("/") and not target.startswith("//")
+
+
+def _flash_renewals(results: dict[int, str]) -> None:
+    started = [i for i, status in results.items() if status == "started"]
+    per_ca = current_app.config["SSLMANAGER_CONCURRENCY_PER_CA"]
+    if started:
+        flash(f"Renewing {len(started)} certificate{'s' if len(started) != 1 else ''} now "
+              f"(at most {per_ca} at a time per CA): each gets a new version; the current one "
+              "keeps serving until then.", "info")
+    others = {i: status for i, status in results.items() if status != "started"}
+    if others:
+        why = {"busy": "another process is working on it", "missing": "no such certificate"}
+        flash("Not renewed: " + "; ".join(
+            f"#{i}: {why.get(status, 'it is ' + STATUS_LABELS.get(status, status) + ', only Active ones renew')}"
+            for i, status in others.items()) + ".", "error")
+
+
 @bp.route("/<int:cert_id>/csr", methods=["POST"])
 def csr(cert_id: int):
     cert = service.generate_csr(_cert(cert_id))
@@ -269,7 +312,8 @@ def download(cert_id: int, filename: str):
 def pkcs12(cert_id: int):
     cert = _cert(cert_id)
     try:
-        data = service.export_pkcs12(cert, request.form.get("password", ""))
+        data = service.export_pkcs12(cert, request.form.get("password", ""),
+                                     legacy=request.form.get("encryption") == "legacy")
     except ValidationError as exc:
         return _detail(cert, exc.errors, 422)
     audit.record("PKCS#12 downloaded", "certificate", cert.id, ", ".join(cert.domains))
@@ -314,7 +358,7 @@ def reissue(cert_id: int):
     """Migration to another CA profile: a new certificate for the same names, requested now."""
     cert = _cert(cert_id)
     profile_id = request.form.get("profile_id", 0, type=int)
-    if profile_id == cert.profile_id:
+    if profile_id == cert.profile_id and cert.status not in DONE:
         return _detail(cert, {"reissue_profile_id": "Choose another CA profile than the current one."}, 422)
     try:
         new_cert = service.reissue_under(cert, profile_id)
@@ -323,8 +367,12 @@ def reissue(cert_id: int):
     except ValidationError as exc:
         return _detail(cert, {"reissue_profile_id": " ".join(exc.errors.values())}, 422)
     profile = ca_profiles.get(new_cert.profile_id)
-    flash(f"New certificate #{new_cert.id} for the same names under {profile.name}. The old certificate "
-          f"(#{cert.id}) stays until the new one is Active; then deploy the new one and delete or revoke the old.",
-          "info")
+    if cert.status in DONE:
+        flash(f"New certificate #{new_cert.id} for the same names under {profile.name} (#{cert.id} is "
+              f"{STATUS_LABELS[cert.status]} and stays as a record).", "info")
+    else:
+        flash(f"New certificate #{new_cert.id} for the same names under {profile.name}. The old certificate "
+              f"(#{cert.id}) stays until the new one is Active; then deploy the new one and delete or revoke the old.",
+              "info")
     _request(new_cert)
     return redirect(url_for(".detail", cert_id=new_cert.id))

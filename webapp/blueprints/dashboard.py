@@ -30,7 +30,8 @@ def index():
         status_labels=STATUS_LABELS, attention=figures.attention,
         weeks=figures.weeks, chart=chart(figures.weeks), scheduler=scheduler,
         scheduler_age=age_text(now - scheduler.last_run) if scheduler.last_run else None,
-        profiles=service.profile_count(), failing_profiles=service.failing_profiles())
+        profiles=service.profile_count(), failing_profiles=service.failing_profiles(),
+        failing_zones=service.failing_zones())
 
 
 def _nice_ceiling(value: int) -> int:

@@ -8,7 +8,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 
 from .. import db
 from ..dns.base import available_providers
-from ..errors import NotFound, ValidationError
+from ..errors import Conflict, NotFound, ValidationError
 from ..models import TechZone
 from ..services import certificates, zones
 from ..services import dns_manager as service
@@ -65,32 +65,67 @@ def delegation(zone_id: int):
 
 @bp.route("/zones/new", methods=["GET", "POST"])
 def new_zone():
+    return _zone_form(None)
+
+
+@bp.route("/zones/<int:zone_id>/edit", methods=["GET", "POST"])
+def edit_zone(zone_id: int):
+    return _zone_form(_zone(zone_id))
+
+
+def _zone_form(zone: TechZone | None):
+    """Add a zone, or edit one's provider settings: the same form; secrets are write-only."""
     providers = available_providers()
-    requested = (request.values.get("provider") or "rfc2136").strip()
+    default = zone.provider if zone is not None else "rfc2136"
+    requested = (request.values.get("provider") or default).strip()
     provider = requested if requested in providers else (
         "rfc2136" if "rfc2136" in providers else next(iter(providers)))
     cls = providers[provider]
     secret = {o.name for o in cls.options if o.secret}
     values, errors = {}, {}
+    if zone is not None and request.method == "GET":
+        values = {**(zone.options or {}), "name": zone.name,
+                  "customer": "1" if service.is_customer_zone(zone) else ""}
     if request.method == "POST":
         values = request.form.to_dict()
         options = {o.name: values.get(o.name, "") for o in cls.options}
         if values.get("customer"):
             options["role"] = service.CUSTOMER
         try:
-            zone = zones.add(values.get("name", ""), requested, options)  # unknown: error beside it
+            if zone is None:
+                zone = zones.add(values.get("name", ""), requested, options)  # unknown: error beside it
+                verb = "added"
+            else:
+                zones.update(zone, requested, options)
+                verb = "saved"
         except ValidationError as exc:
             errors = exc.errors
         else:
             ok, message = zones.check(zone)
-            flash(f"Zone {zone.name} added. Health check: {message}", "info" if ok else "error")
+            flash(f"Zone {zone.name} {verb}. Health check: {message}", "info" if ok else "error")
             return redirect(url_for(".index"))
     # Secrets are write-only: never rendered back, not even after a failed save.
     shown = {k: v for k, v in values.items() if k not in secret}
-    context = {"providers": providers, "provider": provider, "cls": cls, "values": shown, "errors": errors}
+    kept = set(zones.stored_secrets(zone)) if zone is not None and provider == zone.provider else set()
+    context = {"providers": providers, "provider": provider, "cls": cls, "values": shown, "errors": errors,
+               "zone": zone, "kept_secrets": kept,
+               "form_url": url_for(".edit_zone", zone_id=zone.id) if zone is not None else url_for(".new_zone")}
     template = ("sslmanager/dns/_zone_form.html" if htmx and request.method == "GET"
                 else "sslmanager/dns/new.html")
     return render_template(template, **context), 422 if errors else 200
+
+
+@bp.route("/zones/<int:zone_id>/delete", methods=["POST"])
+def delete_zone(zone_id: int):
+    zone = _zone(zone_id)
+    name = zone.name
+    try:
+        zones.delete(zone)
+    except Conflict as exc:
+        flash(f"{exc.message} {exc.hint}", "error")
+    else:
+        flash(f"Zone {name} deleted.", "info")
+    return redirect(url_for(".index"))
 
 
 @bp.route("/sweep", methods=["POST"])

@@ -3,6 +3,7 @@ commands, registered on the umbrella blueprint's CLI group."""
 from __future__ import annotations
 
 import atexit
+import functools
 import gc
 import os
 import sys
@@ -180,6 +181,49 @@ def register_cli(app) -> None:
 
 def _load_subcommands() -> None:
     from . import ca, cert, notify, renew, zone  # noqa: F401  (each registers its commands)
+    for cmd in commands:
+        _guard_schema(cmd)
+
+
+# Commands that take care of the schema themselves, and set-up commands that bring a new
+# instance's database up to date before they run; every other one says what to run.
+SCHEMA_FREE = {"db", "run"}
+UPGRADES_FIRST = {"create-admin"}
+
+
+def _guard_schema(cmd: click.Command) -> None:
+    """Wrap every command below `cmd` that touches the database with ensure_schema()."""
+    if cmd.name in SCHEMA_FREE:
+        return
+    if isinstance(cmd, click.Group):
+        for sub in cmd.commands.values():
+            _guard_schema(sub)
+        return
+    callback, upgrade = cmd.callback, cmd.name in UPGRADES_FIRST
+
+    @functools.wraps(callback)
+    def guarded(*args, **kwargs):
+        ensure_schema(upgrade=upgrade)
+        return callback(*args, **kwargs)
+    cmd.callback = with_appcontext(guarded)
+
+
+def ensure_schema(*, upgrade: bool) -> None:
+    """A command needs the schema at this version's head: apply the pending migrations
+    (upgrade=True), or stop with the exact command to run, never with "no such table"."""
+    if db.schema_is_current():
+        return
+    current, head = db.current_revision(), db.head_revision()
+    was = f"at revision {current}" if current else "empty (a new instance)"
+    if upgrade:
+        db.upgrade()
+        click.echo(f"The database was {was}: applied the migrations up to revision {head}.", err=True)
+        return
+    click.echo(f"error: the database is {was}; this version of SSL Manager needs revision {head}.",
+               err=True)
+    click.echo("hint: run `sslmanager db upgrade` first (embedded in a host app: "
+               "`flask sslmanager db upgrade`); `sslmanager run` applies it by itself.", err=True)
+    sys.exit(1)
 
 
 def main() -> None:

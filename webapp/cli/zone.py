@@ -27,20 +27,31 @@ _OPTION_FLAGS = {  # CLI flag -> provider option
 }
 
 
+def _provider_options(fn):
+    for option in reversed([
+        click.option("--server", help="rfc2136: the primary, HOST:PORT."),
+        click.option("--tsig-key", help="rfc2136: TSIG key name."),
+        click.option("--tsig-secret", help="rfc2136: TSIG secret (base64). Stored encrypted."),
+        click.option("--tsig-algorithm", help="rfc2136: hmac-sha256 (default), hmac-sha512, ..."),
+        click.option("--api-url", help="powerdns: the API URL, e.g. http://127.0.0.1:8081."),
+        click.option("--api-key", help="powerdns: the API key. Stored encrypted."),
+        click.option("--server-id", help="powerdns: server id (default localhost)."),
+        click.option("--dns-server", help="powerdns: where it answers DNS, HOST:PORT."),
+        click.option("--listen", help="builtin: where the builtin server answers, ADDR:PORT[,ADDR:PORT]."),
+        click.option("--nameservers", help="builtin: NS names served for the zone (comma separated)."),
+        click.option("--hostmaster", help="builtin: SOA contact."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+PROVIDERS = click.Choice(["builtin", "rfc2136", "powerdns"])
+
+
 @zone.command("add", help="Configure a technical zone: where TXT records are written and how.")
 @click.argument("name")
-@click.option("--provider", required=True, type=click.Choice(["builtin", "rfc2136", "powerdns"]))
-@click.option("--server", help="rfc2136: the primary, HOST:PORT.")
-@click.option("--tsig-key", help="rfc2136: TSIG key name.")
-@click.option("--tsig-secret", help="rfc2136: TSIG secret (base64). Stored encrypted.")
-@click.option("--tsig-algorithm", help="rfc2136: hmac-sha256 (default), hmac-sha512, ...")
-@click.option("--api-url", help="powerdns: the API URL, e.g. http://127.0.0.1:8081.")
-@click.option("--api-key", help="powerdns: the API key. Stored encrypted.")
-@click.option("--server-id", help="powerdns: server id (default localhost).")
-@click.option("--dns-server", help="powerdns: where it answers DNS, HOST:PORT.")
-@click.option("--listen", help="builtin: where the builtin server answers, ADDR:PORT[,ADDR:PORT].")
-@click.option("--nameservers", help="builtin: NS names served for the zone (comma separated).")
-@click.option("--hostmaster", help="builtin: SOA contact.")
+@click.option("--provider", required=True, type=PROVIDERS)
+@_provider_options
 @with_appcontext
 def add(name, provider, **given) -> None:
     options = {_OPTION_FLAGS[k]: v for k, v in given.items() if v}
@@ -49,6 +60,47 @@ def add(name, provider, **given) -> None:
     except SSLManagerError as exc:
         fail(exc)
     click.echo(f"Technical zone {z.name} ({z.provider}) saved. Check it: sslmanager zone check {z.name}")
+
+
+@zone.command("edit", help="Change a zone's provider settings: only the options given change "
+                           "(secrets too: one not given keeps its stored value). Then check it.")
+@click.argument("name")
+@click.option("--provider", type=PROVIDERS, help="Switch to another provider (give its settings).")
+@click.option("--customer/--no-customer", default=None,
+              help="Customer zone: SSL Manager may make _acme-challenge CNAMEs in it.")
+@_provider_options
+@with_appcontext
+def edit(name, provider, customer, **given) -> None:
+    try:
+        z = service.get(name)
+        provider = provider or z.provider
+        options = dict(z.options or {}) if provider == z.provider else {}
+        if customer is not None:
+            options.pop("role", None)
+            if customer:
+                options["role"] = "customer"
+        options.update({_OPTION_FLAGS[k]: v for k, v in given.items() if v})
+        service.update(z, provider, options)
+    except SSLManagerError as exc:
+        fail(exc)
+    ok, message = service.check(z)
+    click.echo(f"Technical zone {z.name} ({z.provider}) saved. Health check: "
+               + ("ok: " if ok else "failing: ") + message)
+    sys.exit(0 if ok else 1)
+
+
+@zone.command("delete", help="Forget a technical zone. Refused (exit 1, naming them) while "
+                             "certificates order through it or it holds live values.")
+@click.argument("name")
+@with_appcontext
+def delete(name) -> None:
+    try:
+        z = service.get(name)
+        name = z.name
+        service.delete(z)
+    except SSLManagerError as exc:
+        fail(exc)
+    click.echo(f"Technical zone {name} deleted.")
 
 
 @zone.command("list", help="List technical zones and their last health check.")

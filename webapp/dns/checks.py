@@ -417,9 +417,10 @@ def zone_delegation(zone: str, resolvers: list[str] | None = None, *, port: int 
         result["message"] = (f"{zone} is delegated to {', '.join(ns)}; all answer "
                              f"authoritatively (serial {serials.pop()}).")
     elif len(good) < len(ns):
-        lame = ", ".join(s["host"] for s in result["servers"] if not s["authoritative"])
-        result["message"] = (f"{zone} is delegated to {', '.join(ns)}, but {lame} do(es) not "
-                             "answer for it authoritatively (lame delegation).")
+        lame = [s["host"] for s in result["servers"] if not s["authoritative"]]
+        verb = "does" if len(lame) == 1 else "do"
+        result["message"] = (f"{zone} is delegated to {', '.join(ns)}, but {', '.join(lame)} {verb} "
+                             "not answer for it authoritatively (lame delegation).")
     else:
         result["message"] = (f"{zone}: the name servers answer with different SOA serials "
                              f"({', '.join(str(s) for s in sorted(serials))}): zone transfers "

@@ -50,6 +50,21 @@ def all_profiles() -> list[CAProfile]:
     return list(db.session().execute(select(CAProfile).order_by(CAProfile.name)).scalars())
 
 
+def is_ready(profile: CAProfile) -> bool:
+    """Complete and its last Save and Test passed: what a form may choose for the user."""
+    return bool(profile.last_test_ok and profile.dns_zone and profile.email)
+
+
+def preselected(profiles: list[CAProfile], wanted: Any = None) -> CAProfile | None:
+    """The profile a form shows chosen: the one asked for, else the first tested, working one,
+    else none (the user picks; never an incomplete or failing one by default)."""
+    if wanted not in (None, ""):
+        found = next((p for p in profiles if str(p.id) == str(wanted)), None)
+        if found is not None:
+            return found
+    return next((p for p in profiles if is_ready(p)), None)
+
+
 def certificate_counts() -> dict[int, int]:
     """profile id -> number of certificates using it."""
     rows = db.session().execute(select(Certificate.profile_id, func.count())
@@ -280,6 +295,53 @@ class TestResult:
 def test(profile: CAProfile) -> TestResult:
     """Save and Test: fetch the directory within the API Timeout, then register or find the
     ACME account. Records the outcome on the profile."""
+    result = _probe(profile, lambda _result: ensure_account(profile))
+    if result.ok:
+        result.account_url, result.account_status = profile.account_url, profile.account_status
+    profile.directory_meta = result.directory.meta if result.directory else profile.directory_meta
+    profile.last_test_ok, profile.last_test_at = result.ok, utcnow()
+    profile.last_test_message = result.message if result.ok else str_of(result)
+    audit.record("CA profile tested", "ca_profile", profile.id,
+                 f"{profile.name}: {'API is available' if result.ok else 'failed at ' + (result.step or 'test')}")
+    db.session().commit()
+    return result
+
+
+def test_values(profile: CAProfile, values: dict[str, Any]) -> TestResult:
+    """Test without saving: the form's values (ValidationError when a field is wrong) against
+    the CA, the profile left exactly as it is. The account is looked up with the stored key when
+    the CA is the same one; a new account is only ever registered by Save and Test."""
+    clean = validate(profile, values)
+    trial = CAProfile(module=profile.module, account_key=profile.account_key,
+                      account_url=profile.account_url, account_directory=profile.account_directory,
+                      **clean)
+    result = _probe(trial, lambda found: _find_account(trial, found))
+    audit.record("CA profile tested without saving", "ca_profile", profile.id,
+                 f"{profile.name}: {'API is available' if result.ok else 'failed at ' + (result.step or 'test')}")
+    db.session().commit()
+    return result
+
+
+def _find_account(trial: CAProfile, result: TestResult) -> None:
+    url = directory_url(trial)
+    if not (trial.account_key and trial.account_directory == url):
+        result.notes.append("The ACME account is registered (and EAB credentials checked) when "
+                            "you Save and Test.")
+        return
+    client = acme_client(trial, account_key=trial.account_key)
+    try:
+        account = client.find_account()
+    finally:
+        client.close()
+    if account is None:
+        result.notes.append("The CA knows no account for this profile's key: Save and Test registers one.")
+    else:
+        result.account_url, result.account_status = account.url, account.status
+
+
+def _probe(profile: CAProfile, account) -> TestResult:
+    """Fetch the directory within the API Timeout, check EAB, then `account(result)`; every failure
+    worded as a step, a message and what to do."""
     result = TestResult(ok=False)
     try:
         plugin = plugin_for(profile)
@@ -287,7 +349,6 @@ def test(profile: CAProfile) -> TestResult:
         result.directory = probe_directory(url, timeout=profile.api_timeout,
                                            ca_bundle=ca_bundle_path(profile), url_check=address_problem,
                                            judge=checked_address)
-        profile.directory_meta = result.directory.meta
         eab_required = bool(result.directory.meta.get("externalAccountRequired"))
         if plugin.account_per_certificate(view_of(profile)):
             creds = plugin.certificate_eab(view_of(profile), timeout=profile.api_timeout)
@@ -300,8 +361,7 @@ def test(profile: CAProfile) -> TestResult:
                                 hint="Fill in EAB Key ID and EAB HMAC Key from your CA account"
                                      + (" (or an account API key)" if plugin.supports_api_key else "")
                                      + ", then Save and Test again.")
-            ensure_account(profile)
-            result.account_url, result.account_status = profile.account_url, profile.account_status
+            account(result)
         result.ok = True
         result.message = "API is available"
     except SSLManagerError as exc:
@@ -311,12 +371,13 @@ def test(profile: CAProfile) -> TestResult:
         if not result.hint and "externalaccount" in said:
             result.hint = ("Check the EAB Key ID and EAB HMAC Key: copy both again from your CA "
                            "account, then Save and Test.")
-    profile.last_test_ok, profile.last_test_at = result.ok, utcnow()
-    profile.last_test_message = result.message if result.ok else str_of(result)
-    audit.record("CA profile tested", "ca_profile", profile.id,
-                 f"{profile.name}: {'API is available' if result.ok else 'failed at ' + (result.step or 'test')}")
-    db.session().commit()
     return result
+
+
+def active_certificates(profile: CAProfile) -> int:
+    """How many Active certificates renew through the profile."""
+    return db.session().scalar(select(func.count()).select_from(Certificate).where(
+        Certificate.profile_id == profile.id, Certificate.status == "active")) or 0
 
 
 def str_of(result: TestResult) -> str:

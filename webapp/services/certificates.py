@@ -348,18 +348,20 @@ def due_for_processing(limit: int = 200) -> list[int]:
     return [r[0] for r in rows]
 
 
-def process_in_background(cert_id: int) -> None:
-    """Start processing in a worker thread with its own app context (the "Check now" button),
-    within the per-CA bound the process's scheduler keeps."""
-    from .bulk import ca_slots
+def process_in_background(*cert_ids: int) -> None:
+    """Start processing in one worker thread with its own app contexts (the "Check now" and
+    "Renew now" buttons): a few at a time per CA profile, each pass within the per-CA bound
+    the process's scheduler keeps. What waits too long for a slot, the scheduler takes later."""
+    from .bulk import ca_slots, per_ca
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    ids = list(cert_ids)
     actor = audit.current_actor()  # the admin who pressed it: the thread has no request
 
     def run() -> None:
-        with app.app_context(), audit.acting_as(actor):
-            _one_pass(cert_id, ca_slots(app).held)
-            db.session().remove()
-    threading.Thread(target=run, name=f"sslm-cert-{cert_id}", daemon=True).start()
+        with audit.acting_as(actor):  # per_ca's threads copy the context, and so the actor
+            slots = ca_slots(app)
+            per_ca(app, ids, lambda cert_id: _one_pass(cert_id, slots.held), limit=slots.per_ca)
+    threading.Thread(target=run, name=f"sslm-cert-{ids[0]}", daemon=True).start()
 
 
 # -- listing and detail ------------------------------------------------------------------------
@@ -411,11 +413,13 @@ def export_files(cert: Certificate, version: CertificateVersion | None = None) -
             "fullchain.pem": version.cert_pem + version.chain_pem, "privkey.pem": version.private_key}
 
 
-def export_pkcs12(cert: Certificate, password: str) -> bytes:
+def export_pkcs12(cert: Certificate, password: str, *, legacy: bool = False) -> bytes:
+    """The current version as PKCS#12: AES-256, or 3DES/SHA-1 for older systems (legacy)."""
     if len(password) < 8:
         raise ValidationError({"password": "Use a PKCS#12 password of at least 8 characters."})
     files = export_files(cert)
-    return pkcs12(files["privkey.pem"], files["cert.pem"], files["chain.pem"], password, cert.common_name)
+    return pkcs12(files["privkey.pem"], files["cert.pem"], files["chain.pem"], password, cert.common_name,
+                  legacy=legacy)
 
 
 def write_export(cert: Certificate, out_dir: str) -> list[str]:
@@ -473,8 +477,12 @@ def reissue_under(cert: Certificate, profile_id: int) -> Certificate:
     profile = ca_profiles.get(profile_id)
     new = create({"profile_id": profile.id, "domains": " ".join(cert.domains), "key_type": cert.key_type,
                   "auto_renew": "1" if cert.auto_renew else "", "acme_profile": ""})
-    audit.record("certificate reissued under another CA", "certificate", new.id,
-                 f"from certificate {cert.id} to profile {profile.name}")
+    if profile.id == cert.profile_id:  # after a revocation or expiry: the same CA again
+        audit.record("certificate issued again", "certificate", new.id,
+                     f"from certificate {cert.id} ({cert.status}) under profile {profile.name}")
+    else:
+        audit.record("certificate reissued under another CA", "certificate", new.id,
+                     f"from certificate {cert.id} to profile {profile.name}")
     db.session().commit()
     return new
 

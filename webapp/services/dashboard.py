@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import and_, case, func, or_, select
 
 from .. import db
-from ..models import CAProfile, Certificate, TimelineEvent, utcnow
+from ..models import CAProfile, Certificate, TechZone, TimelineEvent, utcnow
 from . import leases
 
 ATTENTION_LIMIT = 10          # rows listed per category; the count says how many in all
@@ -194,6 +194,12 @@ def scheduler_info(now: datetime | None = None, state=None) -> SchedulerInfo:
 def failing_profiles() -> list[CAProfile]:
     return list(db.session().execute(select(CAProfile).where(CAProfile.last_test_ok.is_(False))
                                       .order_by(CAProfile.name)).scalars())
+
+
+def failing_zones() -> list[TechZone]:
+    """Technical zones whose last health check failed: nothing issues or renews through them."""
+    return list(db.session().execute(select(TechZone).where(TechZone.last_check_ok.is_(False))
+                                      .order_by(TechZone.name)).scalars())
 
 
 def profile_count() -> int:

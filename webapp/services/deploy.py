@@ -117,6 +117,8 @@ def run(cert: Certificate) -> DeployResult | None:
     try:
         if certificates.current_version(cert) is None:
             raise DeployError("nothing to deploy: the certificate has not been issued yet")
+        if cert.status in ("revoked", "expired"):  # a server would serve what clients refuse
+            raise DeployError(f"nothing to deploy: the certificate is {cert.status}")
         if cert.deploy_dir:
             done.append(_write_files(cert))
         if cert.deploy_command:

@@ -46,42 +46,77 @@ def to_unicode(name: str) -> str:
         return name
 
 
+ECHO_CHARS = 60   # of a bad name quoted back: a pasted page must not come back as a wall of red
+ECHO_NAMES = 5    # bad names quoted per kind of problem; the rest are counted
+
+# Each kind of problem: (what it says about one name, about several).
+_INVALID = ("not a valid domain name", "not valid domain names")
+_RULES = " (letters, digits and hyphens; a wildcard only as the first label, *.example.com)."
+PROBLEMS = {
+    "ip": ("IP addresses cannot be validated by DNS-01; use a DNS name.",
+           "IP addresses cannot be validated by DNS-01; use DNS names."),
+    "idna": ("not a valid internationalized name.", "not valid internationalized names."),
+    "invalid": (_INVALID[0] + _RULES, _INVALID[1] + _RULES),
+    "suffix": ("a public suffix; no CA issues for it.", "public suffixes; no CA issues for them."),
+    "wildcard": ("wildcards are not allowed by this CA profile "
+                 "(turn on “Allow wildcard certificates” in the profile).",) * 2,
+    "twice": ("listed twice.", "each listed more than once."),
+}
+
+
+def _echo(item: str) -> str:
+    return item if len(item) <= ECHO_CHARS else item[:ECHO_CHARS - 1] + "…"
+
+
+def _sentence(kind: str, items: list[str]) -> str:
+    shown = ", ".join(_echo(i) for i in items[:ECHO_NAMES])
+    if len(items) > ECHO_NAMES:
+        shown += f" and {len(items) - ECHO_NAMES} more"
+    return f"{shown}: {PROBLEMS[kind][0 if len(items) == 1 else 1]}"
+
+
 def parse(text_or_list, *, allow_wildcard: bool, max_names: int) -> tuple[list[str], list[str]]:
-    """Names in punycode, and the problems found (each a sentence naming the name)."""
+    """Names in punycode, and the problems found: one sentence per kind of problem, naming
+    each bad name once (the first few, shortened; the rest counted)."""
     raw = re.split(r"[\s,;]+", text_or_list) if isinstance(text_or_list, str) else list(text_or_list)
-    names, problems, seen = [], [], set()
+    names, seen = [], set()
+    bad: dict[str, list[str]] = {}
+
+    def refuse(kind: str, item: str) -> None:
+        found = bad.setdefault(kind, [])
+        if item not in found:
+            found.append(item)
     for item in (r.strip() for r in raw):
         if not item:
             continue
         try:
             ipaddress.ip_address(item.strip("[]"))
-            problems.append(f"{item}: IP addresses cannot be validated by DNS-01; use a DNS name.")
+            refuse("ip", item)
             continue
         except ValueError:
             pass
         try:
             name = to_ascii(item)
-        except ValueError as exc:
-            problems.append(str(exc))
+        except ValueError:
+            refuse("idna", item)
             continue
         body = name[2:] if name.startswith("*.") else name
         labels = body.split(".")
         if "*" in body or len(body) > 253 or len(labels) < 2 or not all(_LABEL.match(l) for l in labels):
-            problems.append(f"{item}: not a valid domain name (letters, digits and hyphens; "
-                            "a wildcard only as the first label, *.example.com).")
+            refuse("invalid", item)
             continue
         if _public_suffixes().is_public(body):
-            problems.append(f"{item}: {body} is a public suffix; no CA issues for it.")
+            refuse("suffix", item)
             continue
         if name.startswith("*.") and not allow_wildcard:
-            problems.append(f"{item}: wildcards are not allowed by this CA profile "
-                            "(turn on “Allow wildcard certificates” in the profile).")
+            refuse("wildcard", item)
             continue
         if name in seen:
-            problems.append(f"{item}: listed twice.")
+            refuse("twice", item)
             continue
         seen.add(name)
         names.append(name)
+    problems = [_sentence(kind, items) for kind, items in bad.items()]
     if not names and not problems:
         problems.append("Enter at least one domain name.")
     if len(names) > max_names:

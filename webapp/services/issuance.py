@@ -291,7 +291,7 @@ def handle_failure(cert: Certificate, exc: SSLManagerError) -> None:
                  f"retrying at {cert.next_run_at:%Y-%m-%d %H:%M} UTC: {exc}", "warning")
     elif _transient(exc) and cert.attempts < current_app.config["SSLMANAGER_MAX_ATTEMPTS"]:
         cert.next_run_at = now + timedelta(seconds=max(backoff, retry_after))
-        timeline(f"attempt {cert.attempts} failed, retrying at {cert.next_run_at:%H:%M:%S} UTC: {exc}",
+        timeline(f"attempt {cert.attempts} failed, retrying at {cert.next_run_at:%Y-%m-%d %H:%M:%S} UTC: {exc}",
                  "warning")
     else:
         cert.status, cert.order_url, cert.next_run_at = "failed", "", None

@@ -188,6 +188,41 @@ def renew(cert_id: int, *, reason: str = "due") -> str:
     return certificates.process(cert_id)
 
 
+def renew_now(cert_ids: list[int], *, reason: str = "requested") -> dict[int, str]:
+    """The pages' "Renew now": each Active certificate starts its renewal here (new key and CSR,
+    Processing, so the page shows it at once), then its order runs in the background within the
+    per-CA bound (SSLMANAGER_CONCURRENCY_PER_CA) the scheduler keeps too. Returns id -> "started",
+    "busy" (another process holds it), "missing", or the status that cannot be renewed."""
+    from . import certificates
+    results: dict[int, str] = {}
+    for cert_id in dict.fromkeys(cert_ids):
+        cert = db.session().get(Certificate, cert_id)
+        if cert is None:
+            results[cert_id] = "missing"
+            continue
+        if cert.status != "active":
+            results[cert_id] = cert.status
+            continue
+        if not certificates.claim(cert_id):
+            results[cert_id] = "busy"
+            continue
+        try:
+            db.session().refresh(cert)
+            if cert.status != "active":
+                results[cert_id] = cert.status
+                continue
+            start(cert, reason=reason)
+            audit.record("renewal requested", "certificate", cert_id, ", ".join(cert.domains))
+            db.session().commit()
+            results[cert_id] = "started"
+        finally:
+            certificates.release(cert_id)
+    started = [i for i, status in results.items() if status == "started"]
+    if started:
+        certificates.process_in_background(*started)
+    return results
+
+
 def renew_many(app, cert_ids: list[int], *, per_ca: int, reason: str = "requested",
                done=None) -> dict[int, str]:
     """Renew these certificates now, at most `per_ca` orders in flight per CA profile

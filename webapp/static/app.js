@@ -37,6 +37,9 @@
   document.addEventListener("click", function (event) {
     var target = event.target.closest("[data-close-modal]");
     if (target) { event.preventDefault(); closeModal(); return; }
+    // A submit button in the modal for a form outside it (Save anyway): the click submits the
+    // form first; the modal closes once the submit is under way (a removed button submits nothing).
+    if (event.target.closest("[data-submit-close]")) { setTimeout(closeModal, 0); return; }
     var copy = event.target.closest("[data-copy]");
     if (copy) {
       event.preventDefault();
