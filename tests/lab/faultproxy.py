@@ -163,7 +163,10 @@ class FaultProxy:
         status, headers, content = self._forward(req, body)
         if before is not None:  # Pebble has acted on it; the client never hears
             return self._hang_up(req, before.kind)
-        fault = self._take(req.command, req.path, ("delay", "stall", "status"))
+        # A rewritten status is for an answer that has one: a badNonce refusal (Pebble refuses
+        # some) must not use it up, or the retried request shows the real status.
+        kinds = ("delay", "stall", "status") if 200 <= status < 300 else ("delay", "stall")
+        fault = self._take(req.command, req.path, kinds)
         if fault is not None and fault.kind == "status":
             content = _with_status(content, fault.status)
         elif fault is not None and fault.kind == "delay":

@@ -244,7 +244,7 @@ def renew(cert_id: int):
 @bp.route("/renew", methods=["POST"])
 def renew_selected():
     """The list's bulk action: renew the ticked certificates now, a few at a time per CA."""
-    ids = [int(v) for v in request.form.getlist("ids") if v.isdigit() and len(v) < 19]
+    ids = [int(v) for v in request.form.getlist("ids") if v.isascii() and v.isdigit() and len(v) < 19]
     if not ids:
         flash("Tick the Active certificates to renew, then Renew now.", "error")
     else:
