@@ -84,12 +84,12 @@ def create_app(folder: str, *, exclude_sslm_tables: bool = True, create_tables: 
     def current_username():
         return current_user.email if current_user.is_authenticated else ""
 
-    app.config.update(
-        SSLMANAGER_AUTHORIZE=can_manage_certificates,
-        SSLMANAGER_CURRENT_USER=current_username,
-        SSLMANAGER_BASE_TEMPLATE="layout.html",
-        SSLMANAGER_SCHEDULER_ENABLED=False,
-        **config)
+    app.config.update({
+        "SSLMANAGER_AUTHORIZE": can_manage_certificates,
+        "SSLMANAGER_CURRENT_USER": current_username,
+        "SSLMANAGER_BASE_TEMPLATE": "layout.html",
+        "SSLMANAGER_SCHEDULER_ENABLED": False,
+        **config})
 
     @app.route("/")
     def home():

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import io
 
-from flask import (Blueprint, abort, current_app, flash, make_response, redirect, render_template,
+from flask import (Blueprint, abort, current_app, make_response, redirect, render_template,
                    request, send_file, url_for)
 from werkzeug.exceptions import NotFound as HTTPNotFound
 
@@ -12,6 +12,7 @@ from ..crypto import KEY_TYPES, cert_info
 from ..errors import NotFound, SSLManagerError, ValidationError
 from ..services import audit, ca_profiles, certificates as service, domains, issuance
 from . import htmx
+from .flashes import flash
 
 bp = Blueprint("certificates", __name__, url_prefix="/certificates")
 
