@@ -81,8 +81,8 @@ def scope_css(css: str, root: str) -> str:
 def _scope_selector(selector: str, root: str) -> str:
     selector = selector.strip()
     match = _ROOT_START.match(selector)
-    if not match:
-        return f"{root} {selector}"
+    if not match:  # :where() keeps Pico's own specificity, so app.css overrides it as standalone
+        return f":where({root}) {selector}"
     if match.group(0).startswith(":where("):
         return f":where({root})" + selector[match.end():]
     return root + (match.group(1) or "") + selector[match.end():]

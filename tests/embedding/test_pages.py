@@ -82,8 +82,8 @@ def test_scoping_maps_the_document_root_onto_ours():
     scope = _vendor().scope_css
     css = (':root,:host{--x:1}body{margin:0}:where(:root){color:red}nav li::before{content:"{"}'
            "@media (min-width:1px){:root:not([data-theme=dark]) a,h1{c:d}}@keyframes k{to{opacity:0}}")
-    assert scope(css, ".r") == ('.r{--x:1}.r{margin:0}:where(.r){color:red}.r nav li::before{content:"{"}'
-                                "@media (min-width:1px){.r:not([data-theme=dark]) a,.r h1{c:d}}"
+    assert scope(css, ".r") == ('.r{--x:1}.r{margin:0}:where(.r){color:red}:where(.r) nav li::before{content:"{"}'
+                                "@media (min-width:1px){.r:not([data-theme=dark]) a,:where(.r) h1{c:d}}"
                                 "@keyframes k{to{opacity:0}}")
 
 
