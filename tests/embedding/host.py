@@ -23,6 +23,7 @@ LAYOUT = """<!doctype html>
 <style>nav.host-nav { background-color: rgb(10, 20, 30); font-family: serif; padding: 3px; }</style>
 <script>document.documentElement.dataset.hostScript = "ran";</script>
 </head><body>
+<div id="modal" class="host-modal"></div>
 <nav class="host-nav"><a href="/">Host panel</a> <a href="/sites">Sites</a> <a href="/panel/ssl/">Certificates</a></nav>
 {% for category, message in get_flashed_messages(with_categories=true) %}<p class="host-flash">{{ category }}: {{ message }}</p>{% endfor %}
 {% block content %}{% endblock %}

@@ -60,7 +60,7 @@ def test_the_htmx_config_comes_even_when_the_host_loads_htmx_itself(tmp_path):
 def test_inside_the_host_layout_we_link_pico_scoped_under_our_root(host):
     html = sign_in(host.test_client()).get("/panel/ssl/ca/").get_data(as_text=True)
     assert "/panel/ssl/static/vendor/pico.scoped.min.css" in html and "vendor/pico.min.css" not in html
-    assert '<div class="sslm"' in html and 'id="modal"' in html  # the CA Test dialog's target
+    assert '<div class="sslm"' in html and 'id="sslm-modal"' in html  # the CA Test dialog's target, named apart from a host's #modal
 
 
 def test_every_rule_we_ship_for_host_pages_applies_under_our_root_only(host):

@@ -85,7 +85,7 @@ def edit(profile_id: int):
             return form
         modal = render_template("sslmanager/ca_profiles/_test_result.html", profile=profile,
                                 result=result, htmx=True)
-        return form + f'<div id="modal" hx-swap-oob="innerHTML">{modal}</div>'
+        return form + f'<div id="sslm-modal" hx-swap-oob="innerHTML">{modal}</div>'
     if result is not None:
         return render_template("sslmanager/ca_profiles/edit.html", result=result, htmx=False,
                                **_form_context(profile))
