@@ -17,6 +17,7 @@ def test_wheel_contains_templates_front_end_files_and_migrations(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for expected in ("webapp/templates/sslmanager/base.html", "webapp/templates/sslmanager/ca_profiles/_form.html",
                      "webapp/static/vendor/htmx.min.js", "webapp/static/vendor/pico.min.css",
+                     "webapp/static/vendor/pico.scoped.min.css",
                      "webapp/static/app.js", "webapp/migrations/env.py",
                      "webapp/migrations/versions/0001_initial.py", "webapp/ca_plugins/zerossl.py"):
         assert expected in names, expected

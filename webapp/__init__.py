@@ -8,10 +8,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["SSLManager", "State", "create_app", "mount_web", "__version__"]
+__all__ = ["SSLManager", "State", "create_app", "include_object", "mount_web", "__version__"]
 
 if TYPE_CHECKING:
-    from .extension import SSLManager, State, create_app, mount_web
+    from .extension import SSLManager, State, create_app, include_object, mount_web
 
 
 def __getattr__(name: str) -> Any:

@@ -19,8 +19,9 @@ DEFAULTS: dict[str, Any] = {
     "SSLMANAGER_ENCRYPTION_KEY": None,
     # Flask session signing key for standalone mode. Default: generated into <instance>/secret.key.
     "SSLMANAGER_SECRET_KEY": None,
-    # Embedded: the host decides who may see our pages. A callable or "module:function" that
-    # returns True to allow. Standalone default: a signed-in SSL Manager admin.
+    # Embedded: the host decides who may see our pages. A callable or "module:function":
+    # exactly True allows; a response it returns or raises (a redirect to the host's sign-in)
+    # is the answer; anything else is 403. Standalone default: a signed-in SSL Manager admin.
     "SSLMANAGER_AUTHORIZE": None,
     # Embedded: name of the host's base template our pages extend (it must have a `content` block).
     "SSLMANAGER_BASE_TEMPLATE": "sslmanager/base.html",
@@ -29,6 +30,14 @@ DEFAULTS: dict[str, Any] = {
     "SSLMANAGER_INCLUDE_ASSETS": True,
     # The admin's name shown in the audit log when embedded: a callable or "module:function".
     "SSLMANAGER_CURRENT_USER": None,
+    # The Content-Security-Policy on our responses. None: our strict policy standalone (with
+    # X-Frame-Options: DENY); none of ours embedded, where our pages render in the host's layout
+    # and the host's policy, if any, applies. A string: that policy, embedded or not.
+    "SSLMANAGER_CSP": None,
+    # Where our flash messages show: "sslmanager" (in our pages, under their own session key, so
+    # a host layout that shows flashes never shows ours twice) or "host" (Flask's flash(), for
+    # the host's layout to render; categories "info" and "error").
+    "SSLMANAGER_FLASHES": "sslmanager",
     # Login rate limit: failed attempts allowed per account / per address in the window.
     "SSLMANAGER_LOGIN_MAX_PER_ACCOUNT": 5,
     "SSLMANAGER_LOGIN_MAX_PER_ADDRESS": 20,

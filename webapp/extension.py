@@ -63,6 +63,14 @@ class SSLManager:
             mount_web(app)
 
 
+def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+    """Alembic's `include_object` for a host's own migrations: leave out every `sslm_` table
+    (ours, with their own history in sslm_alembic_version), so `flask db migrate` never drops
+    them. `Migrate(app, db, include_object=webapp.include_object)`."""
+    table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
+    return not str(table or "").startswith("sslm_")
+
+
 def mount_web(app: Flask) -> None:
     """Add the pages (and `flask sslmanager ...`) to an app set up without them; idempotent."""
     from .blueprints import bp, register
@@ -87,6 +95,7 @@ def _attach_database(app: Flask, instance_path: str) -> SQLAlchemy:
     """Use the host's Flask-SQLAlchemy instance when it has one, else our own; add our bind."""
     url = _database_url(app, instance_path)
     db = app.extensions.get("sqlalchemy")
+    ours = db is None  # an engine we create is ours to tune; the host's is not
     if db is None:
         db = SQLAlchemy()
         app.config.setdefault("SQLALCHEMY_BINDS", {})[BIND_KEY] = url
@@ -96,10 +105,13 @@ def _attach_database(app: Flask, instance_path: str) -> SQLAlchemy:
         if BIND_KEY not in engines:
             # The host's instance was set up before us; add our engine beside its own.
             engines[BIND_KEY] = sa.create_engine(url) if url else engines[None]  # type: ignore[index]
+            ours = ours or bool(url)
         engine = engines[BIND_KEY]
-    if engine.dialect.name == "sqlite":
-        if url:  # our own database (a host's shared one is the host's to guard)
-            instance.private_sqlite_file(engine.url.database or "")  # before the first connect
+    # Only on our own engine: on the host's, foreign_keys=ON would fail deletes its schema never
+    # enforced, WAL would change its database file, and its file's mode is the host's to guard.
+    # Our services delete their own children, so our integrity never depends on the pragma.
+    if ours and engine.dialect.name == "sqlite":
+        instance.private_sqlite_file(engine.url.database or "")  # before the first connect
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     return db
 

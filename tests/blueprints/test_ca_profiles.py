@@ -88,7 +88,7 @@ def test_save_and_test_opens_the_modal_with_api_is_available_and_endpoints(admin
         name="Pebble", directory_url=lab_pebble.directory_url,
         ca_bundle=Path(lab_pebble.ca_bundle).read_text(), action="test"))
     html = resp.get_data(as_text=True)
-    assert 'id="modal" hx-swap-oob' in html and "<dialog data-modal" in html
+    assert 'id="sslm-modal" hx-swap-oob' in html and "<dialog data-modal" in html
     assert "API is available" in html
     for endpoint in ("newNonce", "newAccount", "newOrder", "revokeCert", "keyChange"):
         assert endpoint in html

@@ -10,7 +10,8 @@ from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
 from markupsafe import Markup, escape
 
 from .. import __version__, db
-from ..services.auth import is_authorized
+from ..services.auth import access
+from . import flashes
 
 bp = Blueprint("sslmanager", __name__, template_folder="../templates",
                static_folder="../static", static_url_path="/static")
@@ -44,8 +45,11 @@ def _guard():
         from .metrics import address_allowed
         if address_allowed():  # a scraper in SSLMANAGER_METRICS_ALLOW: no sign-in needed
             return None
-    if is_authorized():
+    verdict = access()
+    if verdict is True:
         return None
+    if verdict is not False:  # the host hook's own denial: its redirect to its sign-in page
+        return _host_denial(verdict)
     if current_app.extensions["sslmanager"].standalone:
         target = url_for("sslmanager.auth.login", next=request.full_path)
         if request.headers.get("HX-Request"):
@@ -74,6 +78,13 @@ def when(dt, seconds: bool = False) -> Markup:
         dt.isoformat(), dt.strftime("%Y-%m-%d %H:%M:%S UTC"), escape(shown))
 
 
+def _host_denial(response):
+    """htmx would swap the host's sign-in page into a table row: make it navigate instead."""
+    if request.headers.get("HX-Request") and response.status_code in (301, 302, 303, 307, 308):
+        return "", 401, {"HX-Redirect": response.headers["Location"]}
+    return response
+
+
 def _csrf_refused(reason: str):
     return render_template("sslmanager/csrf.html", reason=reason), 400
 
@@ -81,13 +92,25 @@ def _csrf_refused(reason: str):
 @bp.after_request
 def security_headers(response):
     """Headers every response gets (our responses only, when embedded)."""
-    response.headers.setdefault("Content-Security-Policy", CSP)
-    response.headers.setdefault("X-Frame-Options", "DENY")
+    policy = content_security_policy()
+    if policy:
+        response.headers.setdefault("Content-Security-Policy", policy)
+        if "frame-ancestors 'none'" in policy:
+            response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")
     if response.mimetype == "text/html":  # pages show certificates, settings, the audit log
         response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def content_security_policy() -> str:
+    """SSLMANAGER_CSP when set; else ours standalone, and none embedded: our pages render inside
+    the host's layout (its inline scripts and styles), so the host's policy, if any, is theirs."""
+    configured = current_app.config.get("SSLMANAGER_CSP")
+    if configured is not None:
+        return configured
+    return CSP if current_app.extensions["sslmanager"].standalone else ""
 
 
 @bp.route("/healthz")
@@ -140,8 +163,9 @@ def _template_context():
     if not request.blueprint or not request.blueprint.startswith("sslmanager"):
         return {}
     cfg = current_app.config
-    return {"sslm": {
+    return {"sslm_flashes": flashes.pop, "sslm": {
         "base_template": cfg["SSLMANAGER_BASE_TEMPLATE"],
+        "in_host_layout": cfg["SSLMANAGER_BASE_TEMPLATE"] != "sslmanager/base.html",
         "include_assets": cfg["SSLMANAGER_INCLUDE_ASSETS"],
         "standalone": current_app.extensions["sslmanager"].standalone,
         "version": __version__,

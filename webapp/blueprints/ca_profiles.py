@@ -1,10 +1,11 @@
 """Settings → SSL Manager → Certificate Authorities: thin views over services.ca_profiles."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, redirect, render_template, request, url_for
 from ..errors import Conflict, NotFound, ValidationError
 from ..services import ca_profiles as service
 from . import htmx
+from .flashes import flash
 
 bp = Blueprint("ca_profiles", __name__, url_prefix="/ca")
 
@@ -90,7 +91,7 @@ def edit(profile_id: int):
             return form
         modal = render_template("sslmanager/ca_profiles/_test_result.html", profile=profile,
                                 result=result, htmx=True)
-        return form + f'<div id="modal" hx-swap-oob="innerHTML">{modal}</div>'
+        return form + f'<div id="sslm-modal" hx-swap-oob="innerHTML">{modal}</div>'
     if result is not None:
         return render_template("sslmanager/ca_profiles/edit.html", result=result, htmx=False,
                                **_form_context(profile))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import io
 
-from flask import (Blueprint, abort, current_app, flash, make_response, redirect, render_template,
+from flask import (Blueprint, abort, current_app, make_response, redirect, render_template,
                    request, send_file, url_for)
 from werkzeug.exceptions import NotFound as HTTPNotFound
 
@@ -13,6 +13,7 @@ from ..errors import NotFound, SSLManagerError, ValidationError
 from ..services import audit, ca_profiles, certificates as service, domains, issuance, renewals
 from ..services.inputs import page_number
 from . import htmx
+from .flashes import flash
 
 bp = Blueprint("certificates", __name__, url_prefix="/certificates")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, redirect, render_template, request, url_for
 
 from .. import db
 from ..dns.base import available_providers
@@ -13,6 +13,7 @@ from ..models import TechZone
 from ..services import certificates, zones
 from ..services import dns_manager as service
 from . import htmx
+from .flashes import flash
 
 bp = Blueprint("dns", __name__, url_prefix="/dns")
 

@@ -2,13 +2,14 @@
 deploy settings: thin views over services.notifications and services.deploy."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, redirect, render_template, request, url_for
 
 from ..errors import NotFound, ValidationError
 from ..services import ca_profiles, certificates
 from ..services import deploy as deploy_service
 from ..services import notifications as service
 from . import htmx
+from .flashes import flash
 
 bp = Blueprint("settings", __name__)
 

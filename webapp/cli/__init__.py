@@ -11,13 +11,22 @@ from datetime import datetime, timezone
 
 import click
 from flask import current_app
-from flask.cli import FlaskGroup, with_appcontext
+from flask.cli import AppGroup, FlaskGroup, ScriptInfo, with_appcontext
 
 from .. import db
 from ..crypto import Keyring, decode_key, new_data_key, write_key_file
 from ..errors import SSLManagerError, ValidationError, describe
 
 commands: list[click.Command] = []
+
+# Standalone SSL Manager only: a host panel has its own users and its own server. Left out of
+# `flask sslmanager --help` in a host; asked for by name there, they say so.
+STANDALONE_ONLY = {
+    "create-admin": "SSL Manager admins sign in only to standalone SSL Manager; embedded, the "
+                    "panel's own users do, as SSLMANAGER_AUTHORIZE decides.",
+    "run": "the panel serves SSL Manager's pages itself; run renewals with "
+           "`flask sslmanager worker` beside it.",
+}
 
 
 def command(*args, **kwargs):
@@ -47,6 +56,13 @@ def log_to_stderr() -> None:
         logging.getLogger(name).setLevel(level)
 
 
+def standalone_only(name: str) -> None:
+    """Stop a standalone-only command inside a host panel, saying why and what to do instead."""
+    if not current_app.extensions["sslmanager"].standalone:
+        click.echo(f"error: `{name}` is for standalone SSL Manager: {STANDALONE_ONLY[name]}", err=True)
+        sys.exit(1)
+
+
 def fail(exc: SSLManagerError) -> None:
     """Print an error the way an operator wants it and exit 1."""
     for line in describe(exc):
@@ -60,6 +76,7 @@ def fail(exc: SSLManagerError) -> None:
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 def create_admin(username: str, password_stdin: bool) -> None:
     from ..services.auth import create_admin as create
+    standalone_only("create-admin")
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
@@ -140,6 +157,7 @@ def run(host: str, port: int, threads: int) -> None:
     from ..models import Admin
     from ..services import scheduler
     from ..services.auth import create_admin as create
+    standalone_only("run")
     log_to_stderr()
     db.upgrade()
     if not db.session().query(Admin).first():
@@ -171,9 +189,22 @@ def run(host: str, port: int, threads: int) -> None:
             control.close()
 
 
+class _HostGroup(AppGroup):
+    """`flask sslmanager`: in a host panel its help leaves out the standalone-only commands."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = super().list_commands(ctx)
+        app = current_app or (ctx.find_object(ScriptInfo) or ScriptInfo()).load_app()
+        if not app.extensions["sslmanager"].standalone:
+            names = [name for name in names if name not in STANDALONE_ONLY]
+        return names
+
+
 def register_cli(app) -> None:
     """Commands are on the umbrella blueprint's group (`flask sslmanager ...`)."""
     from ..blueprints import bp
+    if not isinstance(bp.cli, _HostGroup):
+        bp.cli = _HostGroup(bp.cli.name)
     for cmd in commands:
         if cmd.name not in bp.cli.commands:
             bp.cli.add_command(cmd)

@@ -9,6 +9,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app, session
 from sqlalchemy import delete, func, select
+from werkzeug.wrappers import Response
 
 from .. import db
 from ..errors import ValidationError
@@ -93,14 +94,23 @@ def _resolve(value: Any) -> Callable[[], Any] | None:
     return getattr(importlib.import_module(module), name)
 
 
-def is_authorized() -> bool:
-    """May the current request see SSL Manager? The host's check when embedded."""
+def access() -> bool | Response:
+    """May the current request see SSL Manager? The host's check when embedded: exactly True
+    allows; a response it returns (Flask-Login's `login_manager.unauthorized()` redirect) denies
+    that way; anything else denies. One it raises (abort) goes through the host's handlers."""
     check = _resolve(current_app.config.get("SSLMANAGER_AUTHORIZE"))
     if check is not None:
-        return bool(check())
+        verdict = check()
+        # Never truthiness: a redirect response is truthy, and must not let anyone in.
+        return verdict if verdict is True or isinstance(verdict, Response) else False
     if current_app.extensions["sslmanager"].standalone:
         return current_admin() is not None
     return False  # embedded without a check: closed, never open by accident
+
+
+def is_authorized() -> bool:
+    """True only when the current request may see SSL Manager."""
+    return access() is True
 
 
 def actor_name() -> str:

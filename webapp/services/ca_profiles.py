@@ -6,14 +6,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography import x509
-from sqlalchemy import func, or_, select
+from sqlalchemy import delete as sql_delete
+from sqlalchemy import exists, func, or_, select
 
 from .. import db
 from ..acme_client import DirectoryInfo, probe_directory
 from ..ca_plugins import ProfileView
 from ..eab import BadEabKey, normalise_hmac_key
 from ..errors import AcmeError, Conflict, NotFound, SSLManagerError, ValidationError
-from ..models import CAProfile, Certificate, utcnow
+from ..models import CAProfile, Certificate, NotificationChannel, NotificationSent, utcnow
 from . import audit
 # The profile's plugin, client and account live in accounts; callers reach them through here too.
 from .accounts import (acme_client, ca_bundle_path, directory_url, ensure_account,  # noqa: F401
@@ -274,8 +275,20 @@ def delete(profile: CAProfile) -> None:
                        "it cannot be deleted.",
                        hint="Reissue or delete those certificates first.")
     audit.record("CA profile deleted", "ca_profile", profile.id, profile.name)
-    db.session().delete(profile)
-    db.session().commit()
+    # Our children go by hand, never by ON DELETE CASCADE: in a host's SQLite database foreign
+    # keys are not enforced (we leave its connections alone). For the same reason the delete
+    # itself re-checks, atomically, that no certificate took the profile meanwhile.
+    s = db.session()
+    channels = select(NotificationChannel.id).where(NotificationChannel.profile_id == profile.id)
+    s.execute(sql_delete(NotificationSent).where(NotificationSent.channel_id.in_(channels)))
+    s.execute(sql_delete(NotificationChannel).where(NotificationChannel.profile_id == profile.id))
+    gone = s.execute(sql_delete(CAProfile).where(
+        CAProfile.id == profile.id, ~exists().where(Certificate.profile_id == profile.id)))
+    if not gone.rowcount:
+        s.rollback()
+        raise Conflict(f"{profile.name} got a certificate meanwhile; it cannot be deleted.",
+                       hint="Reissue or delete that certificate first.")
+    s.commit()
 
 
 @dataclass

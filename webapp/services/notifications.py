@@ -298,6 +298,8 @@ def save_channel(channel: NotificationChannel | None, kind: str, values: dict[st
 
 def delete_channel(channel: NotificationChannel) -> None:
     audit.record("notification channel deleted", "notification_channel", channel.id, channel.name)
+    # By hand, not by ON DELETE CASCADE: a host's SQLite connections do not enforce foreign keys.
+    db.session().execute(delete(NotificationSent).where(NotificationSent.channel_id == channel.id))
     db.session().delete(channel)
     db.session().commit()
 

@@ -6,7 +6,7 @@
   var returnFocus = null;  // {element, id}: where focus goes back when the modal closes
 
   function closeModal() {
-    var dialog = document.querySelector("#modal dialog[open]");
+    var dialog = document.querySelector("#sslm-modal dialog[open]");
     if (dialog) {
       dialog.close();
       dialog.remove();
@@ -20,7 +20,7 @@
   }
 
   // A modal partial arrives as <dialog data-modal>, either as the swap's target or out of band
-  // into #modal (Save and Test): show it as a real modal so focus stays inside and Escape closes it.
+  // into #sslm-modal (Save and Test): show it as a real modal so focus stays inside and Escape closes it.
   function openModal(root) {
     var dialog = root && root.querySelector && root.querySelector("dialog[data-modal]");
     if (dialog && !dialog.open) {
