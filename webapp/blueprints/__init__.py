@@ -28,6 +28,9 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
 @bp.before_request
 def _guard():
     g.sslmanager = {}
+    # Before anything reads the body: a larger one is refused (413) unread. Per request, so an
+    # embedding host's own routes keep the host's limit.
+    request.max_content_length = current_app.config["SSLMANAGER_MAX_CONTENT_LENGTH"]
     if request.endpoint != "sslmanager.healthz" and not db.schema_is_current():
         return render_template("sslmanager/needs_migration.html"), 503
     if request.method in UNSAFE_METHODS:
@@ -37,6 +40,9 @@ def _guard():
             return _csrf_refused(str(exc))
         except Exception as exc:  # wtforms.ValidationError: missing, expired or wrong token
             return _csrf_refused(str(exc))
+        too_long = _field_too_long()
+        if too_long:
+            return too_long
     if request.endpoint in PUBLIC_ENDPOINTS:
         return None
     if request.endpoint == "sslmanager.metrics.metrics":
@@ -64,6 +70,36 @@ def _csrf_refused(reason: str):
     return render_template("sslmanager/csrf.html", reason=reason), 400
 
 
+# Every form field is capped server-side; these may be longer than FIELD_MAX characters.
+FIELD_MAX = 1000
+LONG_FIELDS = {"ca_bundle": 262_144, "domains": 65_536, "description": 4000, "to": 4000,
+               "webhook_allowlist": 4000, "deploy_command": 4096, "url": 2048}
+
+
+def _field_too_long():
+    """A 400 page naming the first form field over its cap, or None. The services check what
+    each value means; this only keeps any one value from being large."""
+    for name, value in request.form.items(multi=True):
+        limit = LONG_FIELDS.get(name, FIELD_MAX)
+        if len(value) > limit:
+            label = name if len(name) <= 40 else name[:40] + "…"
+            return render_template(
+                "sslmanager/refused.html", title="Field too long",
+                message=f"The field “{label}” holds {len(value):,} characters; it takes at most "
+                        f"{limit:,}. Shorten it and send the form again."), 400
+    return None
+
+
+@bp.errorhandler(413)
+def _too_large(_exc):
+    """A body over SSLMANAGER_MAX_CONTENT_LENGTH: a page that says so, not a stack trace."""
+    limit = current_app.config["SSLMANAGER_MAX_CONTENT_LENGTH"]
+    return render_template(
+        "sslmanager/refused.html", title="Request too large",
+        message=f"The request is larger than the {limit:,} bytes SSL Manager accepts "
+                "(SSLMANAGER_MAX_CONTENT_LENGTH). Send less, or raise that setting."), 413
+
+
 @bp.after_request
 def security_headers(response):
     """Headers every response gets (our responses only, when embedded)."""
@@ -71,6 +107,9 @@ def security_headers(response):
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")
+    hsts = current_app.config.get("SSLMANAGER_HSTS_SECONDS") or 0
+    if hsts > 0 and request.is_secure:  # browsers ignore it over plain HTTP, as the RFC says
+        response.headers.setdefault("Strict-Transport-Security", f"max-age={int(hsts)}")
     return response
 
 
