@@ -50,7 +50,10 @@ def body_limit(app: Flask) -> int:
 def make_server(app: Flask, host: str, port: int, threads: int = 8,
                 contexts: "ContextSource | None" = None, ident: str = "sslmanager") -> Server:
     """A server for `app` on host:port (port 0: any free one), HTTPS when `contexts` is given."""
-    options = {"threads": threads, "ident": ident, "max_request_body_size": body_limit(app)}
+    options = {"threads": threads, "ident": ident, "max_request_body_size": body_limit(app),
+               # Waitress drops X-Forwarded-* itself; behind trusted proxies the app's ProxyFix
+               # (SSLMANAGER_TRUSTED_PROXIES) must see them, and is the one place they are read.
+               "clear_untrusted_proxy_headers": not app.config.get("SSLMANAGER_TRUSTED_PROXIES")}
     if contexts is None:
         return waitress.create_server(app, host=host, port=port, **options)
     return TLSServer(app, host, port, contexts, options)
@@ -89,15 +92,16 @@ class FileContexts:
             try:
                 stamp = tuple((s.st_mtime_ns, s.st_size, s.st_ino) for s in map(os.stat, self.files))
                 if stamp != self._stamp:
-                    self._context, self._stamp = _context(*self.files), stamp
+                    self._stamp = stamp  # a bad pair is tried once, then again when a file changes
+                    self._context = _context(*self.files)
                     log.info("serving the certificate in %s", self.files[0])
-            except (OSError, ssl.SSLError):
+            except (OSError, ssl.SSLError) as exc:
                 if self._context is None:
                     raise
                 # Mid-replacement (the certificate written, the key not yet): keep the last good
-                # pair and look again on the next connection.
-                log.warning("could not load %s / %s; still serving the previous certificate",
-                            *self.files, exc_info=True)
+                # pair until the files change again.
+                log.warning("could not load %s / %s (%s); still serving the previous certificate",
+                            *self.files, exc)
             assert self._context is not None
             return self._context
 

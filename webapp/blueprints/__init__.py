@@ -34,8 +34,9 @@ def _guard():
     if request.endpoint != "sslmanager.healthz" and not db.schema_is_current():
         return render_template("sslmanager/needs_migration.html"), 503
     if request.method in UNSAFE_METHODS:
+        submitted = request.headers.get("X-CSRFToken") or request.form.get("csrf_token")  # 413 here
         try:
-            validate_csrf(request.headers.get("X-CSRFToken") or request.form.get("csrf_token"))
+            validate_csrf(submitted)
         except CSRFError as exc:  # flask_wtf raises ValidationError; normalise below
             return _csrf_refused(str(exc))
         except Exception as exc:  # wtforms.ValidationError: missing, expired or wrong token
