@@ -25,12 +25,17 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "frame-ancestors 'none'")
 
 
+@bp.url_value_preprocessor
+def _limit_body(_endpoint, _values):
+    """Before anything reads the body (url_value_preprocessors run before every before_request,
+    an embedding host's CSRFProtect included): a larger one is refused (413) unread. Per
+    request, so the host's own routes keep the host's limit."""
+    request.max_content_length = current_app.config["SSLMANAGER_MAX_CONTENT_LENGTH"]
+
+
 @bp.before_request
 def _guard():
     g.sslmanager = {}
-    # Before anything reads the body: a larger one is refused (413) unread. Per request, so an
-    # embedding host's own routes keep the host's limit.
-    request.max_content_length = current_app.config["SSLMANAGER_MAX_CONTENT_LENGTH"]
     if request.endpoint != "sslmanager.healthz" and not db.schema_is_current():
         return render_template("sslmanager/needs_migration.html"), 503
     if request.method in UNSAFE_METHODS:
