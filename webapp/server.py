@@ -55,8 +55,41 @@ def make_server(app: Flask, host: str, port: int, threads: int = 8,
                # (SSLMANAGER_TRUSTED_PROXIES) must see them, and is the one place they are read.
                "clear_untrusted_proxy_headers": not app.config.get("SSLMANAGER_TRUSTED_PROXIES")}
     if contexts is None:
-        return waitress.create_server(app, host=host, port=port, **options)
+        return PlainServer(waitress.create_server(app, host=host, port=port, **options))
     return TLSServer(app, host, port, contexts, options)
+
+
+def _stop(server: Any, running: bool) -> None:
+    """Close a waitress server and its connections on its own loop thread (closing a socket
+    under its select() from another thread fails it with EBADF); its loop then ends."""
+    done = threading.Event()
+
+    def close_all() -> None:
+        for dispatcher in list(server._map.values()):
+            try:
+                dispatcher.close()
+            except OSError:
+                pass
+        done.set()
+    if running:
+        server.trigger.pull_trigger(close_all)
+    if not done.wait(5 if running else 0):
+        close_all()
+    server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
+
+
+class PlainServer:
+    """Waitress on host:port, plain HTTP."""
+
+    def __init__(self, inner: Any):
+        self.inner, self.effective_port, self._running = inner, inner.effective_port, False
+
+    def run(self) -> None:
+        self._running = True
+        self.inner.run()
+
+    def close(self) -> None:
+        _stop(self.inner, self._running)
 
 
 # -- certificates to serve ----------------------------------------------------------------------
@@ -199,8 +232,12 @@ class TLSServer:
 
     def close(self) -> None:
         self._closed.set()
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (close alone does not)
+        except OSError:
+            pass
         self.listener.close()
-        self.inner.close()
+        _stop(self.inner, self._inner_thread is not None)
         if self._inner_thread is not None:
             self._inner_thread.join(timeout=5)
         shutil.rmtree(self._folder, ignore_errors=True)
