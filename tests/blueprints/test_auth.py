@@ -86,7 +86,7 @@ def test_state_changing_request_without_token_is_refused_for_htmx_too(admin_clie
 def test_every_form_caps_its_fields_server_side_and_names_the_field(admin_client, app):
     from webapp.models import CAProfile
     resp = admin_client.post("/ca/new", data={"name": "LE", "module": "letsencrypt", "eab_kid": "k" * 1001})
-    assert resp.status_code == 400 and "“eab_kid” holds 1,001 characters; it takes at most 1,000" in \
+    assert resp.status_code == 422 and "“eab_kid” holds 1,001 characters; it takes at most 1,000" in \
         resp.get_data(as_text=True)
     with app.app_context():
         assert db.session().query(CAProfile).count() == 0

@@ -92,7 +92,7 @@ def test_a_long_field_under_the_body_limit_is_refused_by_its_cap(app, base):
     browser = Browser(base)
     resp = browser.post(base + "/login", data={"csrf_token": browser.token(), "password": "x",
                                                "username": "a" * 900_000})
-    assert resp.status_code == 400 and "“username” holds 900,000 characters; it takes at most 1,000" in resp.text
+    assert resp.status_code == 422 and "“username” holds 900,000 characters; it takes at most 1,000" in resp.text
     assert attempts(app) == []
 
 

@@ -83,8 +83,8 @@ LONG_FIELDS = {"ca_bundle": 262_144, "domains": 65_536, "description": 4000, "to
 
 
 def _field_too_long():
-    """A 400 page naming the first form field over its cap, or None. The services check what
-    each value means; this only keeps any one value from being large."""
+    """A 422 page (like any refused form) naming the first field over its cap, or None. The
+    services check what each value means; this only keeps any one value from being large."""
     for name, value in request.form.items(multi=True):
         limit = LONG_FIELDS.get(name, FIELD_MAX)
         if len(value) > limit:
@@ -92,7 +92,7 @@ def _field_too_long():
             return render_template(
                 "sslmanager/refused.html", title="Field too long",
                 message=f"The field “{label}” holds {len(value):,} characters; it takes at most "
-                        f"{limit:,}. Shorten it and send the form again."), 400
+                        f"{limit:,}. Shorten it and send the form again."), 422
     return None
 
 
