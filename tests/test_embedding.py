@@ -120,3 +120,35 @@ def test_security_headers_only_on_our_responses(host):
     client.get("/login-as/root")
     assert client.get("/panel/ssl/ca/").headers["X-Content-Type-Options"] == "nosniff"
     assert "X-Content-Type-Options" not in client.get("/customers").headers
+
+
+def host_recent_login() -> bool:
+    return session.get("host_fresh") == "yes"
+
+
+def _embedded_key(host, tmp_path):
+    from tests.live import make_certificate
+    host.config["SSLMANAGER_INSTANCE_PATH"] = str(tmp_path / "sslm")
+    return make_certificate(host)
+
+
+def test_embedded_key_downloads_follow_the_hosts_login_or_its_recent_auth_check(host, tmp_path):
+    cert_id = _embedded_key(host, tmp_path)
+    client = host.test_client()
+    client.get("/login-as/root")
+    url = f"/panel/ssl/certificates/{cert_id}/download/privkey.pem"
+    assert "PRIVATE KEY-----" in client.get(url).get_data(as_text=True)  # no check set: the host's login
+    host.config["SSLMANAGER_RECENT_AUTH"] = "tests.test_embedding:host_recent_login"
+    refused = client.get(url)
+    assert refused.status_code == 403 and "recent sign-in" in refused.get_data(as_text=True)
+    with client.session_transaction() as s:
+        s["host_fresh"] = "yes"
+    assert "PRIVATE KEY-----" in client.get(url).get_data(as_text=True)
+
+
+def test_embedded_limits_apply_to_our_routes_only(host):
+    client = host.test_client()
+    client.get("/login-as/root")
+    big = client.post("/panel/ssl/ca/new", data={"name": "x" * (2 * 1024 * 1024)})
+    assert big.status_code == 413 and "Request too large" in big.get_data(as_text=True)
+    assert host.config.get("MAX_CONTENT_LENGTH") is None  # the host's own limit is untouched

@@ -38,10 +38,35 @@ DEFAULTS: dict[str, Any] = {
     # a host layout that shows flashes never shows ours twice) or "host" (Flask's flash(), for
     # the host's layout to render; categories "info" and "error").
     "SSLMANAGER_FLASHES": "sslmanager",
-    # Login rate limit: failed attempts allowed per account / per address in the window.
+    # Sign-in throttle: failed attempts allowed without delay for one account from one address,
+    # and for one address over all accounts, within the window. Past either, each further try
+    # waits SSLMANAGER_LOGIN_DELAY_SECONDS, doubling per failure up to the window; never a hard
+    # lock, and an address that has not failed is never slowed. Failures older than the window
+    # are deleted.
     "SSLMANAGER_LOGIN_MAX_PER_ACCOUNT": 5,
     "SSLMANAGER_LOGIN_MAX_PER_ADDRESS": 20,
     "SSLMANAGER_LOGIN_WINDOW_SECONDS": 900,
+    "SSLMANAGER_LOGIN_DELAY_SECONDS": 30,
+    # Standalone sessions: signed out after this many minutes without a page opened (background
+    # refreshes do not count), and this many hours after sign-in whatever happens.
+    "SSLMANAGER_SESSION_IDLE_MINUTES": 30,
+    "SSLMANAGER_SESSION_MAX_HOURS": 12,
+    # Private-key downloads (privkey.pem, PKCS#12) ask the password again unless it was typed
+    # within this many minutes.
+    "SSLMANAGER_REAUTH_MINUTES": 5,
+    # Embedded: a callable or "module:function" that returns True when the host's user proved
+    # who they are recently enough for a private-key download. None: the host's
+    # SSLMANAGER_AUTHORIZE decision is enough.
+    "SSLMANAGER_RECENT_AUTH": None,
+    # Largest request body in bytes (standalone: Flask's MAX_CONTENT_LENGTH; the server refuses
+    # far larger bodies before reading them). Larger requests get a 413 page.
+    "SSLMANAGER_MAX_CONTENT_LENGTH": 1024 * 1024,
+    # Reverse proxies in front of the app that set X-Forwarded-For/-Proto/-Host (a hop count).
+    # 0: forwarded headers are ignored, the peer address is the client.
+    "SSLMANAGER_TRUSTED_PROXIES": 0,
+    # Strict-Transport-Security max-age sent on HTTPS responses; 0 = no HSTS header. Off by
+    # default: HSTS binds the whole host name, on every port, to HTTPS for that long.
+    "SSLMANAGER_HSTS_SECONDS": 0,
     # Run the scheduler inside the web process (`sslmanager run`); `sslmanager worker` ignores it.
     "SSLMANAGER_SCHEDULER_ENABLED": True,
     # Resolvers used for CNAME checks: list of "ip" or "ip:port"; empty = the system's.

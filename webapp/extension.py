@@ -157,7 +157,27 @@ def create_app(test_config: dict[str, Any] | None = None, *, web: bool = True) -
     app.config["SECRET_KEY"] = app.config.get("SSLMANAGER_SECRET_KEY") or _secret_key(instance_path)
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
     SSLManager(app, url_prefix="/", standalone=True, web=web)
+    _trust_proxies(app)
     return app
+
+
+def _trust_proxies(app: Flask) -> None:
+    """Behind SSLMANAGER_TRUSTED_PROXIES reverse proxies, take the client address, scheme and
+    host from their X-Forwarded-* headers (Werkzeug's ProxyFix, that many hops). Without the
+    setting those headers are ignored: anyone could send them."""
+    hops = app.config.get("SSLMANAGER_TRUSTED_PROXIES") or 0
+    try:
+        hops = int(hops)
+    except (TypeError, ValueError):
+        raise ConfigError(f"SSLMANAGER_TRUSTED_PROXIES: {hops!r} is not a number of proxies.",
+                          hint="Set it to the number of reverse proxies in front of SSL Manager "
+                               "(usually 1), or 0 for none.") from None
+    if hops < 0:
+        raise ConfigError(f"SSLMANAGER_TRUSTED_PROXIES: {hops} is negative.",
+                          hint="Set it to the number of reverse proxies (0 for none).")
+    if hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
 
 
 def _secret_key(instance_path: str) -> str:

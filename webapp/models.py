@@ -6,7 +6,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import (JSON, Boolean, DateTime, ForeignKey, Index, Integer, MetaData, String, Text,
+                        UniqueConstraint, false)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -78,10 +79,15 @@ class Admin(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Sessions carry the epoch they were signed in under; raising it (sign-out, new password,
+    # disabling) ends every one of them at once.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class LoginAttempt(Base):
-    """Failed sign-ins, counted per account and per address for rate limiting."""
+    """Failed sign-ins, counted per account and address for the sign-in throttle. `username`
+    holds a keyed hash of the normalised name, never what was typed (often a password)."""
 
     __tablename__ = "sslm_login_attempt"
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from tests.conftest import ADMIN
+from webapp import db
 from webapp.services.auth import create_admin
 
 
@@ -80,3 +81,19 @@ def test_sign_out_ends_the_session(admin_client):
 def test_state_changing_request_without_token_is_refused_for_htmx_too(admin_client):
     resp = admin_client.post("/logout", headers={"HX-Request": "true"}, no_csrf=True)
     assert resp.status_code == 400
+
+
+def test_every_form_caps_its_fields_server_side_and_names_the_field(admin_client, app):
+    from webapp.models import CAProfile
+    resp = admin_client.post("/ca/new", data={"name": "LE", "module": "letsencrypt", "eab_kid": "k" * 1001})
+    assert resp.status_code == 422 and "“eab_kid” holds 1,001 characters; it takes at most 1,000" in \
+        resp.get_data(as_text=True)
+    with app.app_context():
+        assert db.session().query(CAProfile).count() == 0
+
+
+def test_hsts_only_when_enabled_and_only_over_https(app, client):
+    assert "Strict-Transport-Security" not in client.get("https://localhost/login").headers
+    app.config["SSLMANAGER_HSTS_SECONDS"] = 600
+    assert client.get("https://localhost/login").headers["Strict-Transport-Security"] == "max-age=600"
+    assert "Strict-Transport-Security" not in client.get("http://localhost/login").headers

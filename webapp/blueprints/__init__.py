@@ -10,7 +10,7 @@ from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
 from markupsafe import Markup, escape
 
 from .. import __version__, db
-from ..services.auth import access
+from ..services.auth import access, is_authorized
 from . import flashes
 
 bp = Blueprint("sslmanager", __name__, template_folder="../templates",
@@ -27,18 +27,30 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "frame-ancestors 'none'")
 
 
+@bp.url_value_preprocessor
+def _limit_body(_endpoint, _values):
+    """Before anything reads the body (url_value_preprocessors run before every before_request,
+    an embedding host's CSRFProtect included): a larger one is refused (413) unread. Per
+    request, so the host's own routes keep the host's limit."""
+    request.max_content_length = current_app.config["SSLMANAGER_MAX_CONTENT_LENGTH"]
+
+
 @bp.before_request
 def _guard():
     g.sslmanager = {}
     if request.endpoint != "sslmanager.healthz" and not db.schema_is_current():
         return render_template("sslmanager/needs_migration.html"), 503
     if request.method in UNSAFE_METHODS:
+        submitted = request.headers.get("X-CSRFToken") or request.form.get("csrf_token")  # 413 here
         try:
-            validate_csrf(request.headers.get("X-CSRFToken") or request.form.get("csrf_token"))
+            validate_csrf(submitted)
         except CSRFError as exc:  # flask_wtf raises ValidationError; normalise below
             return _csrf_refused(str(exc))
         except Exception as exc:  # wtforms.ValidationError: missing, expired or wrong token
             return _csrf_refused(str(exc))
+        too_long = _field_too_long()
+        if too_long:
+            return too_long
     if request.endpoint in PUBLIC_ENDPOINTS:
         return None
     if request.endpoint == "sslmanager.metrics.metrics":
@@ -89,6 +101,36 @@ def _csrf_refused(reason: str):
     return render_template("sslmanager/csrf.html", reason=reason), 400
 
 
+# Every form field is capped server-side; these may be longer than FIELD_MAX characters.
+FIELD_MAX = 1000
+LONG_FIELDS = {"ca_bundle": 262_144, "domains": 65_536, "description": 4000, "to": 4000,
+               "webhook_allowlist": 4000, "deploy_command": 4096, "url": 2048}
+
+
+def _field_too_long():
+    """A 422 page (like any refused form) naming the first field over its cap, or None. The
+    services check what each value means; this only keeps any one value from being large."""
+    for name, value in request.form.items(multi=True):
+        limit = LONG_FIELDS.get(name, FIELD_MAX)
+        if len(value) > limit:
+            label = name if len(name) <= 40 else name[:40] + "…"
+            return render_template(
+                "sslmanager/refused.html", title="Field too long",
+                message=f"The field “{label}” holds {len(value):,} characters; it takes at most "
+                        f"{limit:,}. Shorten it and send the form again."), 422
+    return None
+
+
+@bp.errorhandler(413)
+def _too_large(_exc):
+    """A body over SSLMANAGER_MAX_CONTENT_LENGTH: a page that says so, not a stack trace."""
+    limit = current_app.config["SSLMANAGER_MAX_CONTENT_LENGTH"]
+    return render_template(
+        "sslmanager/refused.html", title="Request too large",
+        message=f"The request is larger than the {limit:,} bytes SSL Manager accepts "
+                "(SSLMANAGER_MAX_CONTENT_LENGTH). Send less, or raise that setting."), 413
+
+
 @bp.after_request
 def security_headers(response):
     """Headers every response gets (our responses only, when embedded)."""
@@ -101,6 +143,9 @@ def security_headers(response):
     response.headers.setdefault("Referrer-Policy", "same-origin")
     if response.mimetype == "text/html":  # pages show certificates, settings, the audit log
         response.headers["Cache-Control"] = "no-store"
+    hsts = current_app.config.get("SSLMANAGER_HSTS_SECONDS") or 0
+    if hsts > 0 and request.is_secure:  # browsers ignore it over plain HTTP, as the RFC says
+        response.headers.setdefault("Strict-Transport-Security", f"max-age={int(hsts)}")
     return response
 
 

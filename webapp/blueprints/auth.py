@@ -1,12 +1,19 @@
-"""Standalone sign-in and sign-out. Embedded, the host's login is the one that counts."""
+"""Standalone sign-in, sign-out, password change, and the password asked again before a
+private key leaves. Embedded, the host's login is the one that counts."""
 from __future__ import annotations
 
+import functools
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 
+from .. import db
+from . import htmx
+from ..errors import ValidationError
 from ..services import audit
-from ..services.auth import SESSION_KEY, RateLimited, authenticate
+from ..services.auth import (PASSWORD_MAX, USERNAME_MAX, RateLimited, authenticate, change_password,
+                             current_admin, end_session, recently_verified, renew_session, start_session,
+                             verify_again)
 
 bp = Blueprint("auth", __name__)
 
@@ -24,33 +31,100 @@ def _safe_next(target: str | None) -> str:
     return url_for("sslmanager.dashboard.index")
 
 
-@bp.route("/login", methods=["GET", "POST"])
-def login():
+def _wait_message(exc: RateLimited) -> str:
+    return f"Too many failed sign-ins. Wait {exc.retry_after} seconds, then try again."
+
+
+def _standalone_only() -> None:
     if not current_app.extensions["sslmanager"].standalone:
         abort(404)
-    error, status = None, 200
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    _standalone_only()
+    error, status, headers = None, 200, {}
     username = request.form.get("username", "").strip()
     if request.method == "POST":
         try:
-            admin = authenticate(username, request.form.get("password", ""),
-                                 request.remote_addr or "")
-        except RateLimited:
+            admin = authenticate(username, request.form.get("password", ""), request.remote_addr or "")
+        except RateLimited as exc:
             admin, status = None, 429
-            error = "Too many failed sign-ins. Wait a few minutes, then try again."
+            error, headers = _wait_message(exc), {"Retry-After": str(exc.retry_after)}
         if admin is not None:
-            session.clear()
-            session[SESSION_KEY] = admin.id
+            start_session(admin)
             audit.record("signed in", "admin", admin.id, actor=admin.username)
-            from .. import db
             db.session().commit()
             return redirect(_safe_next(request.args.get("next")))
         if error is None:
             error, status = GENERIC_FAILURE, 401
-    return render_template("sslmanager/login.html", error=error, username=username), status
+    return (render_template("sslmanager/login.html", error=error, username=username[:USERNAME_MAX],
+                            username_max=USERNAME_MAX, password_max=PASSWORD_MAX), status, headers)
 
 
 @bp.route("/logout", methods=["POST"])
 def logout():
-    session.pop(SESSION_KEY, None)
+    """Ends this admin's sessions everywhere: a cookie kept from before stops working."""
+    end_session()
     flash("Signed out.", "info")
     return redirect(url_for("sslmanager.auth.login"))
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+def password():
+    _standalone_only()
+    admin = current_admin()
+    errors: dict[str, str] = {}
+    status = 200
+    if request.method == "POST":
+        form = request.form
+        try:
+            change_password(admin, form.get("current_password", ""), form.get("new_password", ""),
+                            form.get("confirm_password", ""))
+        except ValidationError as exc:
+            errors, status = exc.errors, 422
+        else:
+            renew_session(admin)
+            audit.record("password changed", "admin", admin.id)
+            db.session().commit()
+            flash("Password changed. Every other session of yours is signed out.", "info")
+            return redirect(url_for("sslmanager.dashboard.index"))
+    return render_template("sslmanager/account_password.html", errors=errors,
+                           password_max=PASSWORD_MAX), status
+
+
+def fresh_sign_in(view):
+    """For views that hand out a private key: see `ask_password_again`."""
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        return ask_password_again() or view(*args, **kwargs)
+    return wrapped
+
+
+def ask_password_again():
+    """None when the password was typed within SSLMANAGER_REAUTH_MINUTES (or is typed right now
+    in this request's `reauth_password`): the view goes on. Otherwise the page that asks it,
+    carrying this request's form fields so that, once right, the same request goes on.
+    Embedded: the host's SSLMANAGER_RECENT_AUTH decides; refused, a page says to sign in again."""
+    if recently_verified():
+        return None
+    if not current_app.extensions["sslmanager"].standalone:
+        return render_template("sslmanager/refused.html", title="Sign in again",
+                               message="This needs a recent sign-in. Sign in again, then retry."), 403
+    error, status, headers = None, 401, {"Cache-Control": "no-store"}  # it may carry a PKCS#12 password
+    if request.method == "POST" and "reauth_password" in request.form:
+        try:
+            if verify_again(request.form["reauth_password"], request.remote_addr or ""):
+                return None
+            error = "Wrong password."
+        except RateLimited as exc:
+            error, status = _wait_message(exc), 429
+            headers["Retry-After"] = str(exc.retry_after)
+    carried = [(k, v) for k, v in request.form.items(multi=True) if k not in ("csrf_token", "reauth_password")]
+    query = request.query_string.decode("ascii", "replace")
+    context = {"error": error, "carried": carried, "password_max": PASSWORD_MAX,
+               "action": request.path + (f"?{query}" if query else "")}
+    if htmx:  # a form that swaps a fragment: show the question in the page's main area instead
+        headers.update({"HX-Retarget": "#main", "HX-Reswap": "innerHTML"})
+        return render_template("sslmanager/_reauth_form.html", **context), 200, headers
+    return render_template("sslmanager/reauth.html", **context), status, headers

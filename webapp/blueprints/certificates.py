@@ -13,6 +13,7 @@ from ..errors import NotFound, SSLManagerError, ValidationError
 from ..services import audit, ca_profiles, certificates as service, domains, issuance, renewals
 from ..services.inputs import page_number
 from . import htmx
+from .auth import fresh_sign_in
 from .flashes import flash
 
 bp = Blueprint("certificates", __name__, url_prefix="/certificates")
@@ -290,11 +291,23 @@ def _file_stem(cert) -> str:
     return cert.common_name.replace("*", "_")
 
 
-@bp.route("/<int:cert_id>/download/<filename>")
+@bp.route("/<int:cert_id>/download/<filename>", methods=["GET", "POST"])
 def download(cert_id: int, filename: str):
-    """cert.pem, chain.pem, fullchain.pem or privkey.pem of the current (or ?version=N) version."""
+    """cert.pem, chain.pem, fullchain.pem or privkey.pem of the current (or ?version=N) version.
+    POST: the password asked again before privkey.pem (fresh_sign_in's form)."""
     if filename not in DOWNLOADS:
         abort(404)
+    if filename == "privkey.pem":
+        return _private_key(cert_id, filename)
+    return _download(cert_id, filename)
+
+
+@fresh_sign_in
+def _private_key(cert_id: int, filename: str):
+    return _download(cert_id, filename)
+
+
+def _download(cert_id: int, filename: str):
     cert = _cert(cert_id)
     version = None
     number = request.args.get("version", type=int)
@@ -310,6 +323,7 @@ def download(cert_id: int, filename: str):
 
 
 @bp.route("/<int:cert_id>/pkcs12", methods=["POST"])
+@fresh_sign_in
 def pkcs12(cert_id: int):
     cert = _cert(cert_id)
     try:

@@ -9,6 +9,7 @@ from ..services import ca_profiles, certificates
 from ..services import deploy as deploy_service
 from ..services import notifications as service
 from . import htmx
+from .auth import ask_password_again
 from .flashes import flash
 
 bp = Blueprint("settings", __name__)
@@ -150,6 +151,11 @@ def deploy(cert_id: int):
         abort(404)
     context = {"cert": cert, "deploy_errors": {}, "deploy_values": None}
     if request.method == "POST":
+        # The directory gets privkey.pem and the command runs as the service user: both reach
+        # the key, so saving asks the password again like a key download.
+        asked = ask_password_again()
+        if asked:
+            return asked
         values = request.form.to_dict()
         try:
             deploy_service.update_settings(cert, values)

@@ -88,6 +88,29 @@ def create_admin(username: str, password_stdin: bool) -> None:
     click.echo(f"Admin {username!r} saved.")
 
 
+@command("disable-admin", help="Disable an admin: signed out everywhere at once, and no sign-in "
+                               "until enable-admin.")
+@click.argument("username")
+def disable_admin(username: str) -> None:
+    from ..services.auth import set_disabled
+    try:
+        set_disabled(username, True)
+    except SSLManagerError as exc:
+        fail(exc)
+    click.echo(f"Admin {username!r} disabled; its sessions are ended.")
+
+
+@command("enable-admin", help="Let a disabled admin sign in again.")
+@click.argument("username")
+def enable_admin(username: str) -> None:
+    from ..services.auth import set_disabled
+    try:
+        set_disabled(username, False)
+    except SSLManagerError as exc:
+        fail(exc)
+    click.echo(f"Admin {username!r} enabled.")
+
+
 @click.group("db", help="Database schema migrations.")
 def db_group() -> None:
     pass
@@ -146,14 +169,20 @@ def rotate_encryption_key(new_key: str | None) -> None:
 
 
 @command("run", help="Serve SSL Manager with a production WSGI server (waitress) and the "
-                     "scheduler in the same process; applies pending migrations first.")
+                     "scheduler in the same process; applies pending migrations first. HTTPS with "
+                     "--tls-cert and --tls-key, or --tls-from-certificate.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
 @click.option("--threads", default=8, show_default=True, type=int)
-def run(host: str, port: int, threads: int) -> None:
-    import waitress
-
-    from .. import mount_web
+@click.option("--tls-cert", type=click.Path(dir_okay=False), help="Serve HTTPS with this PEM "
+              "certificate (and chain); reloaded when the file changes.")
+@click.option("--tls-key", type=click.Path(dir_okay=False), help="The PEM private key of --tls-cert.")
+@click.option("--tls-from-certificate", "tls_cert_id", type=int, metavar="ID",
+              help="Serve HTTPS with certificate ID managed here; its renewals are picked up "
+                   "without a restart.")
+def run(host: str, port: int, threads: int, tls_cert: str | None, tls_key: str | None,
+        tls_cert_id: int | None) -> None:
+    from .. import mount_web, server
     from ..models import Admin
     from ..services import scheduler
     from ..services.auth import create_admin as create
@@ -177,14 +206,20 @@ def run(host: str, port: int, threads: int) -> None:
     from ..services import control_server
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     mount_web(app)
+    try:  # before the scheduler starts: a wrong certificate or a taken port stops here
+        contexts = _tls_contexts(app, tls_cert, tls_key, tls_cert_id)
+        http = server.make_server(app, host, port, threads, contexts)
+    except SSLManagerError as exc:
+        fail(exc)
     if app.config["SSLMANAGER_SCHEDULER_ENABLED"]:
         scheduler.start(app)
     control = control_server.start(app)
-    click.echo(f"SSL Manager serving on http://{host}:{port}/")
+    scheme = "https" if contexts else "http"
+    click.echo(f"SSL Manager serving on {scheme}://{host}:{http.effective_port}/")
     try:
-        # ident="": no Server header (nothing to tell a scanner which software answers).
-        waitress.serve(app, host=host, port=port, threads=threads, ident="")
+        http.run()
     finally:
+        http.close()
         if control:
             control.close()
 
@@ -198,6 +233,18 @@ class _HostGroup(AppGroup):
         if not app.extensions["sslmanager"].standalone:
             names = [name for name in names if name not in STANDALONE_ONLY]
         return names
+
+
+def _tls_contexts(app, cert: str | None, key: str | None, cert_id: int | None):
+    """The certificate source `run` was asked for, or None for plain HTTP."""
+    from .. import server
+    if cert_id is not None:
+        if cert or key:
+            raise ValidationError({"tls": "Use --tls-from-certificate or --tls-cert/--tls-key, not both."})
+        return server.ManagedContexts(app, cert_id)
+    if bool(cert) != bool(key):
+        raise ValidationError({"tls": "--tls-cert and --tls-key go together: give both."})
+    return server.FileContexts(cert, key) if cert else None
 
 
 def register_cli(app) -> None:
