@@ -1138,7 +1138,7 @@ def helper(spec: dict) -> None:
         print(json.dumps(inst.run(client.issue, spec["names"])))
         return
     from webapp import create_app, db
-    from webapp.services import ca_profiles, certificates, domains
+    from webapp.services import ca_profiles, certificates, claims, domains, pipeline
     app = create_app()
     with app.app_context():
         if spec["op"] == "labels":
@@ -1158,16 +1158,15 @@ def helper(spec: dict) -> None:
             # The first issue() of a process pays first-use costs (provider registry, CA
             # plugin discovery, lazy imports) that `cert process` always pays; the second,
             # in the same process, is what a long-running scheduler pays.
-            from webapp.services import issuance
             results = []
             for cert_id in spec["cert_ids"]:
-                certificates.claim(cert_id)
-                if not certificates.check_cnames(certificates.get(cert_id)):
+                claims.claim(cert_id)
+                if not pipeline.check_cnames(certificates.get(cert_id)):
                     raise SystemExit(f"CNAME check failed for {cert_id}")
                 inst = Instrument()
                 inst.install()
-                results.append(inst.run(issuance.issue, certificates.get(cert_id)))
-                certificates.release(cert_id)
+                results.append(inst.run(pipeline.issue, certificates.get(cert_id)))
+                claims.release(cert_id)
                 status = certificates.get(cert_id).status
                 if status != "active":
                     raise SystemExit(f"certificate {cert_id} is {status}")

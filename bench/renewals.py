@@ -311,7 +311,7 @@ def helper(spec: dict) -> None:
 
     from webapp import create_app, db
     from webapp.models import Certificate, utcnow
-    from webapp.services import ca_profiles, certificates, renewals
+    from webapp.services import ca_profiles, certificates, pipeline, renewals
     app = create_app()
     with app.app_context():
         profile = ca_profiles.by_name(spec["profile"])
@@ -326,7 +326,7 @@ def helper(spec: dict) -> None:
     def issue(cert_id: int) -> str:
         with app.app_context():
             try:
-                return certificates.process_until_final(cert_id, wait=120)
+                return pipeline.process_until_final(cert_id, wait=120)
             finally:
                 db.session().remove()
     with ThreadPoolExecutor(SETUP_THREADS) as pool:

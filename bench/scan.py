@@ -42,7 +42,7 @@ def nothing_due(app) -> int:
 
     from webapp import db
     from webapp.models import Certificate, utcnow
-    from webapp.services import certificates, renewals
+    from webapp.services import pipeline, renewals
     now = utcnow()
     with app.app_context():
         s = db.session()
@@ -52,7 +52,7 @@ def nothing_due(app) -> int:
         s.execute(update(Certificate).where(Certificate.status.in_(("pending", "processing")))
                   .values(next_run_at=now + timedelta(hours=1)))
         s.commit()
-        due = len(renewals.due()) + len(certificates.due_for_processing())
+        due = len(renewals.due()) + len(pipeline.due_for_processing())
         db.session().remove()
     return due
 
@@ -87,7 +87,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from webapp import db
-    from webapp.services import leases, notifications
+    from webapp.services import claims, notifications
     from webapp.services.scheduler import Scheduler
     with tempfile.TemporaryDirectory(prefix="sslm-bench-scan-") as tmp:
         app = make_app(Path(tmp) / "instance", args.database_url)
@@ -104,7 +104,7 @@ def main(argv=None) -> int:
 
         def scan() -> None:
             with app.app_context():
-                leases.acquire("notify-scan", seconds=60)
+                claims.take_lease("notify-scan", seconds=60)
                 notifications.scan()
                 db.session().remove()
         tick_ms, tick_sql = measure(tick, counter, args.ticks)

@@ -168,7 +168,7 @@ def make_certificate(app, profile_id, domains, **fields):
 SCHEDULER_PROCESS = """
 import sys, time
 from webapp import create_app, db
-from webapp.services import certificates, renewals, scheduler
+from webapp.services import certificates, pipeline, renewals, scheduler
 app = create_app({"SSLMANAGER_INSTANCE_PATH": sys.argv[1], "SSLMANAGER_DATABASE_URL": sys.argv[2],
                   "SSLMANAGER_DNS_RESOLVERS": [sys.argv[3]], "SSLMANAGER_ALLOW_PRIVATE_ADDRESSES": True})
 sched = scheduler.start(app)  # what `sslmanager run` and `sslmanager worker` do: DB lease, claims
@@ -176,7 +176,7 @@ deadline = time.monotonic() + float(sys.argv[4])
 while time.monotonic() < deadline:
     time.sleep(0.2)
     with app.app_context():
-        due = certificates.due_for_processing() + renewals.due()
+        due = pipeline.due_for_processing() + renewals.due()
         db.session().remove()
     if not due and sched.wait_idle(0.1):
         break

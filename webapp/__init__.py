@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from .version import __version__
+
 __all__ = ["SSLManager", "State", "create_app", "include_object", "mount_web", "__version__"]
 
 if TYPE_CHECKING:
@@ -16,6 +17,6 @@ if TYPE_CHECKING:
 
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        from . import extension
+        from . import extension  # on first use: see the module docstring
         return getattr(extension, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

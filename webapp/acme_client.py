@@ -31,7 +31,7 @@ from requests.utils import parse_header_links
 from webapp.acme.keys import (ari_cert_id, generate_account_key, load_account_key,
                               load_certificate, load_csr)
 from webapp.acme.transport import (DirectoryInfo, LogFn, RetryingNetwork, fetch_directory,
-                                   problem_detail, problem_from_json, probe_directory,
+                                   problem_detail, problem_from_json, problem_hint, probe_directory,
                                    retry_after_seconds)
 from webapp.errors import AcmeError
 from webapp.netguard import Judge
@@ -462,7 +462,7 @@ class AcmeClient:
                 return AcmeError(f"validation of {name} failed ({challb.chall.typ})", step=step,
                                  url=url, detail=problem_detail(challb.error),
                                  problem_type=str(challb.error.typ),
-                                 hint=_hint_for(challb.error))
+                                 hint=problem_hint(str(challb.error.typ), validation=True))
         return AcmeError(f"authorization for {name} is {_status(authz.status)}", step=step, url=url)
 
     # -- certificate ----------------------------------------------------------------------
@@ -542,10 +542,3 @@ def _links(response: requests.Response, rel: str) -> list[str]:
         return []
     return [link["url"] for link in parse_header_links(header)
             if link.get("rel") == rel and "url" in link]
-
-
-def _hint_for(problem: messages.Error) -> str:
-    if problem.code in ("dns", "incorrectResponse", "unauthorized"):
-        return ("check that _acme-challenge CNAMEs to the technical zone and that both TXT "
-                "values are published there")
-    return ""

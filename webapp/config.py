@@ -9,6 +9,8 @@ import json
 import os
 from typing import Any
 
+from .errors import ConfigError
+
 DEFAULTS: dict[str, Any] = {
     # Where runtime data lives (database, encryption key, local config). Default: ./instance.
     "SSLMANAGER_INSTANCE_PATH": None,
@@ -165,7 +167,6 @@ SWEEP_INTERVAL_RANGE = (60, 86400)
 
 def sweep_interval(settings: Any) -> int:
     """SSLMANAGER_SWEEP_INTERVAL as whole seconds, or a ConfigError naming the key and the range."""
-    from .errors import ConfigError
     raw = settings.get("SSLMANAGER_SWEEP_INTERVAL", DEFAULTS["SSLMANAGER_SWEEP_INTERVAL"])
     low, high = SWEEP_INTERVAL_RANGE
     try:
@@ -200,7 +201,6 @@ def _file_and_environment(instance_path: str) -> dict[str, Any]:
             try:
                 values[key] = _parse(os.environ[key], default)
             except ValueError:  # json.JSONDecodeError too
-                from .errors import ConfigError
                 raise ConfigError(f"{key}: {os.environ[key]!r} is not a valid "
                                   f"{type(default).__name__} (the default is {default!r})",
                                   hint=f"fix or unset {key} in the environment") from None

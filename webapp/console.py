@@ -11,9 +11,11 @@ import sys
 
 def main() -> None:
     gc.disable()
+    # start-up: the hand-off path loads neither Flask nor the app
     from .control import hand_off
     code = hand_off(sys.argv[1:])  # `cert process` when a service runs here: no app start-up
     if code is not None:
         sys.exit(code)
+    # start-up: the hand-off path loads neither Flask nor the app
     from .cli import main as run
     run()

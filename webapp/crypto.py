@@ -34,6 +34,7 @@ def decode_key(text: str, source: str) -> bytes:
 
 def key_id(raw: bytes) -> str:
     """A short public fingerprint of a key, stored with each secret so rotation knows which."""
+    # start-up: cryptography's parts load on first use (a handed-off command needs none)
     import hashlib
     return hashlib.sha256(b"sslmanager-key-id" + raw).hexdigest()[:8]
 
@@ -117,6 +118,7 @@ KEY_TYPES = {  # id -> label; ECDSA P-256 is the default
 
 def generate_private_key(key_type: str) -> str:
     """A new private key of `key_type`, as unencrypted PKCS#8 PEM (stored encrypted by the caller)."""
+    # start-up: cryptography's parts load on first use (a handed-off command needs none)
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
     if key_type == "ec-p256":
@@ -133,6 +135,7 @@ def generate_private_key(key_type: str) -> str:
 
 def make_csr(key_pem: str, names: list[str]) -> str:
     """A CSR for `names` (SANs; the first is also the CN when short enough)."""
+    # start-up: cryptography's parts load on first use (a handed-off command needs none)
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.x509.oid import NameOID
@@ -165,6 +168,7 @@ def split_pem_chain(fullchain: str) -> tuple[str, str]:
 
 def cert_info(cert_pem: str) -> CertInfo:
     """What the detail page shows about a certificate."""
+    # start-up: cryptography's parts load on first use (a handed-off command needs none)
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -188,6 +192,7 @@ def cert_info(cert_pem: str) -> CertInfo:
 
 def key_matches_cert(key_pem: str, cert_pem: str) -> bool:
     """True when the certificate's public key is the private key's."""
+    # start-up: cryptography's parts load on first use (a handed-off command needs none)
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
     key = serialization.load_pem_private_key(key_pem.encode(), None)
@@ -201,6 +206,7 @@ def pkcs12(key_pem: str, cert_pem: str, chain_pem: str, password: str, name: str
     """A PKCS#12 bundle protected by `password`: AES-256 (PBES2) as current OpenSSL expects, or
     with legacy=True 3DES and a SHA-1 MAC, the only kind older Windows and macOS import (as
     `openssl pkcs12 -legacy` and other tools offer it)."""
+    # start-up: cryptography's parts load on first use (a handed-off command needs none)
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.serialization import pkcs12 as p12

@@ -18,6 +18,7 @@ def session() -> scoped_session:
 # to compare revisions once, and its import costs a tenth of a second.
 
 def _alembic_config():
+    # start-up: Alembic loads only when a revision is compared (see above)
     from alembic.config import Config
     cfg = Config()
     cfg.set_main_option("script_location", MIGRATIONS)
@@ -26,12 +27,14 @@ def _alembic_config():
 
 def head_revision() -> str:
     """The newest migration shipped with this version."""
+    # start-up: Alembic loads only when a revision is compared (see above)
     from alembic.script import ScriptDirectory
     return ScriptDirectory.from_config(_alembic_config()).get_current_head() or ""
 
 
 def current_revision() -> str:
     """The migration the database is at ("" when it has none)."""
+    # start-up: Alembic loads only when a revision is compared (see above)
     from alembic.runtime.migration import MigrationContext
     engine = current_app.extensions["sslmanager"].engine
     with engine.connect() as conn:
@@ -41,6 +44,7 @@ def current_revision() -> str:
 
 def upgrade(revision: str = "head") -> None:
     """Apply migrations up to `revision`."""
+    # start-up: Alembic loads only when a revision is compared (see above)
     from alembic import command
     cfg = _alembic_config()
     with current_app.extensions["sslmanager"].engine.connect() as conn:
@@ -64,6 +68,7 @@ def upgrade(revision: str = "head") -> None:
 
 def revision(message: str) -> None:
     """Autogenerate a migration from the models (for developers)."""
+    # start-up: Alembic loads only when a revision is compared (see above)
     from alembic import command
     cfg = _alembic_config()
     with current_app.extensions["sslmanager"].engine.begin() as conn:

@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config as config_module
 from . import instance
@@ -73,6 +74,7 @@ def include_object(obj: Any, name: str | None, type_: str, reflected: bool, comp
 
 def mount_web(app: Flask) -> None:
     """Add the pages (and `flask sslmanager ...`) to an app set up without them; idempotent."""
+    # the pages and commands load only when mounted (one-shot commands skip them)
     from .blueprints import bp, register
     from .cli import register_cli
     if bp.name in app.blueprints:
@@ -176,7 +178,6 @@ def _trust_proxies(app: Flask) -> None:
         raise ConfigError(f"SSLMANAGER_TRUSTED_PROXIES: {hops} is negative.",
                           hint="Set it to the number of reverse proxies (0 for none).")
     if hops:
-        from werkzeug.middleware.proxy_fix import ProxyFix
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
 
 

@@ -23,7 +23,9 @@ from typing import Any, Callable, Protocol
 import waitress
 from flask import Flask
 
+from . import db
 from .errors import ConfigError
+from .services import certificates
 
 log = logging.getLogger("sslmanager.server")
 
@@ -153,9 +155,7 @@ class ManagedContexts:
         self.current()
 
     def _load(self) -> None:
-        from .services import certificates
         with self.app.app_context():
-            from . import db
             try:
                 cert = certificates.get(self.cert_id)
                 version = certificates.current_version(cert)

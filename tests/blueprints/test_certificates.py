@@ -19,7 +19,7 @@ from tests.conftest import make_certificate as make
 from webapp import db
 from webapp.crypto import KEY_TYPES, generate_private_key, key_matches_cert
 from webapp.models import Certificate, utcnow
-from webapp.services import ca_profiles, certificates
+from webapp.services import ca_profiles, certificates, pipeline
 
 HX = {"HX-Request": "true"}
 ROWS = {**HX, "HX-Target": "cert-rows"}
@@ -44,7 +44,7 @@ def issued(app, cnames, domains="customer.test") -> int:
         cert = certificates.request(certificates.create({"profile_id": ca_profiles.by_name("Pebble").id,
                                                          "domains": domains}))
         cnames(cert)
-        assert certificates.process(cert.id) == "active", certificates.get(cert.id).last_error
+        assert pipeline.process(cert.id) == "active", certificates.get(cert.id).last_error
         return cert.id
 
 

@@ -15,7 +15,7 @@ from tests.lab.servers import TECH_ZONE
 from tests.conftest import make_certificate as make
 from webapp import db
 from webapp.models import CAProfile, Certificate, TimelineEvent, utcnow
-from webapp.services import ca_profiles, certificates, dashboard, leases
+from webapp.services import ca_profiles, certificates, claims, dashboard
 
 
 
@@ -163,8 +163,8 @@ def test_the_last_scheduler_run_is_shown_and_never_when_none(admin_client, app):
     box = section(text(admin_client.get("/")), "scheduler")
     assert "<strong>never</strong>" in box and "sslmanager run" in box
     with app.app_context():
-        assert leases.acquire("dispatch", seconds=30)
-        at = leases.last_run("dispatch")
+        assert claims.take_lease("dispatch", seconds=30)
+        at = claims.lease_last_run("dispatch")
     box = section(text(admin_client.get("/")), "scheduler")
     assert at.strftime("%Y-%m-%d %H:%M:%S UTC") in box and "never" not in box
     assert "sslmanager run" not in box  # fresh: no warning

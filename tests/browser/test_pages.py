@@ -14,7 +14,7 @@ from tests.browser.conftest import screenshot, sign_in
 from tests.conftest import add_lab_profile, make_certificate
 from tests.lab.servers import TECH_ZONE
 from webapp import db
-from webapp.services import ca_profiles, certificates
+from webapp.services import ca_profiles, certificates, pipeline
 
 pytestmark = [pytest.mark.browser, pytest.mark.lab]
 
@@ -88,7 +88,7 @@ def issue(live_server, profile_id: int, domain: str, cnames: list[str]) -> int:
         for item in made:
             live_server.bind.set_cname(item.name, item.target)
             cnames.append(item.name)
-        assert certificates.process(cert_id) == "active", certificates.get(cert_id).last_error
+        assert pipeline.process(cert_id) == "active", certificates.get(cert_id).last_error
         db.session().remove()
         return cert_id
 

@@ -9,7 +9,7 @@ from tests.conftest import make_certificate
 from tests.services.test_renewals import issued
 from webapp import db
 from webapp.models import CertificateVersion, utcnow
-from webapp.services import ca_profiles, certificates, renewals
+from webapp.services import bulk, ca_profiles, certificates, claims, pipeline
 
 
 def versions_of(ids):
@@ -37,7 +37,7 @@ def test_a_certificate_another_process_holds_is_skipped_not_failed(lab_app, cnam
     runner = lab_app.test_cli_runner()
     with lab_app.app_context():
         cert_id = issued("customer.test", cnames).id
-        assert certificates.claim(cert_id, holder="the scheduler elsewhere", seconds=60)
+        assert claims.claim(cert_id, holder="the scheduler elsewhere", seconds=60)
     result = runner.invoke(args=["sslmanager", "renew", str(cert_id)])
     assert result.exit_code == 0, result.output
     assert "skipped, another process is working on it" in result.output
@@ -95,7 +95,7 @@ def test_renew_many_keeps_each_ca_within_its_bound_while_cas_run_side_by_side(ap
             in_flight[pid] -= 1
         return "active"
 
-    monkeypatch.setattr(renewals, "renew", fake_renew)
+    monkeypatch.setattr(pipeline, "renew", fake_renew)
     with app.app_context():
         profiles = []
         for name in ("CA one", "CA two"):
@@ -109,6 +109,6 @@ def test_renew_many_keeps_each_ca_within_its_bound_while_cas_run_side_by_side(ap
             cert_id = make_certificate(app, pid, f"n{i}.p{pid}.example.com")
             profile_of[cert_id] = pid
             ids.append(cert_id)
-    results = renewals.renew_many(app, ids, per_ca=2)
+    results = bulk.renew_many(app, ids, limit=2)
     assert results == {i: "active" for i in ids}
     assert peak == {profiles[0]: 2, profiles[1]: 2} and overall_peak == 4

@@ -11,7 +11,7 @@ from tests.lab.proc import free_port
 from tests.lab.servers import TECH_ZONE, TSIG_KEY_NAME, TSIG_SECRET, Unbound
 from webapp.crypto import key_matches_cert
 from webapp.dns.server import DnsServer
-from webapp.services import certificates, zones
+from webapp.services import certificates, pipeline, zones
 
 
 def issue_through(app, unbound, pebble_factory, cnames):
@@ -22,7 +22,7 @@ def issue_through(app, unbound, pebble_factory, cnames):
     cert = certificates.request(certificates.create(
         {"profile_id": profile.id, "domains": "customer.test *.customer.test"}))
     cnames(cert)
-    assert certificates.process(cert.id) == "active", certificates.get(cert.id).last_error
+    assert pipeline.process(cert.id) == "active", certificates.get(cert.id).last_error
     files = certificates.export_files(certificates.get(cert.id))
     assert key_matches_cert(files["privkey.pem"], files["cert.pem"])
     return cert

@@ -11,25 +11,25 @@ from tests.conftest import make_app
 from tests.faults.conftest import expire_claim, new_cert, run_python, txt_left
 from webapp import db
 from webapp.models import CertificateVersion, DnsRecord
-from webapp.services import certificates, dns_manager
+from webapp.services import certificates, dns_manager, pipeline
 
 KILLED_AT_STEP = """
 import os, signal, sys
 from webapp import create_app
-from webapp.services import certificates, issuance
+from webapp.services import pipeline, timeline
 instance, resolver, cert_id, kill_at = sys.argv[1:5]
-write_line = issuance.Timeline.__call__
+write_line = timeline.Timeline.__call__
 
 def write_then_die(self, line, level="info"):
     write_line(self, line, level)
     if line.startswith(kill_at):
         os.kill(os.getpid(), signal.SIGKILL)  # no finally, no cleanup, no commit
 
-issuance.Timeline.__call__ = write_then_die
+timeline.Timeline.__call__ = write_then_die
 app = create_app({"SSLMANAGER_INSTANCE_PATH": instance, "SSLMANAGER_DNS_RESOLVERS": [resolver],
                   "SSLMANAGER_ALLOW_PRIVATE_ADDRESSES": True, "SSLMANAGER_SCHEDULER_ENABLED": False})
 with app.app_context():
-    certificates.process(int(cert_id))
+    pipeline.process(int(cert_id))
 sys.exit(3)  # the step was never reached
 """
 
@@ -59,9 +59,9 @@ def test_a_process_killed_mid_issuance_is_resumed_with_one_order_and_the_same_ke
         cert = certificates.get(cert_id)
         order_url = cert.order_url
         assert cert.status == "processing" and cert.step == stored_step and order_url
-        assert certificates.process(cert_id) == "busy"  # the dead process's claim still holds
+        assert pipeline.process(cert_id) == "busy"  # the dead process's claim still holds
         expire_claim(cert_id)
-        assert certificates.process(cert_id) == "active", certificates.get(cert_id).last_error
+        assert pipeline.process(cert_id) == "active", certificates.get(cert_id).last_error
         cert = certificates.get(cert_id)
         version = db.session().query(CertificateVersion).filter_by(certificate_id=cert_id).one()
         assert version.order_url == order_url and version.private_key == key == cert.private_key

@@ -14,7 +14,7 @@ from tests.lab.faultproxy import NEW_ORDER
 from tests.lab.http import http_server, pebble_tls
 from webapp import db
 from webapp.errors import ValidationError
-from webapp.services import ca_profiles, certificates
+from webapp.services import ca_profiles, certificates, pipeline
 
 ALWAYS_REFUSED = [
     "https://169.254.169.254/latest/meta-data/",   # AWS, GCP, Azure, OpenStack metadata
@@ -144,7 +144,7 @@ def test_acme_requests_never_follow_a_redirect(proxied_app, proxy, cnames):
         cert = new_cert("redirected.customer.test")
         cnames(cert)
         proxy.inject("POST", NEW_ORDER, 307, headers={"Location": f"{elsewhere}/order"})
-        certificates.process(cert.id)
+        pipeline.process(cert.id)
         cert = certificates.get(cert.id)
     assert followed == []
     assert "answered with a redirect, which SSL Manager does not follow" in cert.last_error
@@ -167,7 +167,7 @@ def test_a_directory_entry_that_is_no_endpoint_is_shown_apart_and_never_resolved
         with proxied_app.app_context():
             cert = new_cert("random-key.customer.test")
             cnames(cert)
-            assert certificates.process(cert.id) == "active", certificates.get(cert.id).last_error
+            assert pipeline.process(cert.id) == "active", certificates.get(cert.id).last_error
             lines = [event.message for event in certificates.timeline(certificates.get(cert.id))]
     finally:
         looked_up, _resolved = _resolved, None

@@ -11,7 +11,7 @@ from tests.lab.faultproxy import CERTIFICATE, FINALIZE, NEW_ORDER, ORDER
 from webapp import db
 from webapp.crypto import key_matches_cert
 from webapp.models import CertificateVersion, utcnow
-from webapp.services import ca_profiles, certificates
+from webapp.services import ca_profiles, certificates, pipeline
 
 API_TIMEOUT = 2  # seconds: the smallest the form allows, so a stall outlasts it quickly
 
@@ -33,7 +33,7 @@ def test_503s_a_reset_finalize_and_a_stalled_download_still_issue_from_one_order
         slow = proxy.delay("POST", NEW_ORDER, API_TIMEOUT / 2)  # slow, but in time: not a failure
         proxy.reset("POST", FINALIZE)                      # before Pebble sees it
         stall = proxy.stall("POST", CERTIFICATE, API_TIMEOUT + 0.5)
-        status = certificates.process_until_final(cert.id, wait=60)
+        status = pipeline.process_until_final(cert.id, wait=60)
         cert = certificates.get(cert.id)
         assert status == "active", cert.last_error
         versions = db.session().query(CertificateVersion).filter_by(certificate_id=cert.id).all()
@@ -58,7 +58,7 @@ def test_a_directory_503_asking_for_minutes_moves_the_next_attempt_past_it(proxi
         cnames(cert)
         proxy.inject("GET", "/dir", 503, times=1, headers={"Retry-After": "600"})
         before, fetches = utcnow(), proxy.count("GET", "/dir")
-        assert certificates.process(cert.id) == "processing"  # not Failed: tried again later
+        assert pipeline.process(cert.id) == "processing"  # not Failed: tried again later
         cert = certificates.get(cert.id)
         assert cert.next_run_at >= before + timedelta(seconds=599)
         assert "HTTP status 503" in cert.last_error and "in 600 seconds" in cert.last_error_hint
@@ -71,7 +71,7 @@ def test_a_finalize_whose_answer_is_lost_is_not_sent_twice_after_the_order_went_
         cert = new_cert("lost-answer.customer.test")
         cnames(cert)
         proxy.drop("POST", FINALIZE, forward=True)  # Pebble finalizes; the client hears nothing
-        assert certificates.process_until_final(cert.id, wait=30) == "active", \
+        assert pipeline.process_until_final(cert.id, wait=30) == "active", \
             certificates.get(cert.id).last_error
         assert proxy.new_orders() == 1
         assert proxy.count("POST", FINALIZE, status=200) == 1  # the resumed run saw it valid
@@ -82,11 +82,11 @@ def test_a_stored_order_the_ca_reports_invalid_is_abandoned_for_a_new_one(proxie
         cert = new_cert("expired-order.customer.test")
         cnames(cert)
         proxy.reset("POST", FINALIZE)
-        assert certificates.process(cert.id) == "processing"
+        assert pipeline.process(cert.id) == "processing"
         stale = certificates.get(cert.id).order_url
         assert stale
         proxy.rewrite_status("POST", ORDER, "invalid")  # RFC 8555 7.1.6: an order past its expiry is invalid
-        assert certificates.process_until_final(cert.id, wait=30) == "active", \
+        assert pipeline.process_until_final(cert.id, wait=30) == "active", \
             certificates.get(cert.id).last_error
         version = db.session().query(CertificateVersion).filter_by(certificate_id=cert.id).one()
         assert version.order_url != stale and proxy.new_orders() == 2

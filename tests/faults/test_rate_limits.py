@@ -11,7 +11,7 @@ from tests.conftest import make_app
 from tests.faults.conftest import PROFILE, new_cert, signed_in
 from webapp import db
 from webapp.models import utcnow
-from webapp.services import ca_profiles, certificates
+from webapp.services import ca_profiles, certificates, pipeline
 
 RATE_LIMITED = {"type": "urn:ietf:params:acme:error:rateLimited",
                 "detail": "too many new orders recently: see https://ca.test/docs/rate-limits"}
@@ -32,17 +32,17 @@ def test_rate_limited_new_order_is_not_retried_before_retry_after_even_across_a_
         cnames(first), cnames(second)
         first_id, second_id = first.id, second.id
         asked_at = utcnow()
-        assert certificates.process(first_id) == "processing"  # waiting, not Failed
+        assert pipeline.process(first_id) == "processing"  # waiting, not Failed
         until = ca_profiles.by_name(PROFILE).rate_limited_until
         assert timedelta(seconds=119) <= until - asked_at <= timedelta(seconds=122)
         cert = certificates.get(first_id)
         assert cert.next_run_at == until and "rate limit" in cert.last_error
-        assert first_id not in certificates.due_for_processing()
+        assert first_id not in pipeline.due_for_processing()
         sent = proxy.count("POST", "/order-plz")
         assert sent == 1
         # Same CA, another certificate, and the first one again: nothing reaches the CA.
-        assert certificates.process(second_id) == "processing"
-        assert certificates.process(first_id) == "processing"
+        assert pipeline.process(second_id) == "processing"
+        assert pipeline.process(first_id) == "processing"
         assert proxy.count("POST", "/order-plz") == sent
         assert "rate limited until" in certificates.get(second_id).last_error
         app.extensions["sslmanager"].engine.dispose()
@@ -51,7 +51,7 @@ def test_rate_limited_new_order_is_not_retried_before_retry_after_even_across_a_
     with restarted.app_context():
         stored = ca_profiles.by_name(PROFILE).rate_limited_until
         assert abs(stored - until) < timedelta(seconds=1)  # in the database, not in memory
-        assert certificates.process(first_id) == "processing"
+        assert pipeline.process(first_id) == "processing"
         assert proxy.count("POST", "/order-plz") == sent
 
     page = signed_in(restarted).get(f"/certificates/{first_id}")
@@ -63,7 +63,7 @@ def test_rate_limited_new_order_is_not_retried_before_retry_after_even_across_a_
         profile = ca_profiles.by_name(PROFILE)
         profile.rate_limited_until = utcnow() - timedelta(seconds=1)
         db.session().commit()
-        assert certificates.process(first_id) == "active", certificates.get(first_id).last_error
-        assert certificates.process(second_id) == "active", certificates.get(second_id).last_error
+        assert pipeline.process(first_id) == "active", certificates.get(first_id).last_error
+        assert pipeline.process(second_id) == "active", certificates.get(second_id).last_error
         restarted.extensions["sslmanager"].engine.dispose()
     assert proxy.new_orders() == 2

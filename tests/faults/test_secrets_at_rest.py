@@ -26,7 +26,7 @@ from tests.lab.servers import LAB_EAB_KEYS, TSIG_SECRET
 from tests.lab.zerossl import ZeroSSLApi
 from webapp import db
 from webapp.models import CAProfile, Certificate, NotificationChannel
-from webapp.services import ca_profiles, certificates
+from webapp.services import ca_profiles, certificates, pipeline
 
 SMTP_USER = "mailer"
 SMTP_PASSWORD = "smtp-" + secrets.token_urlsafe(18)
@@ -137,7 +137,7 @@ def test_no_secret_in_clear_in_the_database_or_the_logs(
         for name, profile in (("secret-eab.customer.test", "Pebble"), ("secret-zerossl.customer.test", "ZeroSSL")):
             cert = new_cert(name, profile=profile)
             cnames(cert)
-            assert certificates.process(cert.id) == "active", certificates.get(cert.id).last_error
+            assert pipeline.process(cert.id) == "active", certificates.get(cert.id).last_error
 
         # What must never be in clear: read back through the app (decrypted), so it is real.
         keys = [pem for (pem,) in db.session().query(Certificate.private_key)]

@@ -11,7 +11,7 @@ from sqlalchemy import MetaData, select
 from tests.faults.conftest import PROFILE, new_cert, signed_in
 from webapp import db
 from webapp.models import NotificationChannel, TechZone
-from webapp.services import ca_profiles, certificates
+from webapp.services import ca_profiles, certificates, pipeline
 
 ARG = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
 
@@ -25,7 +25,7 @@ def site(proxied_app, lab_bind, cnames):
     with app.app_context():
         active = new_cert("web.customer.test")
         cnames(active)
-        assert certificates.process(active.id) == "active", certificates.get(active.id).last_error
+        assert pipeline.process(active.id) == "active", certificates.get(active.id).last_error
         pending = new_cert("web-pending.other.test").id
         db.session().add(NotificationChannel(name="Hook", kind="webhook", enabled=False, events=[],
                                              settings={"url": "https://hooks.example.com/x"},

@@ -16,7 +16,7 @@ from cryptography import x509
 from tests.conftest import add_a2c_profile, add_lab_zone
 from tests.lab.servers import LAB_EAB_KEYS, TECH_ZONE
 from webapp.errors import AcmeError
-from webapp.services import ca_profiles, certificates
+from webapp.services import ca_profiles, certificates, pipeline
 
 ALREADY_REPLACED = "urn:ietf:params:acme:error:alreadyReplaced"
 
@@ -38,7 +38,7 @@ def issue(app, a2c, cnames, domains: str, **values):
                                     "domains": domains, **values})
         cert = certificates.request(cert)
         cnames(cert)
-        assert certificates.process(cert.id) == "active", certificates.get(cert.id).last_error
+        assert pipeline.process(cert.id) == "active", certificates.get(cert.id).last_error
         return certificates.get(cert.id)
 
 

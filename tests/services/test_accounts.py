@@ -9,7 +9,7 @@ from tests.lab.faultproxy import NEW_ORDER, running_proxy
 from webapp import db
 from webapp.acme_client import AcmeClient
 from webapp.models import AuditEvent
-from webapp.services import ca_profiles, certificates, renewals
+from webapp.services import ca_profiles, certificates, pipeline, renewals
 
 NEW_ACCOUNT = "/sign-me-up"  # Pebble 2.4's newAccount path
 
@@ -29,7 +29,7 @@ def _issue(domains, cnames):
     cert = certificates.create({"profile_id": ca_profiles.by_name("Pebble").id, "domains": domains})
     cert = certificates.request(cert)
     cnames(cert)
-    assert certificates.process(cert.id) == "active", certificates.get(cert.id).last_error
+    assert pipeline.process(cert.id) == "active", certificates.get(cert.id).last_error
     return certificates.get(cert.id)
 
 
@@ -43,7 +43,7 @@ def test_a_restarted_ca_that_forgot_the_account_still_renews(own_pebble, cnames)
         cert = _issue("customer.test", cnames)
         lost = ca_profiles.by_name("Pebble").account_url
         pebble.restart()  # Pebble keeps nothing: the account, its orders, its certificates
-        assert renewals.renew(cert.id, reason="test") == "active"
+        assert pipeline.renew(cert.id, reason="test") == "active"
         cert = certificates.get(cert.id)
         assert len(certificates.versions(cert)) == 2 and not cert.last_error
         profile = ca_profiles.by_name("Pebble")
@@ -52,7 +52,7 @@ def test_a_restarted_ca_that_forgot_the_account_still_renews(own_pebble, cnames)
         audit = db.session().query(AuditEvent).filter_by(action="ACME account recovered").one()
         assert lost in audit.summary
         # The repaired account is the one used from now on: a second renewal needs no repair.
-        assert renewals.renew(cert.id, reason="test") == "active"
+        assert pipeline.renew(cert.id, reason="test") == "active"
         assert db.session().query(AuditEvent).filter_by(action="ACME account recovered").count() == 1
 
 
@@ -69,7 +69,7 @@ def test_an_order_of_the_forgotten_account_is_replaced_by_a_new_one(own_pebble, 
         cert.order_url = old_order  # as if the process died after "order created"
         db.session().commit()
         pebble.restart()
-        assert certificates.process(cert.id) == "active", certificates.get(cert.id).last_error
+        assert pipeline.process(cert.id) == "active", certificates.get(cert.id).last_error
         version = certificates.versions(certificates.get(cert.id))[0]
         assert version.order_url != old_order and version.number == 2
 
@@ -103,7 +103,7 @@ def test_account_repair_is_tried_once_per_attempt(own_pebble, cnames):
         cert = certificates.create({"profile_id": profile.id, "domains": "customer.test"})
         cert = certificates.request(cert)
         cnames(cert)
-        assert certificates.process(cert.id) != "active"
+        assert pipeline.process(cert.id) != "active"
         assert proxy.count("POST", NEW_ORDER) == 2  # the order, and once more after the repair
         assert "account" in certificates.get(cert.id).last_error
 

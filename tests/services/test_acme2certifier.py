@@ -16,7 +16,7 @@ from tests.conftest import add_a2c_profile, add_lab_zone
 from webapp import db
 from webapp.acme.keys import ari_cert_id
 from webapp.models import AuditEvent
-from webapp.services import ca_profiles, certificates, renewals
+from webapp.services import ca_profiles, certificates, pipeline
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def issue(domains, cnames, **values):
                                 "domains": domains, **values})
     cert = certificates.request(cert)
     cnames(cert)
-    assert certificates.process(cert.id) == "active", certificates.get(cert.id).last_error
+    assert pipeline.process(cert.id) == "active", certificates.get(cert.id).last_error
     return certificates.get(cert.id)
 
 
@@ -53,7 +53,7 @@ def test_the_window_comes_from_its_renewal_info_and_the_renewal_replaces(app, a2
         assert 3600 * 0.9 <= wait <= 3600  # its Retry-After
         old = ari_cert_id(leaf(cert))
         mark = a2c.mark()
-        assert renewals.renew(cert.id, reason="test") == "active"
+        assert pipeline.renew(cert.id, reason="test") == "active"
         assert [o.get("replaces") for o in a2c.new_orders(since=mark)] == [old]
 
 
@@ -62,7 +62,7 @@ def test_a_ca_that_refuses_replaces_still_renews(app, a2c, cnames):
         cert = issue("customer.test", cnames)
         a2c.refuse_replaces()
         mark = a2c.mark()
-        assert renewals.renew(cert.id, reason="test") == "active", certificates.get(cert.id).last_error
+        assert pipeline.renew(cert.id, reason="test") == "active", certificates.get(cert.id).last_error
         sent = a2c.new_orders(since=mark)
         assert "replaces" in sent[0] and "replaces" not in sent[-1]
         assert len(certificates.versions(certificates.get(cert.id))) == 2
@@ -82,7 +82,7 @@ def test_a_ca_that_forgot_the_account_renews_with_no_operator_action(app, a2c, c
         cert = issue("customer.test", cnames)
         lost = ca_profiles.by_name("acme2certifier").account_url
         assert a2c.forget_accounts() >= 1
-        assert renewals.renew(cert.id, reason="test") == "active", certificates.get(cert.id).last_error
+        assert pipeline.renew(cert.id, reason="test") == "active", certificates.get(cert.id).last_error
         assert ca_profiles.by_name("acme2certifier").account_url not in ("", lost)
         assert db.session().query(AuditEvent).filter_by(action="ACME account recovered").count() == 1
 

@@ -14,7 +14,7 @@ from tests.lab.faultproxy import NEW_ORDER, running_proxy
 from webapp import db
 from webapp.acme.keys import ari_cert_id
 from webapp.models import utcnow
-from webapp.services import certificates, renewals
+from webapp.services import certificates, pipeline, renewals
 from webapp.services.scheduler import Scheduler
 from tests.services.test_renewals import issued
 
@@ -128,7 +128,7 @@ def test_a_renewal_order_carries_replaces_with_the_ari_cert_id(ari_app, cnames):
     cert = issued("customer.test", cnames)
     leaf = x509.load_pem_x509_certificate(certificates.versions(cert)[0].cert_pem.encode())
     assert "replaces" not in proxy.posted_payloads(NEW_ORDER)[-1]  # a first order replaces nothing
-    assert renewals.renew(cert.id, reason="test") == "active"
+    assert pipeline.renew(cert.id, reason="test") == "active"
     assert proxy.posted_payloads(NEW_ORDER)[-1]["replaces"] == ari_cert_id(leaf)
 
 
@@ -138,7 +138,7 @@ def test_a_ca_that_refuses_replaces_still_renews_without_it(ari_app, cnames):
     proxy.inject("POST", NEW_ORDER, 409, problem={
         "type": "urn:ietf:params:acme:error:alreadyReplaced",
         "detail": "the certificate has already been replaced"})
-    assert renewals.renew(cert.id, reason="test") == "active", certificates.get(cert.id).last_error
+    assert pipeline.renew(cert.id, reason="test") == "active", certificates.get(cert.id).last_error
     # (Pebble refuses a share of nonces, so a newOrder may be sent twice: compare kinds.)
     kinds = ["replaces" in p for p in proxy.posted_payloads(NEW_ORDER)[1:]]  # the renewal's
     assert kinds[0] and not kinds[-1] and kinds.index(False) > 0

@@ -17,7 +17,7 @@ import pytest
 
 from webapp import control, db
 from webapp.models import utcnow
-from webapp.services import ca_profiles, certificates, control_server
+from webapp.services import ca_profiles, certificates, control_server, pipeline
 
 
 @pytest.mark.parametrize("argv, expected", [
@@ -266,13 +266,13 @@ def test_the_console_script_hands_over_to_a_running_worker(lab_app, lab_unbound,
 
 
 def test_handed_off_jobs_wait_for_the_ca_slot_the_scheduler_holds(lab_app, service, cnames):
-    from webapp.services import bulk, scheduler
+    from webapp.services import scheduler, slots
     lab_app.config["SSLMANAGER_CONCURRENCY_PER_CA"] = 1
     cert_id = pending(lab_app, "slot.customer.test", cnames)
     with lab_app.app_context():
         profile_id = certificates.get(cert_id).profile_id
-    slots = bulk.ca_slots(lab_app)
-    assert slots.try_take(profile_id)  # what the scheduler's tick does for an order it starts
+    bound = slots.ca_slots(lab_app)
+    assert bound.try_take(profile_id)  # what the scheduler's tick does for an order it starts
     sched = scheduler.Scheduler(lab_app)
     try:
         assert sched.tick() == 0  # the scheduler, too, sees the CA's one slot taken
@@ -283,7 +283,7 @@ def test_handed_off_jobs_wait_for_the_ca_slot_the_scheduler_holds(lab_app, servi
         time.sleep(0.5)
         with lab_app.app_context():
             assert certificates.get(cert_id).status == "pending"  # waiting, not ordering
-        slots.give(profile_id)
+        bound.give(profile_id)
         job.join(30)
         assert codes == [0]
     finally:
@@ -293,7 +293,7 @@ def test_handed_off_jobs_wait_for_the_ca_slot_the_scheduler_holds(lab_app, servi
 def test_jobs_handed_off_at_once_keep_to_the_bound_per_ca(lab_app, service, cnames, monkeypatch):
     lab_app.config["SSLMANAGER_CONCURRENCY_PER_CA"] = 1
     ids = [pending(lab_app, f"burst{i}.customer.test", cnames) for i in range(3)]
-    real, lock, seen = certificates.process, threading.Lock(), {"now": 0, "peak": 0}
+    real, lock, seen = pipeline.process, threading.Lock(), {"now": 0, "peak": 0}
 
     def counted(cert_id):
         with lock:
@@ -304,7 +304,7 @@ def test_jobs_handed_off_at_once_keep_to_the_bound_per_ca(lab_app, service, cnam
         finally:
             with lock:
                 seen["now"] -= 1
-    monkeypatch.setattr(certificates, "process", counted)
+    monkeypatch.setattr(pipeline, "process", counted)
     codes = []
     jobs = [threading.Thread(target=lambda i=i: codes.append(
         control.hand_off(["cert", "process", str(i), "--wait", "30"]))) for i in ids]
@@ -318,21 +318,21 @@ def test_jobs_handed_off_at_once_keep_to_the_bound_per_ca(lab_app, service, cnam
 def test_a_job_that_gets_no_ca_slot_within_its_wait_leaves_the_certificate_and_says_why(
         lab_app, service, cnames, capsys, monkeypatch):
     from webapp.models import TimelineEvent
-    from webapp.services import bulk
+    from webapp.services import slots
     monkeypatch.setenv("SSLMANAGER_ISSUANCE_TIMEOUT", "5")  # the command's patience: were the
     monkeypatch.setattr(control, "ANSWER_MARGIN", 0.0)      # wait unbounded, fail in 6 s
     lab_app.config["SSLMANAGER_CONCURRENCY_PER_CA"] = 1
     cert_id = pending(lab_app, "busy.customer.test", cnames)
     with lab_app.app_context():
         profile_id = certificates.get(cert_id).profile_id
-    slots = bulk.ca_slots(lab_app)
-    assert slots.try_take(profile_id)  # the CA's one slot stays taken throughout
+    bound = slots.ca_slots(lab_app)
+    assert bound.try_take(profile_id)  # the CA's one slot stays taken throughout
     try:
         started = time.monotonic()
         assert control.hand_off(["cert", "process", str(cert_id), "--wait", "1"]) == 1
         assert time.monotonic() - started < 10  # --wait bounds the wait for a slot too
     finally:
-        slots.give(profile_id)
+        bound.give(profile_id)
     assert capsys.readouterr().out == f"Certificate {cert_id}: pending\n"
     with lab_app.app_context():
         lines = [e.message for e in db.session().query(TimelineEvent).filter_by(certificate_id=cert_id)]

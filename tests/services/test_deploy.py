@@ -21,7 +21,7 @@ from cryptography.x509.oid import NameOID
 from webapp import db
 from webapp.errors import ValidationError
 from webapp.models import CAProfile, Certificate, CertificateVersion, utcnow
-from webapp.services import certificates, deploy
+from webapp.services import certificates, deploy, pipeline
 
 
 @contextmanager
@@ -222,14 +222,13 @@ def test_every_deploy_run_records_the_command_its_exit_status_and_duration(ctx, 
 
 def test_issue_and_renewal_deploy_run_the_command_and_the_probe_sees_the_new_serial(lab_app, cnames, tmp_path):
     from tests.services.test_issuance import new_cert
-    from webapp.services import renewals
     out, marker = tmp_path / "deploy", tmp_path / "reloaded"
     with tls_server(lambda: (out / "fullchain.pem", out / "privkey.pem")) as (port, names), lab_app.app_context():
         cert = new_cert("customer.test *.customer.test")
         deploy.update_settings(cert, {"deploy_dir": str(out), "deploy_command": f"touch {marker}",
                                       "deploy_probe": f"127.0.0.1:{port}"})
         cnames(cert)
-        assert certificates.process(cert.id) == "active"
+        assert pipeline.process(cert.id) == "active"
         cert = certificates.get(cert.id)
         assert cert.deploy_last_ok, cert.deploy_last_message
         assert f"serves serial {cert.serial} for customer.test" in cert.deploy_last_message
@@ -237,7 +236,7 @@ def test_issue_and_renewal_deploy_run_the_command_and_the_probe_sees_the_new_ser
         assert deploy.served_serial("127.0.0.1", port, "customer.test") == cert.serial
         first = cert.serial
         marker.unlink()
-        assert renewals.renew(cert.id, reason="test") == "active"
+        assert pipeline.renew(cert.id, reason="test") == "active"
         cert = certificates.get(cert.id)
         assert cert.serial != first and cert.deploy_last_ok and marker.exists()
         assert f"serves serial {cert.serial}" in cert.deploy_last_message
@@ -250,7 +249,7 @@ def test_a_failing_deploy_never_fails_the_issuance(lab_app, cnames):
         cert = new_cert("customer.test")
         deploy.update_settings(cert, {"deploy_command": "sh -c 'exit 7'"})
         cnames(cert)
-        assert certificates.process(cert.id) == "active"
+        assert pipeline.process(cert.id) == "active"
         cert = certificates.get(cert.id)
         assert cert.deploy_last_ok is False and "exited with status 7" in cert.deploy_last_message
         assert any(e.message.startswith("deploy: ") and e.level == "error" for e in certificates.timeline(cert))

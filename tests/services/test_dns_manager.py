@@ -11,7 +11,7 @@ from sqlalchemy import select
 from tests.lab.servers import TECH_ZONE, TSIG_ALGORITHM, TSIG_KEY_NAME, TSIG_SECRET
 from webapp import db
 from webapp.models import AuditEvent, CnameLabel, DnsRecord, TimelineEvent, utcnow
-from webapp.services import ca_profiles, certificates, dns_manager, domains, zones
+from webapp.services import ca_profiles, certificates, claims, delegation, dns_manager, domains, zones
 
 PEBBLE = "pebble.letsencrypt.org"
 BUILTIN_ZONE = "builtin.tech.test"
@@ -105,11 +105,11 @@ def test_sweep_keeps_values_of_a_certificate_another_process_is_working_on(dns_a
         cert = new_cert(names("customer.test"), status="failed")
         zones.provider_for(TECH_ZONE).add_txt([(target(cert), "busy")], 30)
         remember(cert, target(cert), "busy")
-        assert certificates.claim(cert.id, "another-node:1")
+        assert claims.claim(cert.id, "another-node:1")
         report = dns_manager.sweep()
         assert report.removed == [] and "being worked on" in report.kept[0].why
         assert lab_bind.txt(target(cert)) == ["busy"]
-        certificates.release(cert.id, "another-node:1")
+        claims.release(cert.id, "another-node:1")
         assert [r.value for r in dns_manager.sweep().removed] == ["busy"]
         assert certificates.get(cert.id).claimed_by == ""  # the sweeper let go of its claim
 
@@ -135,9 +135,9 @@ def test_delegation_watch_flags_a_certificate_whose_cname_was_removed(dns_app, l
         cert = new_cert(names("customer.test"), status="active")
         name = f"_acme-challenge.{cert.domains[0]}"
         lab_bind.set_cname(name, target(cert))
-        assert dns_manager.delegation_watch() == []
+        assert delegation.delegation_watch() == []
         lab_bind.clear(name)
-        broken = dns_manager.delegation_watch()
+        broken = delegation.delegation_watch()
         assert [cert_id for cert_id, _ in broken] == [cert.id]
         assert "does not exist" in broken[0][1][0] and target(cert) in broken[0][1][0]
         lines = [e.message for e in db.session().query(TimelineEvent).filter_by(certificate_id=cert.id)]
@@ -145,10 +145,10 @@ def test_delegation_watch_flags_a_certificate_whose_cname_was_removed(dns_app, l
         cert = certificates.get(cert.id)
         if hasattr(cert, "delegation_ok"):
             assert cert.delegation_ok is False and name in cert.delegation_message
-            dns_manager.delegation_watch()  # still broken: said once, not every day
+            delegation.delegation_watch()  # still broken: said once, not every day
             assert db.session().query(TimelineEvent).filter_by(certificate_id=cert.id).count() == len(lines)
             lab_bind.set_cname(name, target(cert))
-            assert dns_manager.delegation_watch() == [] and certificates.get(cert.id).delegation_ok
+            assert delegation.delegation_watch() == [] and certificates.get(cert.id).delegation_ok
 
 
 def test_delegation_watch_skips_drafts_and_certificates_without_auto_renew(dns_app, names):
@@ -157,7 +157,7 @@ def test_delegation_watch_skips_drafts_and_certificates_without_auto_renew(dns_a
         manual = new_cert(names("customer.test"), status="active")
         manual.auto_renew = False
         db.session().commit()
-        assert dns_manager.delegation_watch() == []
+        assert delegation.delegation_watch() == []
 
 
 def test_delegation_watch_looks_up_many_certificates_at_once_and_judges_each(dns_app, lab_bind, names,
@@ -185,7 +185,7 @@ def test_delegation_watch_looks_up_many_certificates_at_once_and_judges_each(dns
         for cert in certs[:3]:
             lab_bind.set_cname(f"_acme-challenge.{cert.domains[0]}", target(cert))
         unhooked = sorted(c.id for c in certs[3:])
-        broken = dns_manager.delegation_watch()
+        broken = delegation.delegation_watch()
     assert sorted(cert_id for cert_id, _ in broken) == unhooked
     assert seen["peak"] > 1
 
@@ -198,14 +198,14 @@ def test_preflight_shows_caa_refusal_from_a_real_caa_record(dns_app, lab_bind, n
         cert = new_cert(f"{domain} *.{domain}")
         lab_bind.set_cname(f"_acme-challenge.{domain}", target(cert))
         lab_bind.update("caa.test", add=[(domain, 60, "CAA", '0 issue "other-ca.example"')])
-        report = dns_manager.preflight(cert)
+        report = delegation.preflight(cert)
         assert not report.ok and [d.domain for d in report.domains] == [domain]
         by_kind = {(c.kind, c.subject): c for c in report.checks}
         assert by_kind[("CNAME", f"_acme-challenge.{domain}")].status == "ok"
         caa = by_kind[("CAA", domain)]
         assert caa.status == "error" and caa.blocking and "allows only other-ca.example" in caa.diagnosis
         assert f'CAA 0 issue "{PEBBLE}"' in caa.fix
-        assert len(dns_manager.blocking_problems(cert)) == 2  # the apex and the wildcard
+        assert len(delegation.blocking_problems(cert)) == 2  # the apex and the wildcard
 
 
 def test_preflight_checks_issuewild_for_the_wildcard_name(dns_app, lab_bind, names):
@@ -214,7 +214,7 @@ def test_preflight_checks_issuewild_for_the_wildcard_name(dns_app, lab_bind, nam
         cert = new_cert(f"{domain} *.{domain}")
         lab_bind.update("caa.test", add=[(domain, 60, "CAA", f'0 issue "{PEBBLE}"'),
                                          (domain, 60, "CAA", '0 issuewild "other-ca.example"')])
-        problems = dns_manager.blocking_problems(cert)
+        problems = delegation.blocking_problems(cert)
         assert len(problems) == 1 and "issuewild overrides issue" in problems[0]
         assert 'CAA 0 issuewild' in problems[0]
 
@@ -225,12 +225,12 @@ def test_preflight_shows_stale_txt_sitting_instead_of_the_cname(dns_app, lab_bin
         cert = new_cert(domain)
         name = f"_acme-challenge.{domain}"
         lab_bind.update("customer.test", add=[(name, 60, "TXT", '"token-from-2019"')])
-        checks = {c.kind: c for c in dns_manager.preflight(cert).checks}
+        checks = {c.kind: c for c in delegation.preflight(cert).checks}
         assert checks["CNAME"].status == "error" and "holds TXT records" in checks["CNAME"].diagnosis
         assert checks["TXT"].status == "error" and "token-from-2019" in checks["TXT"].diagnosis
         assert f"delete the TXT records at {name}" in checks["TXT"].fix
         # The lab's resolver cannot ask the `test.` TLD for CAA: a warning, never a block.
-        assert checks["CAA"].status == "warning" and dns_manager.blocking_problems(cert) == []
+        assert checks["CAA"].status == "warning" and delegation.blocking_problems(cert) == []
 
 
 def test_preflight_flags_a_cname_synthesised_by_a_wildcard(dns_app, lab_bind, names):
@@ -238,7 +238,7 @@ def test_preflight_flags_a_cname_synthesised_by_a_wildcard(dns_app, lab_bind, na
         domain = names("wild.test")
         cert = new_cert(domain)
         lab_bind.update("wild.test", add=[(f"*.{domain}", 60, "CNAME", target(cert) + ".")])
-        check = next(c for c in dns_manager.preflight(cert).checks if c.kind == "CNAME")
+        check = next(c for c in delegation.preflight(cert).checks if c.kind == "CNAME")
         assert check.status == "error" and "wildcard record" in check.diagnosis
         assert f"CNAME {target(cert)}" in check.fix
 

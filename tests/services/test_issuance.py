@@ -12,7 +12,7 @@ from tests.lab.servers import TECH_ZONE
 from webapp import db
 from webapp.crypto import key_matches_cert
 from webapp.models import Certificate, CertificateVersion, DnsRecord
-from webapp.services import ca_profiles, certificates, zones
+from webapp.services import ca_profiles, certificates, claims, pipeline, zones
 
 
 def new_cert(domains, **values):
@@ -39,7 +39,7 @@ def test_apex_and_wildcard_issue_through_one_cname(lab_app, lab_pebble, cnames, 
         assert len(instructions) == 1 and instructions[0].name == "_acme-challenge.customer.test"
         assert instructions[0].target.endswith("." + TECH_ZONE)
         cnames(cert)
-        assert certificates.process(cert.id) == "active"
+        assert pipeline.process(cert.id) == "active"
         cert = certificates.get(cert.id)
         assert_verifies(cert, lab_pebble, tmp_path)
         leaf = x509.load_pem_x509_certificate(certificates.export_files(cert)["cert.pem"].encode())
@@ -56,7 +56,7 @@ def test_txt_values_are_removed_from_the_technical_zone_after_issuance(lab_app, 
     with lab_app.app_context():
         cert = new_cert("customer.test")
         cnames(cert)
-        assert certificates.process(cert.id) == "active"
+        assert pipeline.process(cert.id) == "active"
         provider = zones.provider_for(TECH_ZONE)
         target = certificates.instructions(cert)[0].target
         assert target not in provider.list_txt()
@@ -67,7 +67,7 @@ def test_five_names_across_two_base_domains(lab_app, lab_pebble, cnames, tmp_pat
         cert = new_cert("customer.test www.customer.test *.customer.test other.test *.other.test")
         assert len(certificates.instructions(cert)) == 3  # customer.test, www.customer.test, other.test
         cnames(cert)
-        assert certificates.process(cert.id) == "active"
+        assert pipeline.process(cert.id) == "active"
         assert_verifies(certificates.get(cert.id), lab_pebble, tmp_path)
 
 
@@ -75,7 +75,7 @@ def test_missing_cname_stays_pending_with_the_reason(lab_app, lab_bind):
     with lab_app.app_context():
         lab_bind.clear("_acme-challenge.other.test")
         cert = new_cert("other.test")
-        assert certificates.process(cert.id) == "pending"
+        assert pipeline.process(cert.id) == "pending"
         cert = certificates.get(cert.id)
         assert "_acme-challenge.other.test" in cert.last_error
         assert "CNAME" in cert.last_error_hint and certificates.instructions(cert)[0].target in cert.last_error_hint
@@ -86,7 +86,7 @@ def test_wrong_cname_target_stays_pending_and_says_where_it_points(lab_app, lab_
         cert = new_cert("other.test")
         lab_bind.set_cname("_acme-challenge.other.test", f"somewhere-else.{TECH_ZONE}")
         try:
-            assert certificates.process(cert.id) == "pending"
+            assert pipeline.process(cert.id) == "pending"
             assert f"somewhere-else.{TECH_ZONE}" in certificates.get(cert.id).last_error
         finally:
             lab_bind.clear("_acme-challenge.other.test")
@@ -126,7 +126,7 @@ def test_eab_profile_issues(app, lab_bind, lab_unbound, lab_pebble_eab, cnames, 
         add_lab_profile(lab_pebble_eab, eab_kid=kid, eab_hmac=hmac)
         cert = new_cert("customer.test")
         cnames(cert)
-        assert certificates.process(cert.id) == "active"
+        assert pipeline.process(cert.id) == "active"
         assert_verifies(certificates.get(cert.id), lab_pebble_eab, tmp_path)
 
 
@@ -139,7 +139,7 @@ def test_every_certificate_issues_when_pebble_rejects_half_the_nonces(app, lab_b
         for domains in ("customer.test *.customer.test", "other.test", "www.other.test"):
             cert = new_cert(domains)
             cnames(cert)
-            assert certificates.process(cert.id) == "active", certificates.get(cert.id).last_error
+            assert pipeline.process(cert.id) == "active", certificates.get(cert.id).last_error
 
 
 def test_a_process_killed_after_the_order_resumes_the_same_order_with_the_same_key(lab_app, cnames, monkeypatch):
@@ -156,14 +156,14 @@ def test_a_process_killed_after_the_order_resumes_the_same_order_with_the_same_k
         monkeypatch.setattr(issuance.AcmeClient, "answer_challenges",
                             lambda self, challenges: (_ for _ in ()).throw(Killed()))
         with pytest.raises(Killed):
-            certificates.process(cert.id)
+            pipeline.process(cert.id)
         db.session().rollback()
         cert = certificates.get(cert.id)
         order_url = cert.order_url
         assert cert.status == "processing" and order_url and cert.step == "TXT written"
         monkeypatch.setattr(issuance.AcmeClient, "answer_challenges", real_answer)
-        certificates.release(cert.id)  # the dead process's claim; a real one expires
-        assert certificates.process(cert.id) == "active"
+        claims.release(cert.id)  # the dead process's claim; a real one expires
+        assert pipeline.process(cert.id) == "active"
         cert = certificates.get(cert.id)
         version = db.session().query(CertificateVersion).filter_by(certificate_id=cert.id).one()
         assert version.order_url == order_url and version.private_key == key
@@ -175,7 +175,7 @@ def test_export_writes_pem_files_with_a_private_key_mode(lab_app, cnames, tmp_pa
     with lab_app.app_context():
         cert = new_cert("customer.test")
         cnames(cert)
-        certificates.process(cert.id)
+        pipeline.process(cert.id)
         paths = certificates.write_export(certificates.get(cert.id), str(tmp_path / "out"))
         assert sorted(os.path.basename(p) for p in paths) == ["cert.pem", "chain.pem", "fullchain.pem", "privkey.pem"]
         assert oct(os.stat(tmp_path / "out" / "privkey.pem").st_mode & 0o777) == "0o600"
@@ -185,7 +185,7 @@ def test_revoke_marks_it_revoked_at_the_ca(lab_app, cnames):
     with lab_app.app_context():
         cert = new_cert("customer.test")
         cnames(cert)
-        certificates.process(cert.id)
+        pipeline.process(cert.id)
         certificates.revoke(certificates.get(cert.id), reason=4)
         assert certificates.get(cert.id).status == "revoked"
 
@@ -195,7 +195,7 @@ def test_delete_of_an_active_certificate_needs_its_name_typed(lab_app, cnames):
     with lab_app.app_context():
         cert = new_cert("customer.test")
         cnames(cert)
-        certificates.process(cert.id)
+        pipeline.process(cert.id)
         with pytest.raises(ValidationError):
             certificates.delete(certificates.get(cert.id))
         certificates.delete(certificates.get(cert.id), confirm="customer.test")

@@ -28,7 +28,7 @@ from tests.lab.http import closed_port, http_server, pebble_tls
 from webapp import db
 from webapp.errors import ValidationError
 from webapp.models import CAProfile, Certificate, NotificationSent, utcnow
-from webapp.services import notification_senders as senders, notifications
+from webapp.services import notification_senders as senders, notifications, pipeline
 
 PASSWORD = "s3cret-smtp-Pa55"
 HOOK_SECRET = "webhook-signing-secret-0123"
@@ -454,7 +454,7 @@ def test_issuance_notifies_even_when_one_channel_is_down(lab_app, cnames):
         webhook_channel(f"http://127.0.0.1:{closed_port()}/hook", name="Down")
         cert = new_cert("customer.test")
         cnames(cert)
-        assert certificates.process(cert.id) == "active"
+        assert pipeline.process(cert.id) == "active"
         cert = certificates.get(cert.id)
     (headers, body), = receiver.requests
     assert headers["X-SSLManager-Event"] == "issued" and json.loads(body)["certificate"]["serial"] == cert.serial
@@ -465,13 +465,13 @@ def test_issuance_notifies_even_when_one_channel_is_down(lab_app, cnames):
 
 def test_a_failed_renewal_notifies_with_the_error(lab_app, lab_bind, cnames):
     from tests.services.test_renewals import issued
-    from webapp.services import certificates, renewals
+    from webapp.services import certificates
     receiver = Receiver()
     with http_server(receiver) as base, lab_app.app_context():
         cert = issued("other.test", cnames)
         webhook_channel(base + "/hook")
         lab_bind.clear("_acme-challenge.other.test")  # the delegation is gone: validation fails
-        assert renewals.renew(cert.id, reason="test") == "active"
+        assert pipeline.renew(cert.id, reason="test") == "active"
         cert = certificates.get(cert.id)
     (headers, body), = receiver.requests
     payload = json.loads(body)

@@ -12,13 +12,13 @@ from tests.conftest import add_lab_profile, add_lab_zone, make_app, run_schedule
 from tests.services.test_issuance import new_cert
 from webapp import db
 from webapp.models import CertificateVersion, utcnow
-from webapp.services import ca_profiles, certificates, renewals
+from webapp.services import ca_profiles, certificates, claims, pipeline, renewals
 
 
 def issued(domains, cnames):
     cert = new_cert(domains)
     cnames(cert)
-    assert certificates.process(cert.id) == "active", certificates.get(cert.id).last_error
+    assert pipeline.process(cert.id) == "active", certificates.get(cert.id).last_error
     return certificates.get(cert.id)
 
 
@@ -42,7 +42,7 @@ def test_renewal_is_a_new_version_with_a_new_key_and_no_dns_change(lab_app, cnam
         cert = issued("customer.test *.customer.test", cnames)
         target = certificates.instructions(cert)[0].target
         first_key = cert.private_key
-        assert renewals.renew(cert.id, reason="test") == "active"
+        assert pipeline.renew(cert.id, reason="test") == "active"
         cert = certificates.get(cert.id)
         versions = certificates.versions(cert)
         assert [v.number for v in versions] == [2, 1]
@@ -76,7 +76,7 @@ def test_failed_renewal_keeps_serving_and_says_since_when(lab_app, lab_bind, cna
         cert = issued("other.test", cnames)
         serial = cert.serial
         lab_bind.clear("_acme-challenge.other.test")  # the delegation is gone: validation fails
-        status = renewals.renew(cert.id, reason="test")
+        status = pipeline.renew(cert.id, reason="test")
         cert = certificates.get(cert.id)
         assert status == "active" and cert.serial == serial
         assert cert.failing_since is not None and cert.last_error and cert.next_run_at > utcnow()
@@ -117,41 +117,41 @@ def test_expired_certificates_are_marked_expired(lab_app, cnames):
 def test_a_dead_holders_claim_expires_and_another_process_takes_over(lab_app):
     with lab_app.app_context():
         cert = certificates.create({"profile_id": ca_profiles.by_name("Pebble").id, "domains": "customer.test"})
-        assert certificates.claim(cert.id, holder="dead-process", seconds=1)
-        assert certificates.process(cert.id) == "busy"
+        assert claims.claim(cert.id, holder="dead-process", seconds=1)
+        assert pipeline.process(cert.id) == "busy"
         time.sleep(1.1)
-        assert certificates.claim(cert.id)
+        assert claims.claim(cert.id)
 
 
 def test_a_live_holders_claim_is_kept_alive_by_its_heartbeat(lab_app, monkeypatch):
-    monkeypatch.setattr(certificates, "HEARTBEAT_SECONDS", 0.2)
+    monkeypatch.setattr(claims, "HEARTBEAT_SECONDS", 0.2)
     with lab_app.app_context():
         cert = certificates.create({"profile_id": ca_profiles.by_name("Pebble").id, "domains": "customer.test"})
-        assert certificates.claim(cert.id, holder="worker-a", seconds=1)
+        assert claims.claim(cert.id, holder="worker-a", seconds=1)
         time.sleep(1.6)  # past the claim's own second: only the heartbeat keeps it
-        assert not certificates.claim(cert.id, holder="worker-b")
-        certificates.release(cert.id, holder="worker-a")
-        assert certificates.claim(cert.id, holder="worker-b")
-        certificates.release(cert.id, holder="worker-b")
+        assert not claims.claim(cert.id, holder="worker-b")
+        claims.release(cert.id, holder="worker-a")
+        assert claims.claim(cert.id, holder="worker-b")
+        claims.release(cert.id, holder="worker-b")
 
 
 def test_two_threads_of_one_process_never_work_on_one_certificate(lab_app):
     with lab_app.app_context():
         cert_id = certificates.create({"profile_id": ca_profiles.by_name("Pebble").id,
                                        "domains": "customer.test"}).id
-        assert certificates.claim(cert_id)
+        assert claims.claim(cert_id)
     seen = []
 
     def other_thread():
         with lab_app.app_context():
-            seen.append(certificates.process(cert_id))
+            seen.append(pipeline.process(cert_id))
             db.session().remove()
     thread = threading.Thread(target=other_thread)
     thread.start()
     thread.join()
     assert seen == ["busy"]
     with lab_app.app_context():
-        certificates.release(cert_id)
+        claims.release(cert_id)
 
 
 # -- many processes, one database ---------------------------------------------------------------
@@ -167,7 +167,7 @@ def test_three_processes_renew_fifty_due_certificates_exactly_once(tmp_path, sha
         for i in range(50):
             cert = new_cert(f"r{i}.customer.test")
             cnames(cert)
-            assert certificates.process(cert.id) == "active"
+            assert pipeline.process(cert.id) == "active"
             ids.append(cert.id)
         for cert_id in ids:  # Pebble's certificates live for years: make them all due now
             cert = certificates.get(cert_id)
@@ -189,6 +189,6 @@ def test_certificate_page_shows_the_next_renewal_and_a_failing_renewal(lab_app, 
         html = admin_client.get(f"/certificates/{cert.id}").get_data(as_text=True)
         assert "Next renewal" in html and "rule: a third" in html
         lab_bind.clear("_acme-challenge.other.test")
-        renewals.renew(cert.id, reason="test")
+        pipeline.renew(cert.id, reason="test")
         html = admin_client.get(f"/certificates/{cert.id}").get_data(as_text=True)
         assert "renewal failing since" in html and "next attempt" in html

@@ -46,6 +46,12 @@ REQUIRED_ENDPOINTS = ("newNonce", "newAccount", "newOrder")
 ENDPOINT_NAMES = ("newNonce", "newAccount", "newOrder", "newAuthz", "revokeCert", "keyChange",
                   "renewalInfo")
 
+# What to do when the CA could not see a TXT value: the usual cause is the delegation.
+_CNAME_HINT = ("check that each _acme-challenge CNAME points at the technical zone, that both TXT "
+               "values are published there, and that the zone's servers answer from the internet")
+# Validation failures (a challenge's error) that most often mean the same.
+_VALIDATION_PROBLEMS = ("dns", "incorrectResponse", "unauthorized", "connection")
+
 # What an operator reads for each ACME problem type (RFC 8555 section 6.7), and what to do.
 _PROBLEMS: dict[str, tuple[str, str]] = {
     "accountDoesNotExist": ("no account exists at the CA for this account key",
@@ -61,16 +67,15 @@ _PROBLEMS: dict[str, tuple[str, str]] = {
     "badSignatureAlgorithm": ("the CA does not accept the account key's signature algorithm",
                               "use an EC P-256 account key"),
     "caa": ("a CAA record forbids this CA from issuing for the name",
-            "add the CA to the domain's CAA records"),
+            "add an issue (and, for wildcards, issuewild) entry for this CA to the domain's CAA "
+            "records"),
     "compound": ("the CA reported several problems", ""),
     "connection": ("the CA could not connect to the server to validate", ""),
-    "dns": ("the CA's DNS lookup failed during validation",
-            "check that _acme-challenge resolves publicly (CNAME and TXT)"),
+    "dns": ("the CA's DNS lookup failed during validation", _CNAME_HINT),
     "externalAccountRequired": ("EAB required but missing: the CA requires External Account "
                                 "Binding and no EAB key ID / HMAC key is set",
                                 "enter the EAB key ID and HMAC key from the CA's account page"),
-    "incorrectResponse": ("the CA found a wrong validation value",
-                          "check the TXT records at _acme-challenge"),
+    "incorrectResponse": ("the CA found a wrong validation value", _CNAME_HINT),
     "invalidContact": ("the CA rejected the contact e-mail address",
                        "use a real, reachable e-mail address"),
     "malformed": ("the CA rejected the request as malformed", ""),
@@ -481,6 +486,15 @@ def _problem_in(response: requests.Response | None) -> messages.Error | None:
         return messages.Error.from_json(response.json())
     except (ValueError, jose.DeserializationError):
         return None
+
+
+def problem_hint(problem_type: str, *, validation: bool = False) -> str:
+    """The one place a hint comes from for an ACME problem type (a URN or its last part);
+    `validation`: the problem is a challenge's, where DNS delegation is the usual cause."""
+    code = (problem_type or "").rsplit(":", 1)[-1]
+    if validation and code in _VALIDATION_PROBLEMS:
+        return _CNAME_HINT
+    return _PROBLEMS.get(code, ("", ""))[1]
 
 
 def problem_detail(problem: messages.Error) -> str:

@@ -9,7 +9,10 @@ from flask_htmx import HTMX
 from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
 from markupsafe import Markup, escape
 
-from .. import __version__, db
+from .. import db
+from ..models import utcnow
+from ..services.claims import lease_last_run
+from ..version import __version__
 from ..services.auth import access, is_authorized
 from . import flashes
 
@@ -54,7 +57,7 @@ def _guard():
     if request.endpoint in PUBLIC_ENDPOINTS:
         return None
     if request.endpoint == "sslmanager.metrics.metrics":
-        from .metrics import address_allowed
+        from .metrics import address_allowed  # the feature blueprints import this package
         if address_allowed():  # a scraper in SSLMANAGER_METRICS_ALLOW: no sign-in needed
             return None
     verdict = access()
@@ -83,7 +86,6 @@ def when(dt, seconds: bool = False) -> Markup:
     exact time (to the second) as the tooltip."""
     if dt is None:
         return Markup('<span class="sslm-muted">—</span>')
-    from ..models import utcnow
     clock = "%H:%M:%S" if seconds else "%H:%M"
     shown = dt.strftime(("today " if dt.date() == utcnow().date() else "%Y-%m-%d ") + clock + " UTC")
     return Markup('<time datetime="{}" title="{}">{}</time>').format(
@@ -175,7 +177,6 @@ def healthz():
     schema_ok = ok and db.schema_is_current()
     last_run = None
     if schema_ok:  # the dispatch lease tells when any process (a worker, another node) last ran
-        from ..services.leases import last_run as lease_last_run
         stamp = lease_last_run("dispatch")
         last_run = stamp.isoformat() if stamp else None
     body = {"status": "ok" if ok else "error", "database": database,
@@ -218,6 +219,7 @@ def _template_context():
 
 
 def _nest_feature_blueprints() -> None:
+    # Imported here: the feature blueprints import this package, so not before it is made.
     from . import audit, auth, ca_profiles, certificates, dashboard, dns, metrics, settings
     for child in (dashboard.bp, ca_profiles.bp, certificates.bp, dns.bp, settings.bp, audit.bp,
                   metrics.bp, auth.bp):

@@ -10,7 +10,7 @@ from werkzeug.exceptions import NotFound as HTTPNotFound
 from .. import db
 from ..crypto import KEY_TYPES, cert_info
 from ..errors import NotFound, SSLManagerError, ValidationError
-from ..services import audit, ca_profiles, certificates as service, domains, issuance, renewals
+from ..services import audit, ca_profiles, certificates as service, delegation, domains, pipeline
 from ..services.inputs import page_number
 from . import htmx
 from .auth import fresh_sign_in
@@ -206,7 +206,7 @@ def cname_checks(cert_id: int):
     checks, problem = [], ""
     if cert.status == "pending":
         try:
-            checks = issuance.cname_report(cert)
+            checks = delegation.cname_report(cert)
         except SSLManagerError as exc:
             problem = str(exc)
     return render_template(T + "_cname_checks.html", cert=cert, checks=checks, problem=problem)
@@ -227,8 +227,8 @@ def check(cert_id: int):
     cert = _cert(cert_id)
     if cert.status != "pending":
         flash(f"Nothing to check: the certificate is {STATUS_LABELS[cert.status]}.", "info")
-    elif service.check_cnames(cert):
-        service.process_in_background(cert.id)
+    elif pipeline.check_cnames(cert):
+        pipeline.process_in_background(cert.id)
         flash("Every CNAME resolves into the technical zone: the certificate is being issued now.", "info")
     else:
         flash(f"Not yet: {cert.last_error} {cert.last_error_hint}".strip(), "error")
@@ -239,7 +239,7 @@ def check(cert_id: int):
 def renew(cert_id: int):
     """Renew now: a new version in the background, within the per-CA bound."""
     cert = _cert(cert_id)
-    _flash_renewals(renewals.renew_now([cert.id], reason="requested on its page"))
+    _flash_renewals(pipeline.renew_now([cert.id], reason="requested on its page"))
     return redirect(url_for(".detail", cert_id=cert_id))
 
 
@@ -250,7 +250,7 @@ def renew_selected():
     if not ids:
         flash("Tick the Active certificates to renew, then Renew now.", "error")
     else:
-        _flash_renewals(renewals.renew_now(ids, reason="requested from the list"))
+        _flash_renewals(pipeline.renew_now(ids, reason="requested from the list"))
     return redirect(request.form.get("next") if _local(request.form.get("next")) else url_for(".index"))
 
 

@@ -11,6 +11,7 @@ from ..dns.base import available_providers
 from ..errors import Conflict, NotFound, ValidationError
 from ..models import TechZone
 from ..services import certificates, zones
+from ..services import delegation as checks
 from ..services import dns_manager as service
 from . import htmx
 from .flashes import flash
@@ -146,4 +147,4 @@ def preflight(cert_id: int):
         cert = certificates.get(cert_id)
     except NotFound:
         abort(404)
-    return render_template("sslmanager/dns/preflight.html", report=service.preflight(cert))
+    return render_template("sslmanager/dns/preflight.html", report=checks.preflight(cert))

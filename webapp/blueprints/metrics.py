@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from .. import db
 from ..models import Certificate, utcnow
-from ..services import leases
+from ..services import claims
 from ..services.certificates import STATUSES
 
 bp = Blueprint("metrics", __name__)
@@ -61,7 +61,7 @@ def render() -> str:
                             Certificate.not_after, Certificate.failing_since, Certificate.deploy_last_ok)
                      .where(Certificate.not_after.is_not(None)).order_by(Certificate.id)).all()
     failing = [r for r in rows if r.failing_since is not None]
-    last = leases.last_run("dispatch")
+    last = claims.lease_last_run("dispatch")
     out: list[str] = []
     _metric(out, "sslmanager_certificates", "gauge", "Certificates by status.",
             [({"status": status}, counts.get(status, 0)) for status in STATUSES])

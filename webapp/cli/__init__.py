@@ -42,6 +42,7 @@ def log_to_stderr() -> None:
     """For the long-running commands: SSL Manager's log lines on standard error, one per event
     (a service manager's journal takes them from there), at SSLMANAGER_LOG_LEVEL; other
     libraries' warnings only. Nothing changes when the process already has handlers."""
+    # start-up: each command loads what it needs when it runs
     import logging
     if logging.getLogger().handlers:
         return
@@ -75,6 +76,7 @@ def fail(exc: SSLManagerError) -> None:
 @click.argument("username")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 def create_admin(username: str, password_stdin: bool) -> None:
+    # start-up: each command loads what it needs when it runs
     from ..services.auth import create_admin as create
     standalone_only("create-admin")
     if password_stdin:
@@ -92,6 +94,7 @@ def create_admin(username: str, password_stdin: bool) -> None:
                                "until enable-admin.")
 @click.argument("username")
 def disable_admin(username: str) -> None:
+    # start-up: each command loads what it needs when it runs
     from ..services.auth import set_disabled
     try:
         set_disabled(username, True)
@@ -103,6 +106,7 @@ def disable_admin(username: str) -> None:
 @command("enable-admin", help="Let a disabled admin sign in again.")
 @click.argument("username")
 def enable_admin(username: str) -> None:
+    # start-up: each command loads what it needs when it runs
     from ..services.auth import set_disabled
     try:
         set_disabled(username, False)
@@ -138,6 +142,7 @@ commands.append(db_group)
          "key with --new-key and then set it in the environment.")
 @click.option("--new-key", help="The new key (urlsafe base64 of 32 bytes). Default: generate.")
 def rotate_encryption_key(new_key: str | None) -> None:
+    # start-up: each command loads what it needs when it runs
     from ..services.secrets import rotate
     state = current_app.extensions["sslmanager"]
     from_env = bool(current_app.config.get("SSLMANAGER_ENCRYPTION_KEY"))
@@ -182,6 +187,7 @@ def rotate_encryption_key(new_key: str | None) -> None:
                    "without a restart.")
 def run(host: str, port: int, threads: int, tls_cert: str | None, tls_key: str | None,
         tls_cert_id: int | None) -> None:
+    # start-up: each command loads what it needs when it runs
     from .. import mount_web, server
     from ..models import Admin
     from ..services import scheduler
@@ -203,6 +209,7 @@ def run(host: str, port: int, threads: int, tls_cert: str | None, tls_key: str |
         else:
             click.echo("No admin yet: create one with `sslmanager create-admin NAME` "
                        "(in a checkout: .venv/bin/sslmanager create-admin NAME).")
+    # start-up: each command loads what it needs when it runs
     from ..services import control_server
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     mount_web(app)
@@ -237,6 +244,7 @@ class _HostGroup(AppGroup):
 
 def _tls_contexts(app, cert: str | None, key: str | None, cert_id: int | None):
     """The certificate source `run` was asked for, or None for plain HTTP."""
+    # start-up: each command loads what it needs when it runs
     from .. import server
     if cert_id is not None:
         if cert or key:
@@ -249,6 +257,7 @@ def _tls_contexts(app, cert: str | None, key: str | None, cert_id: int | None):
 
 def register_cli(app) -> None:
     """Commands are on the umbrella blueprint's group (`flask sslmanager ...`)."""
+    # start-up: each command loads what it needs when it runs
     from ..blueprints import bp
     if not isinstance(bp.cli, _HostGroup):
         bp.cli = _HostGroup(bp.cli.name)
@@ -324,6 +333,7 @@ def _create_app():
     """The app without its pages (`run` adds them): a command needs the database, not routes.
     The collector, off since webapp.console started, comes back once start-up is over; what
     start-up made lives as long as the process, so it is frozen out of later collections."""
+    # start-up: each command loads what it needs when it runs
     from .. import create_app
     app = create_app(web=False)
     gc.freeze()

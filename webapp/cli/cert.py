@@ -115,6 +115,7 @@ def show(cert_id, as_json) -> None:
 @click.option("--here", is_flag=True, help="Work in this process even when a service runs.")
 @with_appcontext
 def process(cert_ids, wait, concurrency, here) -> None:
+    # start-up: each command loads what it needs when it runs
     from ..services import bulk
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     sys.exit(bulk.process_and_report(app, list(cert_ids), wait, concurrency,

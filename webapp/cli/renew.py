@@ -10,6 +10,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from ..models import Certificate
+from ..services import bulk
 from . import commands, log_to_stderr
 
 
@@ -25,6 +26,7 @@ from . import commands, log_to_stderr
 @click.option("--dry-run", is_flag=True)
 @with_appcontext
 def renew(ids, mode, concurrency, dry_run) -> None:
+    # start-up: each command loads what it needs when it runs
     from .. import db
     from ..services import renewals
     if ids:
@@ -61,7 +63,7 @@ def renew(ids, mode, concurrency, dry_run) -> None:
             click.echo(f"{label}: FAILED: {error or status}")
 
     per_ca = concurrency or current_app.config["SSLMANAGER_CONCURRENCY_PER_CA"]
-    renewals.renew_many(current_app._get_current_object(), targets, per_ca=per_ca, done=done)  # type: ignore[attr-defined]
+    bulk.renew_many(current_app._get_current_object(), targets, limit=per_ca, done=done)  # type: ignore[attr-defined]
     click.echo(f"{counts['renewed']} renewed, {counts['failed']} failed"
                + (f", {counts['skipped']} skipped." if counts["skipped"] else "."))
     sys.exit(1 if counts["failed"] else 0)
@@ -73,6 +75,7 @@ def renew(ids, mode, concurrency, dry_run) -> None:
                               "It also takes the `cert process` jobs the command hands over.")
 @with_appcontext
 def worker() -> None:
+    # start-up: each command loads what it needs when it runs
     from ..services import control_server, scheduler
     log_to_stderr()
     app = current_app._get_current_object()  # type: ignore[attr-defined]

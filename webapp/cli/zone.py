@@ -8,7 +8,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from ..errors import SSLManagerError
-from ..services import zones as service
+from ..services import delegation, zones as service
 from . import commands, fail, log_to_stderr
 
 
@@ -139,6 +139,7 @@ commands.append(dns_group)
 @click.option("--rate-limit", default=200.0, show_default=True, help="Queries/s per source address.")
 @with_appcontext
 def serve(listen, workers, rate_limit) -> None:
+    # start-up: each command loads what it needs when it runs
     from ..dns.serving import serve as run_server
     log_to_stderr()
     click.echo(f"Builtin DNS serving on {listen}")
@@ -151,6 +152,7 @@ def serve(listen, workers, rate_limit) -> None:
                                  "\"nothing to remove\"; exit 1 only when a zone could not be swept.")
 @with_appcontext
 def sweep() -> None:
+    # start-up: each command loads what it needs when it runs
     from ..services import dns_manager
     report = dns_manager.sweep()
     for item in report.removed:
@@ -170,9 +172,10 @@ def sweep() -> None:
 @click.argument("cert_id", type=int)
 @with_appcontext
 def preflight(cert_id) -> None:
-    from ..services import certificates, dns_manager
+    # start-up: each command loads what it needs when it runs
+    from ..services import certificates
     try:
-        report = dns_manager.preflight(certificates.get(cert_id))
+        report = delegation.preflight(certificates.get(cert_id))
     except SSLManagerError as exc:
         fail(exc)
     for group in report.domains:

@@ -18,7 +18,7 @@ from ..acme_client import AcmeClient, generate_account_key
 from ..ca_plugins import CAPlugin, ProfileView, Registry, discover
 from ..errors import AcmeError, ConfigError
 from ..models import CAProfile
-from . import audit, leases
+from . import audit, claims
 from .addresses import checked_address
 
 
@@ -82,12 +82,12 @@ def account_lock(profile: CAProfile) -> Iterator[None]:
     made: without this, eight first orders at once registered four accounts with four keys,
     and the key and URL that ended up stored came from different threads."""
     name = f"acme-account:{profile.id}"
-    holder = f"{leases.HOLDER}:{threading.get_ident()}"
+    holder = f"{claims.HOLDER}:{threading.get_ident()}"
     hold = profile.api_timeout * 4 + 30  # a registration: directory, EAB, newAccount, retries
     db.session().commit()  # keep the caller's changes: refresh() below reloads the row
     give_up = time.monotonic() + 2 * hold
     wait = 0.01
-    while not leases.acquire(name, hold, holder):
+    while not claims.take_lease(name, hold, holder):
         if time.monotonic() > give_up:
             raise AcmeError("another process has been registering this profile's ACME account "
                             f"for over {2 * hold} seconds", step="new account",
@@ -98,7 +98,7 @@ def account_lock(profile: CAProfile) -> Iterator[None]:
         db.session().refresh(profile)
         yield
     finally:
-        leases.release(name, holder)
+        claims.end_lease(name, holder)
 
 
 def _has_account(profile: CAProfile, url: str) -> bool:

@@ -17,6 +17,7 @@ from sqlalchemy import func, or_, select
 
 from .. import db
 from ..models import AuditEvent, CAProfile, Certificate, TechZone
+from .auth import actor_name
 
 SCHEDULER = "scheduler"
 _acting: ContextVar[str | None] = ContextVar("sslmanager_audit_actor", default=None)
@@ -39,7 +40,7 @@ def cli_actor(uid: int | None = None) -> str:
 @contextmanager
 def acting_as(actor: str) -> Iterator[None]:
     """Audit what happens in this block (and in work it hands to threads that copy the
-    context, see bulk.per_ca) as `actor`."""
+    context, see slots.per_ca) as `actor`."""
     token = _acting.set(actor)
     try:
         yield
@@ -53,7 +54,6 @@ def current_actor() -> str:
     if actor:
         return actor
     if has_request_context():
-        from .auth import actor_name
         return actor_name()
     return cli_actor()
 

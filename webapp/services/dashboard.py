@@ -11,7 +11,7 @@ from sqlalchemy import and_, case, func, or_, select
 
 from .. import db
 from ..models import CAProfile, Certificate, TechZone, TimelineEvent, utcnow
-from . import leases
+from . import claims
 
 ATTENTION_LIMIT = 10          # rows listed per category; the count says how many in all
 PENDING_TOO_LONG = timedelta(days=1)
@@ -186,7 +186,7 @@ class SchedulerInfo:
 def scheduler_info(now: datetime | None = None, state=None) -> SchedulerInfo:
     """When any process last dispatched (the lease), and this process's own scheduler."""
     now = now or utcnow()
-    last = leases.last_run("dispatch")
+    last = claims.lease_last_run("dispatch")
     here = state.scheduler.state_name() if state is not None and state.scheduler else "not running"
     return SchedulerInfo(last, here, last is None or now - last > timedelta(minutes=5))
 

@@ -12,7 +12,6 @@ import logging
 import os
 import socket
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -33,18 +32,14 @@ from ..dns import checks
 from ..dns.base import DnsProvider, available_providers, normalize_name
 from ..errors import Conflict, SSLManagerError
 from ..models import CAProfile, Certificate, CnameLabel, DnsRecord, TechZone, utcnow
-from . import addresses, audit, ca_profiles, domains, issuance, zones
+from . import addresses, audit, ca_profiles, claims, domains, zones
+from .delegation import configured_resolvers
 
 log = logging.getLogger("sslmanager.dns_manager")
 
 CUSTOMER = "customer"
 SWEEP_MAX_AGE = timedelta(hours=1)
-WATCH_LOOKUPS = 16  # CNAME checks in flight at once in the daily delegation watch
 SWEEPER = f"sweeper:{socket.gethostname()}:{os.getpid()}"  # claim holder while removing
-
-
-def _resolvers() -> list[str] | None:
-    return current_app.config["SSLMANAGER_DNS_RESOLVERS"] or None
 
 
 def is_customer_zone(zone: TechZone) -> bool:
@@ -141,104 +136,12 @@ def zone_overview(*, with_delegation: bool = True) -> list[ZoneView]:
 def delegation(zone_name: str) -> dict:
     """The parent's NS records for the zone and whether each answers its SOA (checks.zone_delegation)."""
     outbound = addresses.policy()
-    return checks.zone_delegation(zone_name, _resolvers(),
+    return checks.zone_delegation(zone_name, configured_resolvers(),
                                   address_check=lambda address: outbound.address_problem(address, "dns"),
                                   port=int(current_app.config.get("SSLMANAGER_DNS_NS_PORT", 53)))
 
 
 # -- preflight ---------------------------------------------------------------------------------
-
-@dataclass
-class Check:
-    """One finding, worded for the operator."""
-
-    kind: str       # "CNAME", "TXT", "CAA"
-    subject: str    # the DNS name or certificate name checked
-    status: str     # ok, warning, error
-    diagnosis: str
-    fix: str = ""
-    blocking: bool = False  # the CA will refuse: ordering now would only fail
-
-
-@dataclass
-class DomainPreflight:
-    domain: str         # the base domain: one _acme-challenge name
-    names: list[str]    # the certificate's names validated through it
-    checks: list[Check]
-
-
-@dataclass
-class Preflight:
-    cert: Certificate
-    domains: list[DomainPreflight]
-
-    @property
-    def checks(self) -> list[Check]:
-        return [c for d in self.domains for c in d.checks]
-
-    @property
-    def ok(self) -> bool:
-        return all(c.status != "error" for c in self.checks)
-
-
-def preflight(cert: Certificate) -> Preflight:
-    """Per base domain: the CNAME, stale TXT at _acme-challenge, and CAA for each name."""
-    resolvers = _resolvers()
-    cnames = {c.domain: c for c in issuance.cname_report(cert)}
-    caa = _caa_checks(cert, resolvers)
-    report = Preflight(cert, [])
-    for base in domains.challenge_bases(cert.domains):
-        names = [n for n in cert.domains if domains.base_domain(n) == base]
-        found = [_cname_check(cnames[base]), _stale_check(base, resolvers)]
-        report.domains.append(DomainPreflight(base, names, found + [caa[n] for n in names]))
-    return report
-
-
-def blocking_problems(cert: Certificate) -> list[str]:
-    """What makes the CA refuse for sure (CAA forbids it): worth waiting on before ordering."""
-    return [f"{c.diagnosis} {c.fix}".strip() for c in _caa_checks(cert, _resolvers()).values()
-            if c.blocking]
-
-
-def _cname_check(c: checks.CnameCheck) -> Check:
-    # A chain that reaches us works; a lookup failure says nothing about the record.
-    status = "ok" if c.status == "ok" else "warning" if c.ok or c.status == "error" else "error"
-    return Check("CNAME", c.name, status, c.message, c.fix)
-
-
-def _stale_check(base: str, resolvers: list[str] | None) -> Check:
-    name = f"_acme-challenge.{base}"
-    try:
-        values = checks.stale_txt(base, resolvers)
-    except SSLManagerError as exc:
-        return Check("TXT", name, "warning", f"Could not look for TXT records at {name}: {exc}.",
-                     "Retry in a moment.")
-    if not values:
-        return Check("TXT", name, "ok", f"No TXT records sit at {name} itself.")
-    shown = ", ".join(f'"{v}"' for v in values)
-    return Check("TXT", name, "error",
-                 f"TXT records {shown} sit at {name} itself, probably left by an earlier DNS-01 "
-                 "setup. A CNAME cannot share a name with other records, so DNS-01 through the "
-                 "technical zone cannot work while they are there.",
-                 f"At the DNS host of {base}, delete the TXT records at {name}; keep (or create) "
-                 "only the CNAME.")
-
-
-def _caa_checks(cert: Certificate, resolvers: list[str] | None) -> dict[str, Check]:
-    """CAA per certificate name against the profile's CAA identities (issuewild for wildcards)."""
-    profile = ca_profiles.get(cert.profile_id)
-    identities = list((profile.directory_meta or {}).get("caaIdentities") or [])
-    found = {}
-    for name in cert.domains:
-        c = checks.check_caa(name, identities, name.startswith("*."), resolvers)
-        if c.ok:
-            status = "warning" if c.fix else "ok"
-        else:
-            # Records that exclude the CA are final; a failed lookup may be passing.
-            status = "error" if c.records else "warning"
-        found[name] = Check("CAA", name, status, c.message, c.fix,
-                            blocking=not c.ok and bool(c.records))
-    return found
 
 
 # -- the sweeper -------------------------------------------------------------------------------
@@ -280,7 +183,6 @@ def sweep(max_age: timedelta = SWEEP_MAX_AGE, *, actor: str | None = None) -> Sw
 
 
 def _sweep_zone(zone: TechZone, max_age: timedelta, actor: str | None, report: SweepReport) -> None:
-    from . import certificates  # certificates calls into this module; import at use
     provider = zones.provider_for(zone.name)
     owners = _Owners(zone.name)
     candidates = set(owners.rows)  # everything SSL Manager recorded writing
@@ -303,7 +205,7 @@ def _sweep_zone(zone: TechZone, max_age: timedelta, actor: str | None, report: S
         return ""
 
     to_claim = {i for n, v in candidates if not needed(n, v) for i in owners.ids(n, v)}
-    claimed = {i for i in sorted(to_claim) if certificates.claim(i, SWEEPER, seconds=60)}
+    claimed = {i for i in sorted(to_claim) if claims.claim(i, SWEEPER, seconds=60)}
     try:
         removable = []
         # Their status as of our claim: it cannot change while we hold it.
@@ -330,69 +232,12 @@ def _sweep_zone(zone: TechZone, max_age: timedelta, actor: str | None, report: S
         log.info("sweep: removed %d TXT value(s) from %s", len(removable), zone.name)
     finally:
         for cert_id in claimed:
-            certificates.release(cert_id, SWEEPER)
+            claims.release(cert_id, SWEEPER)
 
 
 # -- delegation watch --------------------------------------------------------------------------
 
 # Certificate columns the watch keeps (migration 0004); without them it writes the timeline only.
-
-
-def delegation_watch() -> list[tuple[int, list[str]]]:
-    """Re-check the CNAMEs of Active auto-renewing certificates; (id, problems) of the broken.
-
-    A change of state goes to the certificate's timeline; lookups that fail say nothing
-    about the records, so they change nothing."""
-    broken = []
-    active = db.session().execute(select(Certificate).where(
-        Certificate.status == "active", Certificate.auto_renew.is_(True))
-        .order_by(Certificate.id)).scalars().all()
-    for cert, report in _cname_reports(active):
-        if isinstance(report, SSLManagerError):
-            log.warning("delegation watch: certificate %s: %s", cert.id, report)
-            continue
-        bad = [c for c in report if not c.ok and c.status != "error"]
-        if not bad and any(not c.ok for c in report):
-            continue  # only lookup failures: undecided
-        problems = [f"{c.name}: {c.message} Fix: {c.fix}" for c in bad]
-        previous = cert.delegation_ok
-        timeline = issuance.Timeline(cert)
-        if problems:
-            broken.append((cert.id, problems))
-            if previous is not False:
-                timeline("delegation: renewal will wait until this is fixed: " + " ".join(problems),
-                         "warning")
-        elif previous is False:
-            timeline("delegation: every CNAME resolves into the technical zone again")
-        cert.delegation_ok, cert.delegation_checked_at = not problems, utcnow()
-        cert.delegation_message = " ".join(problems)
-    db.session().commit()
-    return broken
-
-
-def _cname_reports(certs: list[Certificate]):
-    """(certificate, its CNAME checks or the error) for each, the lookups WATCH_LOOKUPS at a
-    time: with 10,000 certificates one after the other would take minutes of round trips. The
-    threads only resolve (dns.checks has no Flask and no database); the rest stays here."""
-    resolvers = current_app.config["SSLMANAGER_DNS_RESOLVERS"] or None
-    targets: dict[int, list[tuple[str, str]] | SSLManagerError] = {}
-    for cert in certs:
-        try:
-            targets[cert.id] = issuance.cname_targets(cert)
-        except SSLManagerError as exc:
-            targets[cert.id] = exc
-
-    def check(pairs):
-        try:
-            return [checks.check_cname(base, target, resolvers) for base, target in pairs]
-        except SSLManagerError as exc:
-            return exc
-    with ThreadPoolExecutor(WATCH_LOOKUPS, thread_name_prefix="sslm-watch") as pool:
-        results = {cert_id: pool.submit(check, pairs) for cert_id, pairs in targets.items()
-                   if not isinstance(pairs, SSLManagerError)}
-        for cert in certs:
-            found = targets[cert.id]
-            yield cert, found if isinstance(found, SSLManagerError) else results[cert.id].result()
 
 
 # -- CNAMEs in customer zones ------------------------------------------------------------------

@@ -2,14 +2,14 @@
 step, TXT cleanup in `finally`, errors that name the step, the URL and the CA's own words.
 
 The order URL and step are saved as they happen, so a process killed at any point resumes
-the same order (and keeps the same key) when the certificate is next processed.
+the same order (and keeps the same key) when the certificate is next processed. It ends with
+the new version: planning the renewal, deploying, notifying and what a failure means are the
+pipeline's (services/pipeline.py).
 """
 from __future__ import annotations
 
-import logging
-import random
 import time
-from datetime import timedelta
+from dataclasses import dataclass
 
 from cryptography import x509
 from flask import current_app
@@ -20,39 +20,11 @@ from ..acme.keys import ari_cert_id
 from ..acme_client import AcmeClient, OrderInfo, account_lost, generate_account_key
 from ..crypto import cert_info, key_matches_cert, split_pem_chain
 from ..dns import checks
-from ..errors import AcmeError, AcmeNetworkError, AcmeRateLimited, DnsError, SSLManagerError
-from ..models import Certificate, CertificateVersion, DnsRecord, TimelineEvent, utcnow
+from ..errors import AcmeError, AcmeRateLimited, DnsError, SSLManagerError
+from ..models import Certificate, CertificateVersion, DnsRecord, utcnow
 from . import audit, ca_profiles, domains, zones
+from .timeline import Timeline
 
-log = logging.getLogger("sslmanager.issuance")
-
-
-class Timeline:
-    """Lines for the certificate's timeline; saved with the next commit."""
-
-    def __init__(self, cert: Certificate):
-        self.cert = cert
-        self.started = time.monotonic()
-
-    def __call__(self, line: str, level: str = "info") -> None:
-        log.info("certificate %s: %s", self.cert.id, line)
-        db.session().add(TimelineEvent(certificate_id=self.cert.id, message=line, level=level))
-
-
-def cname_report(cert: Certificate) -> list[checks.CnameCheck]:
-    """The CNAME check of every base domain of the certificate, against its stable target."""
-    resolvers = current_app.config["SSLMANAGER_DNS_RESOLVERS"] or None
-    return [checks.check_cname(base, target, resolvers) for base, target in cname_targets(cert)]
-
-
-def cname_targets(cert: Certificate) -> list[tuple[str, str]]:
-    """(base domain, the stable target its _acme-challenge CNAME must point at) of each name."""
-    zone = cert_profile(cert).dns_zone
-    return [(base, domains.cname_target(base, zone)) for base in domains.challenge_bases(cert.domains)]
-
-
-def cert_profile(cert: Certificate):
-    return ca_profiles.get(cert.profile_id)
 
 
 def _account_client(cert: Certificate, profile, timeline: Timeline) -> AcmeClient:
@@ -132,9 +104,21 @@ def _replaces(cert: Certificate) -> str | None:
     return ari_cert_id(x509.load_pem_x509_certificate(version.cert_pem.encode()))
 
 
-def issue(cert: Certificate) -> None:
-    """Take a certificate in Processing to Active. Raises SSLManagerError on failure."""
-    profile = cert_profile(cert)
+@dataclass
+class Issued:
+    """A certificate issuance's outcome: the new version (added to the session, not committed)
+    and what the CA advises on renewing it."""
+
+    version: CertificateVersion
+    renewal_info: dict | None  # RFC 9773's answer; None when the CA offers none (or it failed)
+    renewal_info_error: str    # why it could not be had, else ""
+
+
+def issue(cert: Certificate) -> Issued:
+    """Take a certificate in Processing through its order to a new version: account, order,
+    TXT values, challenges, finalize, download, then the TXT values removed. Raises
+    SSLManagerError on failure; the caller decides what a failure means."""
+    profile = ca_profiles.get(cert.profile_id)
     timeline = Timeline(cert)
     timeout = current_app.config["SSLMANAGER_ISSUANCE_TIMEOUT"]
     deadline = time.monotonic() + timeout
@@ -187,16 +171,13 @@ def issue(cert: Certificate) -> None:
 
         # 7. Download (7.4.2), with alternate chains.
         fullchain, alternates = client.download(order)
-        version = _store_version(cert, fullchain, alternates, order.url, client.account_url or "")
-        from .renewals import plan
-        plan(cert, version, profile, client)
-        timeline(f"active: serial {cert.serial}, valid until {cert.not_after:%Y-%m-%d %H:%M} UTC "
-                 f"({time.monotonic() - timeline.started:.2f}s)")
-        db.session().commit()  # the new version is saved before deploy or notifications can fail
-        from . import deploy, notifications
-        _never_fails(timeline, "deploy", deploy.run, cert)
-        _never_fails(timeline, "notification", notifications.emit,
-                     "renewed" if version.number > 1 else "issued", cert)
+        leaf, _chain = split_pem_chain(fullchain)
+        if not key_matches_cert(cert.private_key, leaf):
+            raise AcmeError("the CA returned a certificate for another key",
+                            step="download certificate", url=order.url)
+        # 8. What the CA advises on renewing it (RFC 9773 4.1), for the plan made after this.
+        renewal_info, renewal_info_error = _renewal_info(client, leaf)
+        account_url = client.account_url or ""
     finally:
         if added:
             _commit_or_rollback()  # one writer on SQLite: free it for the provider
@@ -209,6 +190,20 @@ def issue(cert: Certificate) -> None:
         if client is not None:
             client.close()
         db.session().commit()
+    # Not committed here: the caller saves the version together with its renewal plan.
+    version = _store_version(cert, fullchain, alternates, order.url, account_url)
+    timeline(f"active: serial {cert.serial}, valid until {cert.not_after:%Y-%m-%d %H:%M} UTC "
+             f"({time.monotonic() - timeline.started:.2f}s)")
+    return Issued(version, renewal_info, renewal_info_error)
+
+
+def _renewal_info(client: AcmeClient, leaf: str) -> tuple[dict | None, str]:
+    """ARI for the new certificate, or None when the CA offers none; advice, so a failure is
+    said (the second value), not raised."""
+    try:
+        return client.renewal_info(leaf), ""
+    except SSLManagerError as exc:
+        return None, exc.message
 
 
 def _commit_or_rollback() -> None:
@@ -248,9 +243,6 @@ def _forget_records(cert, records, provider_name) -> None:
 def _store_version(cert: Certificate, fullchain: str, alternates: list[str], order_url: str,
                    account_url: str) -> CertificateVersion:
     leaf, chain = split_pem_chain(fullchain)
-    if not key_matches_cert(cert.private_key, leaf):
-        raise AcmeError("the CA returned a certificate for another key", step="download certificate",
-                        url=order_url)
     info = cert_info(leaf)
     number = 1 + (db.session().query(CertificateVersion).filter_by(certificate_id=cert.id).count())
     version = CertificateVersion(
@@ -268,63 +260,3 @@ def _store_version(cert: Certificate, fullchain: str, alternates: list[str], ord
     return version
 
 
-def handle_failure(cert: Certificate, exc: SSLManagerError) -> None:
-    """Decide what a failed attempt means: wait and retry, or Failed with the reason. A failed
-    renewal never takes the current version away: it stays Active and is retried with backoff."""
-    from .renewals import recover_failed_renewal
-    timeline = Timeline(cert)
-    now = utcnow()
-    cert.attempts += 1
-    cert.failing_since = cert.failing_since or now
-    cert.last_error, cert.last_error_hint = str(exc), exc.hint or _hint(exc)
-    # Exponential backoff with jitter: minutes first, capped at six hours.
-    backoff = min(60 * 2 ** (cert.attempts - 1), 6 * 3600) * random.uniform(0.8, 1.2)
-    retry_after = getattr(exc, "retry_after", None) or 0
-    if isinstance(exc, AcmeRateLimited) and retry_after:
-        until = now + timedelta(seconds=retry_after)
-        profile = cert_profile(cert)
-        profile.rate_limited_until = max(profile.rate_limited_until or until, until)
-        cert.next_run_at = until
-        timeline(f"rate limited until {until:%Y-%m-%d %H:%M:%S} UTC: {exc}", "warning")
-    elif recover_failed_renewal(cert, timedelta(seconds=max(backoff, retry_after))):
-        timeline(f"renewal attempt {cert.attempts} failed, current version keeps serving; "
-                 f"retrying at {cert.next_run_at:%Y-%m-%d %H:%M} UTC: {exc}", "warning")
-    elif _transient(exc) and cert.attempts < current_app.config["SSLMANAGER_MAX_ATTEMPTS"]:
-        cert.next_run_at = now + timedelta(seconds=max(backoff, retry_after))
-        timeline(f"attempt {cert.attempts} failed, retrying at {cert.next_run_at:%Y-%m-%d %H:%M:%S} UTC: {exc}",
-                 "warning")
-    else:
-        cert.status, cert.order_url, cert.next_run_at = "failed", "", None
-        timeline(f"failed: {exc}", "error")
-        audit.record("certificate failed", "certificate", cert.id, str(exc)[:500])
-    db.session().commit()
-    if cert.serial:  # a version was issued before: this is a renewal failing (sent once a day)
-        from . import notifications
-        _never_fails(timeline, "notification", notifications.emit, "renewal-failed", cert)
-        db.session().commit()
-
-
-def _never_fails(timeline: Timeline, what: str, fn, *args) -> None:
-    """Deploy and notifications run after the fact: a failure is recorded, never raised."""
-    try:
-        fn(*args)
-    except Exception as exc:  # noqa: BLE001  (the certificate is issued whatever happens here)
-        db.session().rollback()
-        log.exception("certificate %s: %s failed", timeline.cert.id, what)
-        timeline(f"{what} failed: {exc}", "warning")
-
-
-def _transient(exc: SSLManagerError) -> bool:
-    """Worth retrying: the network, the CA's 5xx, a DNS provider hiccup."""
-    return isinstance(exc, (AcmeNetworkError, AcmeRateLimited, DnsError)) or (
-        isinstance(exc, AcmeError) and (exc.status or 0) >= 500)
-
-
-def _hint(exc: SSLManagerError) -> str:
-    text = str(exc).lower()
-    if "no txt" in text or "incorrect txt" in text or "dns problem" in text:
-        return ("The CA could not read the TXT value: check that each _acme-challenge CNAME points "
-                "at the technical zone, and that the zone's servers are reachable from the internet.")
-    if "caa" in text:
-        return "A CAA record forbids this CA: add an issue (and issuewild) entry for it."
-    return ""

@@ -17,6 +17,7 @@ import requests
 
 from ..errors import SSLManagerError
 from ..netguard import guard
+from ..version import __version__
 
 SIGNATURE_HEADER = "X-SSLManager-Signature"
 
@@ -140,7 +141,6 @@ def send_webhook(url: str, secret: str | None, message: Message, *, timeout: flo
     """POST the JSON payload, signed; retried with backoff (doubling) on network errors, 5xx,
     408 and 429. Redirects are not followed (they could lead anywhere). With `address`, the
     connection goes there (the host name is not looked up again). Returns the attempts."""
-    from .. import __version__
     body = json.dumps(message.payload, separators=(",", ":"), sort_keys=True).encode()
     headers = {"Content-Type": "application/json", "User-Agent": f"SSLManager/{__version__}",
                "X-SSLManager-Event": message.event, "X-SSLManager-Delivery": message.dedupe_key}

@@ -31,6 +31,7 @@ from .addresses import checked_address
 from .inputs import whole_number
 from .notification_messages import EVENTS, build
 from .notification_senders import SIGNATURE_HEADER, DeliveryError, Message
+from .timeline import Timeline
 
 log = logging.getLogger("sslmanager.notifications")
 
@@ -406,7 +407,6 @@ def emit(event: str, cert: Certificate | None = None, *, profile: CAProfile | No
             log.warning("notification %s via %s failed: %s", message.dedupe_key, name, exc)
         s.commit()
     if cert is not None and results and any(r.status != "duplicate" for r in results):
-        from .issuance import Timeline
         Timeline(cert)(f"notified ({EVENTS[event].lower()}): " + "; ".join(
             f"{r.channel} {r.status}" + (f" ({r.error})" if r.error else "")
             for r in results if r.status != "duplicate"),

@@ -10,12 +10,12 @@ from flask import current_app
 from sqlalchemy import or_, select, update
 
 from .. import db
-from ..acme_client import AcmeClient, generate_account_key
+from ..acme_client import generate_account_key
 from ..crypto import generate_private_key, make_csr
 from ..errors import SSLManagerError
 from ..models import CAProfile, Certificate, CertificateVersion, utcnow
-from . import audit
-from .issuance import Timeline
+from . import audit, ca_profiles, certificates, claims
+from .timeline import Timeline
 
 log = logging.getLogger("sslmanager.renewals")
 
@@ -28,21 +28,17 @@ def lifetime_rule(not_before: datetime, not_after: datetime) -> tuple[datetime, 
 
 
 def plan(cert: Certificate, version: CertificateVersion, profile: CAProfile,
-         client: AcmeClient | None) -> None:
-    """Set cert.renew_at and renew_reason for the version just issued (or re-planned)."""
-    ari, polled_later = None, False
-    if client is not None:
-        try:
-            ari = client.renewal_info(version.cert_pem)
-        except SSLManagerError as exc:  # ARI is advice: fall back to the rule, say so
-            Timeline(cert)(f"renewal info unavailable ({exc.message}); using the lifetime rule", "warning")
-            cert.ari_next_poll_at = utcnow() + timedelta(seconds=_poll_bounds()[0])
-            polled_later = True
+         ari: dict | None, ari_error: str = "") -> None:
+    """Set cert.renew_at and renew_reason for the version just issued: from the CA's renewal
+    information (`ari`, RFC 9773) when it gave one, else the lifetime rule or the override."""
+    if ari_error:  # ARI is advice: fall back to the rule, say so, and ask again later
+        Timeline(cert)(f"renewal info unavailable ({ari_error}); using the lifetime rule", "warning")
+        cert.ari_next_poll_at = utcnow() + timedelta(seconds=_poll_bounds()[0])
     if ari:
         _take_window(cert, version, ari, fresh=True)
         return
     cert.ari_window_start = cert.ari_window_end = None
-    if ari is None and not polled_later:  # the CA offers no renewalInfo: nothing to poll
+    if not ari_error:  # the CA offers no renewalInfo: nothing to poll
         cert.ari_next_poll_at = None
     if profile.renew_days_before:
         at = version.not_after - timedelta(days=profile.renew_days_before)
@@ -117,8 +113,7 @@ def poll_ari(cert_id: int) -> str:
     """Ask the CA for the certificate's renewal window again (claimed, one process at a time),
     and re-plan when it moved: a window moved into the past ("renew now", e.g. after a mass
     revocation) makes the certificate due at once."""
-    from . import ca_profiles, certificates
-    if not certificates.claim(cert_id):
+    if not claims.claim(cert_id):
         return "busy"
     try:
         cert = certificates.get(cert_id)
@@ -148,7 +143,7 @@ def poll_ari(cert_id: int) -> str:
         db.session().commit()
         return "polled"
     finally:
-        certificates.release(cert_id)
+        claims.release(cert_id)
 
 
 def due(limit: int = 500) -> list[int]:
@@ -173,65 +168,6 @@ def start(cert: Certificate, *, reason: str = "due") -> None:
     db.session().commit()
 
 
-def renew(cert_id: int, *, reason: str = "due") -> str:
-    """Renew one certificate now (claimed, so one process at a time)."""
-    from . import certificates
-    if not certificates.claim(cert_id):
-        return "busy"
-    try:
-        cert = certificates.get(cert_id)
-        if cert.status != "active":
-            return cert.status
-        start(cert, reason=reason)
-    finally:
-        certificates.release(cert_id)
-    return certificates.process(cert_id)
-
-
-def renew_now(cert_ids: list[int], *, reason: str = "requested") -> dict[int, str]:
-    """The pages' "Renew now": each Active certificate starts its renewal here (new key and CSR,
-    Processing, so the page shows it at once), then its order runs in the background within the
-    per-CA bound (SSLMANAGER_CONCURRENCY_PER_CA) the scheduler keeps too. Returns id -> "started",
-    "busy" (another process holds it), "missing", or the status that cannot be renewed."""
-    from . import certificates
-    results: dict[int, str] = {}
-    for cert_id in dict.fromkeys(cert_ids):
-        cert = db.session().get(Certificate, cert_id)
-        if cert is None:
-            results[cert_id] = "missing"
-            continue
-        if cert.status != "active":
-            results[cert_id] = cert.status
-            continue
-        if not certificates.claim(cert_id):
-            results[cert_id] = "busy"
-            continue
-        try:
-            db.session().refresh(cert)
-            if cert.status != "active":
-                results[cert_id] = cert.status
-                continue
-            start(cert, reason=reason)
-            audit.record("renewal requested", "certificate", cert_id, ", ".join(cert.domains))
-            db.session().commit()
-            results[cert_id] = "started"
-        finally:
-            certificates.release(cert_id)
-    started = [i for i, status in results.items() if status == "started"]
-    if started:
-        certificates.process_in_background(*started)
-    return results
-
-
-def renew_many(app, cert_ids: list[int], *, per_ca: int, reason: str = "requested",
-               done=None) -> dict[int, str]:
-    """Renew these certificates now, at most `per_ca` orders in flight per CA profile
-    (bulk.per_ca: `done(id, status, domains, last_error)` as each finishes)."""
-    from . import bulk
-    return bulk.per_ca(app, cert_ids, lambda cert_id: renew(cert_id, reason=reason),
-                       limit=per_ca, done=done)
-
-
 def expire() -> int:
     """Mark certificates past their not-after as Expired."""
     result = db.session().execute(update(Certificate).where(Certificate.status.in_(("active", "failed")),
@@ -243,7 +179,6 @@ def expire() -> int:
 
 def recover_failed_renewal(cert: Certificate, delay: timedelta) -> bool:
     """A failed renewal keeps the current version serving: back to Active, retried later."""
-    from . import certificates
     version = certificates.current_version(cert)
     if version is None or version.revoked_at or version.not_after <= utcnow():
         return False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -12,7 +13,9 @@ from flask import Flask
 from .. import db
 from ..config import sweep_interval
 from ..models import Certificate, utcnow
+from . import claims, delegation, dns_manager, notifications, pipeline, renewals
 from .audit import SCHEDULER, acting_as
+from .slots import ca_slots
 
 log = logging.getLogger("sslmanager.scheduler")
 TICK_SECONDS = 5
@@ -25,7 +28,6 @@ class Scheduler:
     def __init__(self, app: Flask):
         self.app = app
         self._scheduler = BackgroundScheduler(timezone="UTC")
-        from .bulk import ca_slots
         per_ca = app.config["SSLMANAGER_CONCURRENCY_PER_CA"]
         self._pool = ThreadPoolExecutor(max_workers=max(4, per_ca * 4), thread_name_prefix="sslm-work")
         self._slots = ca_slots(app)  # shared with `cert process` jobs handed to this process
@@ -47,32 +49,29 @@ class Scheduler:
 
     def dns_sweep(self) -> None:
         """Remove TXT values no live order needs (one node does it)."""
-        from . import dns_manager, leases
         # Held for two thirds of the interval: one node sweeps each time, and whichever node's
         # job fires first next time may take it (a dead holder never stops the sweeps).
         with self.app.app_context(), acting_as(SCHEDULER):
             try:
-                if leases.acquire("dns-sweep", seconds=max(30, self.sweep_seconds * 2 // 3)):
+                if claims.take_lease("dns-sweep", seconds=max(30, self.sweep_seconds * 2 // 3)):
                     dns_manager.sweep()
             finally:
                 db.session().remove()
 
     def delegation_watch(self) -> None:
         """Re-check the CNAMEs of Active auto-renewing certificates (one node, daily)."""
-        from . import dns_manager, leases
         with self.app.app_context(), acting_as(SCHEDULER):
             try:
-                if leases.acquire("delegation-watch", seconds=20 * 3600):
-                    dns_manager.delegation_watch()
+                if claims.take_lease("delegation-watch", seconds=20 * 3600):
+                    delegation.delegation_watch()
             finally:
                 db.session().remove()
 
     def notify_scan(self) -> None:
         """Expiring, still-failing, broken-delegation and failing-profile notices (one node, hourly)."""
-        from . import leases, notifications
         with self.app.app_context(), acting_as(SCHEDULER):
             try:
-                if leases.acquire("notify-scan", seconds=50 * 60):
+                if claims.take_lease("notify-scan", seconds=50 * 60):
                     notifications.scan()
             finally:
                 db.session().remove()
@@ -88,14 +87,13 @@ class Scheduler:
     def tick(self) -> int:
         """If this process holds the dispatch lease: hand every due certificate (new ones and
         renewals) to the pool, at most `per CA` in flight per profile. Returns how many started."""
-        from . import certificates, leases, renewals
         with self.app.app_context(), acting_as(SCHEDULER):
             try:
-                if not leases.acquire("dispatch", seconds=LEASE_SECONDS):
+                if not claims.take_lease("dispatch", seconds=LEASE_SECONDS):
                     return 0  # another process or node dispatches this tick
                 self.last_run = utcnow()
                 renewals.expire()
-                work = [(cid, "process") for cid in certificates.due_for_processing()]
+                work = [(cid, "process") for cid in pipeline.due_for_processing()]
                 work += [(cid, "renew") for cid in renewals.due()]
                 busy = {cid for cid, _ in work}
                 work += [(cid, "ari") for cid in renewals.ari_due() if cid not in busy]
@@ -122,15 +120,14 @@ class Scheduler:
         return started
 
     def _work(self, cert_id: int, kind: str) -> None:
-        from . import certificates, renewals
         try:
             with self.app.app_context(), acting_as(SCHEDULER):
                 if kind == "renew":
-                    renewals.renew(cert_id)
+                    pipeline.renew(cert_id)
                 elif kind == "ari":
                     renewals.poll_ari(cert_id)
                 else:
-                    certificates.process(cert_id)
+                    pipeline.process(cert_id)
                 db.session().remove()
         except Exception:  # one certificate's bug never stops the others
             log.exception("certificate %s: %s crashed", cert_id, kind)
@@ -145,7 +142,6 @@ class Scheduler:
 
     def wait_idle(self, timeout: float) -> bool:
         """For the CLI and tests: wait until nothing is in flight."""
-        import time
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             with self._lock:

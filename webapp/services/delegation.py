@@ -1,0 +1,192 @@
+"""Does the customer's DNS let the CA validate? The CNAME of every base domain into the
+technical zone (and its stable target), preflight (CNAME, stale TXT, CAA), and the daily
+delegation watch over Active certificates. Reads DNS; writes only the certificate's
+delegation state and timeline."""
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from flask import current_app
+from sqlalchemy import select
+
+from .. import db
+from ..dns import checks
+from ..errors import SSLManagerError
+from ..models import CAProfile, Certificate, utcnow
+from . import ca_profiles, domains
+from .timeline import Timeline
+
+log = logging.getLogger("sslmanager.delegation")
+WATCH_LOOKUPS = 16  # CNAME checks in flight at once in the daily delegation watch
+
+
+def configured_resolvers() -> list[str] | None:
+    return current_app.config["SSLMANAGER_DNS_RESOLVERS"] or None
+
+
+def cname_report(cert: Certificate) -> list[checks.CnameCheck]:
+    """The CNAME check of every base domain of the certificate, against its stable target."""
+    resolvers = configured_resolvers()
+    return [checks.check_cname(base, target, resolvers) for base, target in cname_targets(cert)]
+
+
+def cname_targets(cert: Certificate) -> list[tuple[str, str]]:
+    """(base domain, the stable target its _acme-challenge CNAME must point at) of each name."""
+    zone = cert_profile(cert).dns_zone
+    return [(base, domains.cname_target(base, zone)) for base in domains.challenge_bases(cert.domains)]
+
+
+def cert_profile(cert: Certificate) -> CAProfile:
+    return ca_profiles.get(cert.profile_id)
+
+
+@dataclass
+class Check:
+    """One finding, worded for the operator."""
+
+    kind: str       # "CNAME", "TXT", "CAA"
+    subject: str    # the DNS name or certificate name checked
+    status: str     # ok, warning, error
+    diagnosis: str
+    fix: str = ""
+    blocking: bool = False  # the CA will refuse: ordering now would only fail
+
+
+@dataclass
+class DomainPreflight:
+    domain: str         # the base domain: one _acme-challenge name
+    names: list[str]    # the certificate's names validated through it
+    checks: list[Check]
+
+
+@dataclass
+class Preflight:
+    cert: Certificate
+    domains: list[DomainPreflight]
+
+    @property
+    def checks(self) -> list[Check]:
+        return [c for d in self.domains for c in d.checks]
+
+    @property
+    def ok(self) -> bool:
+        return all(c.status != "error" for c in self.checks)
+
+
+def preflight(cert: Certificate) -> Preflight:
+    """Per base domain: the CNAME, stale TXT at _acme-challenge, and CAA for each name."""
+    resolvers = configured_resolvers()
+    cnames = {c.domain: c for c in cname_report(cert)}
+    caa = _caa_checks(cert, resolvers)
+    report = Preflight(cert, [])
+    for base in domains.challenge_bases(cert.domains):
+        names = [n for n in cert.domains if domains.base_domain(n) == base]
+        found = [_cname_check(cnames[base]), _stale_check(base, resolvers)]
+        report.domains.append(DomainPreflight(base, names, found + [caa[n] for n in names]))
+    return report
+
+
+def blocking_problems(cert: Certificate) -> list[str]:
+    """What makes the CA refuse for sure (CAA forbids it): worth waiting on before ordering."""
+    return [f"{c.diagnosis} {c.fix}".strip() for c in _caa_checks(cert, configured_resolvers()).values()
+            if c.blocking]
+
+
+def _cname_check(c: checks.CnameCheck) -> Check:
+    # A chain that reaches us works; a lookup failure says nothing about the record.
+    status = "ok" if c.status == "ok" else "warning" if c.ok or c.status == "error" else "error"
+    return Check("CNAME", c.name, status, c.message, c.fix)
+
+
+def _stale_check(base: str, resolvers: list[str] | None) -> Check:
+    name = f"_acme-challenge.{base}"
+    try:
+        values = checks.stale_txt(base, resolvers)
+    except SSLManagerError as exc:
+        return Check("TXT", name, "warning", f"Could not look for TXT records at {name}: {exc}.",
+                     "Retry in a moment.")
+    if not values:
+        return Check("TXT", name, "ok", f"No TXT records sit at {name} itself.")
+    shown = ", ".join(f'"{v}"' for v in values)
+    return Check("TXT", name, "error",
+                 f"TXT records {shown} sit at {name} itself, probably left by an earlier DNS-01 "
+                 "setup. A CNAME cannot share a name with other records, so DNS-01 through the "
+                 "technical zone cannot work while they are there.",
+                 f"At the DNS host of {base}, delete the TXT records at {name}; keep (or create) "
+                 "only the CNAME.")
+
+
+def _caa_checks(cert: Certificate, resolvers: list[str] | None) -> dict[str, Check]:
+    """CAA per certificate name against the profile's CAA identities (issuewild for wildcards)."""
+    profile = ca_profiles.get(cert.profile_id)
+    identities = list((profile.directory_meta or {}).get("caaIdentities") or [])
+    found = {}
+    for name in cert.domains:
+        c = checks.check_caa(name, identities, name.startswith("*."), resolvers)
+        if c.ok:
+            status = "warning" if c.fix else "ok"
+        else:
+            # Records that exclude the CA are final; a failed lookup may be passing.
+            status = "error" if c.records else "warning"
+        found[name] = Check("CAA", name, status, c.message, c.fix,
+                            blocking=not c.ok and bool(c.records))
+    return found
+
+
+def delegation_watch() -> list[tuple[int, list[str]]]:
+    """Re-check the CNAMEs of Active auto-renewing certificates; (id, problems) of the broken.
+
+    A change of state goes to the certificate's timeline; lookups that fail say nothing
+    about the records, so they change nothing."""
+    broken = []
+    active = db.session().execute(select(Certificate).where(
+        Certificate.status == "active", Certificate.auto_renew.is_(True))
+        .order_by(Certificate.id)).scalars().all()
+    for cert, report in _cname_reports(active):
+        if isinstance(report, SSLManagerError):
+            log.warning("delegation watch: certificate %s: %s", cert.id, report)
+            continue
+        bad = [c for c in report if not c.ok and c.status != "error"]
+        if not bad and any(not c.ok for c in report):
+            continue  # only lookup failures: undecided
+        problems = [f"{c.name}: {c.message} Fix: {c.fix}" for c in bad]
+        previous = cert.delegation_ok
+        timeline = Timeline(cert)
+        if problems:
+            broken.append((cert.id, problems))
+            if previous is not False:
+                timeline("delegation: renewal will wait until this is fixed: " + " ".join(problems),
+                         "warning")
+        elif previous is False:
+            timeline("delegation: every CNAME resolves into the technical zone again")
+        cert.delegation_ok, cert.delegation_checked_at = not problems, utcnow()
+        cert.delegation_message = " ".join(problems)
+    db.session().commit()
+    return broken
+
+
+def _cname_reports(certs: list[Certificate]):
+    """(certificate, its CNAME checks or the error) for each, the lookups WATCH_LOOKUPS at a
+    time: with 10,000 certificates one after the other would take minutes of round trips. The
+    threads only resolve (dns.checks has no Flask and no database); the rest stays here."""
+    resolvers = configured_resolvers()
+    targets: dict[int, list[tuple[str, str]] | SSLManagerError] = {}
+    for cert in certs:
+        try:
+            targets[cert.id] = cname_targets(cert)
+        except SSLManagerError as exc:
+            targets[cert.id] = exc
+
+    def check(pairs):
+        try:
+            return [checks.check_cname(base, target, resolvers) for base, target in pairs]
+        except SSLManagerError as exc:
+            return exc
+    with ThreadPoolExecutor(WATCH_LOOKUPS, thread_name_prefix="sslm-watch") as pool:
+        results = {cert_id: pool.submit(check, pairs) for cert_id, pairs in targets.items()
+                   if not isinstance(pairs, SSLManagerError)}
+        for cert in certs:
+            found = targets[cert.id]
+            yield cert, found if isinstance(found, SSLManagerError) else results[cert.id].result()
