@@ -114,10 +114,15 @@ def test_a_number_of_5000_digits_is_a_field_error_not_a_crash(app, admin_client)
     app.config["PROPAGATE_EXCEPTIONS"] = False  # answer as in production: a crash is a 500 page
     huge = "9" * 5000  # int() refuses more than 4,300 digits with a ValueError
     resp = admin_client.post("/notifications/options", data={"expiry_days": f"30, {huge}"})
+    assert resp.status_code == 422 and "expiry_days" in resp.get_data(as_text=True)  # the field cap
+    long = "9" * 900  # under the field cap: the number itself is judged, beside its field
+    resp = admin_client.post("/notifications/options", data={"expiry_days": f"30, {long}"})
     assert resp.status_code == 422 and 'id="err-expiry_days"' in resp.get_data(as_text=True)
-    resp = admin_client.post("/notifications/new/email", data=email_form(port=huge, profile_id=huge))
+    resp = admin_client.post("/notifications/new/email", data=email_form(port=long, profile_id=long))
     html = resp.get_data(as_text=True)
     assert resp.status_code == 422 and 'id="err-port"' in html and 'id="err-profile_id"' in html
+    from webapp.services.inputs import whole_number  # and 5,000 digits, had they come through
+    assert whole_number(huge, 1, 65535) is None
 
 
 def test_deleting_a_channel(app, admin_client):

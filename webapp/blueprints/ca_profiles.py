@@ -110,7 +110,7 @@ def _unsaved(profile, values: dict, result, *, ask: int):
     modal_args = {"profile": profile, "result": result, "trial": True, "ask": ask}
     if htmx:
         modal = render_template("sslmanager/ca_profiles/_test_result.html", htmx=True, **modal_args)
-        return f'<div id="modal" hx-swap-oob="innerHTML">{modal}</div>', 200, {"HX-Reswap": "none"}
+        return f'<div id="sslm-modal" hx-swap-oob="innerHTML">{modal}</div>', 200, {"HX-Reswap": "none"}
     return render_template("sslmanager/ca_profiles/edit.html", htmx=False, **modal_args,
                            **{k: v for k, v in _form_context(profile, _typed(values)).items() if k != "profile"})
 
