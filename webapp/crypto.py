@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import base64
 import os
-import secrets
 import stat
 from dataclasses import dataclass
 
@@ -101,11 +100,6 @@ def write_key_file(path: str, key: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IRUSR | stat.S_IWUSR)
     with os.fdopen(fd, "w", encoding="ascii") as fh:
         fh.write(key + "\n")
-
-
-def random_token(nbytes: int = 32) -> str:
-    """A URL-safe random token."""
-    return secrets.token_urlsafe(nbytes)
 
 
 # -- certificate keys, CSRs and certificates ---------------------------------------------------

@@ -23,10 +23,6 @@ class SSLManagerError(Exception):
             parts.append(f": {self.detail}")
         return "".join(parts)
 
-    def as_dict(self) -> dict[str, str]:
-        return {"message": self.message, "hint": self.hint, "step": self.step,
-                "url": self.url, "detail": self.detail}
-
 
 class ConfigError(SSLManagerError):
     """The app cannot start or run as configured (missing key, unmigrated database, ...)."""

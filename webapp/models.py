@@ -3,6 +3,7 @@ instance and ours never collide. Tables carry the `sslm_` prefix for the same re
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from enum import StrEnum
 from typing import Any
 
 from flask import current_app
@@ -59,6 +60,35 @@ class Encrypted(TypeDecorator):
         if value is None:
             return None
         return current_app.extensions["sslmanager"].keyring.decrypt(value)
+
+
+class Status(StrEnum):
+    """A certificate's place in its lifecycle (stored as the plain string)."""
+
+    DRAFT = "draft"
+    CSR = "csr"
+    PENDING = "pending"            # waiting for the _acme-challenge CNAMEs
+    PROCESSING = "processing"      # an order in flight (see Step)
+    ACTIVE = "active"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+
+
+class Step(StrEnum):
+    """Where a Processing certificate's order stands, saved as it happens (a restart resumes it)."""
+
+    NONE = ""
+    RENEWING = "renewing"
+    ORDER_CREATED = "order created"
+    TXT_WRITTEN = "TXT written"
+    FINALIZING = "finalizing"
+
+
+# How far along, in percent, for the page's progress bar: per status, and per step while Processing.
+STATUS_PROGRESS = {Status.DRAFT: 10, Status.CSR: 25, Status.PENDING: 40, Status.PROCESSING: 55,
+                   Status.ACTIVE: 100}
+STEP_PROGRESS = {Step.ORDER_CREATED: 65, Step.TXT_WRITTEN: 75, Step.FINALIZING: 90}
 
 
 class Base(DeclarativeBase):
@@ -232,6 +262,13 @@ class Certificate(Base):
     deploy_last_message: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    @property
+    def progress(self) -> int | None:
+        """How far along the lifecycle, in percent: by the step while Processing, else the status."""
+        if self.status == Status.PROCESSING and self.step in STEP_PROGRESS:
+            return STEP_PROGRESS[Step(self.step)]
+        return STATUS_PROGRESS.get(self.status)  # type: ignore[call-overload]
 
 
 class CertificateVersion(Base):

@@ -7,7 +7,7 @@ import pytest
 from tests.conftest import add_lab_profile, add_lab_zone
 from tests.lab.faultproxy import NEW_ORDER, running_proxy
 from webapp import db
-from webapp.acme_client import AcmeClient
+from webapp.acme.client import AcmeClient
 from webapp.models import AuditEvent
 from webapp.services import ca_profiles, certificates, pipeline, renewals
 

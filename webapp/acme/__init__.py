@@ -1,1 +1,2 @@
-"""Internals of the ACME adapter; the public API is `webapp.acme_client`."""
+"""The ACME layer over certbot's `acme`: the client (client.py, one RFC 8555 step a method), its
+transport (retries, error translation), and account keys. No Flask here."""

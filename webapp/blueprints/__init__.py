@@ -220,8 +220,8 @@ def _template_context():
 
 def _nest_feature_blueprints() -> None:
     # Imported here: the feature blueprints import this package, so not before it is made.
-    from . import audit, auth, ca_profiles, certificates, dashboard, dns, metrics, settings
-    for child in (dashboard.bp, ca_profiles.bp, certificates.bp, dns.bp, settings.bp, audit.bp,
+    from . import audit, auth, ca_profiles, certificates, dashboard, dns, metrics, notifications
+    for child in (dashboard.bp, ca_profiles.bp, certificates.bp, dns.bp, notifications.bp, audit.bp,
                   metrics.bp, auth.bp):
         bp.register_blueprint(child)
 

@@ -11,9 +11,10 @@ from .. import db
 from ..crypto import KEY_TYPES, cert_info
 from ..errors import NotFound, SSLManagerError, ValidationError
 from ..services import audit, ca_profiles, certificates as service, delegation, domains, pipeline
+from ..services import deploy as deploys
 from ..services.inputs import page_number
 from . import htmx
-from .auth import fresh_sign_in
+from .auth import ask_password_again, fresh_sign_in
 from .flashes import flash
 
 bp = Blueprint("certificates", __name__, url_prefix="/certificates")
@@ -391,3 +392,42 @@ def reissue(cert_id: int):
               "info")
     _request(new_cert)
     return redirect(url_for(".detail", cert_id=new_cert.id))
+
+
+# -- the deploy settings (the partial on the detail page) --------------------------------------
+
+@bp.route("/certificates/<int:cert_id>/deploy", methods=["GET", "POST"])
+def deploy(cert_id: int):
+    """Save the deploy fields; with action=run, deploy the current version now."""
+    try:
+        cert = service.get(cert_id)
+    except NotFound:
+        abort(404)
+    context = {"cert": cert, "deploy_errors": {}, "deploy_values": None}
+    if request.method == "POST":
+        # The directory gets privkey.pem and the command runs as the service user: both reach
+        # the key, so saving asks the password again like a key download.
+        asked = ask_password_again()
+        if asked:
+            return asked
+        values = request.form.to_dict()
+        try:
+            deploys.update_settings(cert, values)
+        except ValidationError as exc:
+            context.update(deploy_errors=exc.errors, deploy_values=values)
+        else:
+            message = "Deploy settings saved."
+            if values.get("action") == "run":
+                result = deploys.run(cert)
+                message += (" Nothing to deploy: fill in at least one field." if result is None else
+                            f" Deployed: {result.message}" if result.ok else f" Deploy failed: {result.message}")
+            category = "error" if values.get("action") == "run" and cert.deploy_last_ok is False else "info"
+            if not htmx:
+                flash(message, category)
+                return redirect(url_for("sslmanager.certificates.detail", cert_id=cert.id) + "#deploy")
+            context["deploy_notice"] = (message, category)
+    context["version"] = service.current_version(cert)
+    if htmx:
+        return render_template("sslmanager/certificates/_deploy.html", **context)
+    code = 422 if context["deploy_errors"] else 200
+    return render_template("sslmanager/certificates/deploy.html", **context), code

@@ -14,7 +14,7 @@ from typing import Iterator
 from flask import current_app
 
 from .. import db
-from ..acme_client import AcmeClient, generate_account_key
+from ..acme.client import AcmeClient, generate_account_key
 from ..ca_plugins import CAPlugin, ProfileView, Registry, discover
 from ..errors import AcmeError, ConfigError
 from ..models import CAProfile

@@ -10,7 +10,7 @@ from sqlalchemy import delete as sql_delete
 from sqlalchemy import exists, func, or_, select
 
 from .. import db
-from ..acme_client import DirectoryInfo, probe_directory
+from ..acme.client import DirectoryInfo, probe_directory
 from ..ca_plugins import ProfileView
 from ..eab import BadEabKey, normalise_hmac_key
 from ..errors import AcmeError, Conflict, NotFound, SSLManagerError, ValidationError

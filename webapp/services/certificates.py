@@ -13,11 +13,11 @@ from sqlalchemy.orm import defer
 from .. import db
 from ..crypto import KEY_TYPES, generate_private_key, make_csr, pkcs12
 from ..errors import Conflict, NotFound, ValidationError
-from ..models import CAProfile, Certificate, CertificateVersion, TimelineEvent, utcnow
+from ..models import CAProfile, Certificate, CertificateVersion, Status, TimelineEvent, utcnow
 from . import audit, ca_profiles, dns_manager, domains
 from .timeline import Timeline
 
-STATUSES = ("draft", "csr", "pending", "processing", "active", "failed", "expired", "revoked")
+STATUSES = tuple(Status)
 # RFC 5280 CRLReason codes a CA accepts for revocation by the subscriber.
 REVOCATION_REASONS = {0: "unspecified", 1: "keyCompromise", 3: "affiliationChanged",
                       4: "superseded", 5: "cessationOfOperation"}
@@ -64,7 +64,7 @@ def create(values: dict[str, Any]) -> Certificate:
         raise ValidationError(errors)
     cert = Certificate(profile_id=profile.id, domains=names, common_name=names[0],
                        search_text=" ".join(names + [domains.to_unicode(n) for n in names]).lower(),
-                       status="draft", key_type=key_type,
+                       status=Status.DRAFT, key_type=key_type,
                        auto_renew=_truthy(values.get("auto_renew", "1")),
                        acme_profile=(values.get("acme_profile") or "").strip(),
                        reuse_key=_truthy(values.get("reuse_key")))
@@ -83,12 +83,12 @@ def _truthy(value: Any) -> bool:
 
 def generate_csr(cert: Certificate) -> Certificate:
     """A new private key (encrypted at rest) and CSR: Draft → CSR."""
-    if cert.status not in ("draft", "csr", "failed"):
+    if cert.status not in (Status.DRAFT, Status.CSR, Status.FAILED):
         raise Conflict(f"The certificate is {cert.status}; a CSR is made for a draft.")
     if not (cert.reuse_key and cert.private_key):
         cert.private_key = generate_private_key(cert.key_type)
     cert.csr = make_csr(cert.private_key, cert.domains)
-    cert.status = "csr"
+    cert.status = Status.CSR
     Timeline(cert)(f"csr: new {KEY_TYPES[cert.key_type]} key and CSR for {', '.join(cert.domains)}")
     db.session().commit()
     return cert
@@ -97,12 +97,12 @@ def generate_csr(cert: Certificate) -> Certificate:
 def request(cert: Certificate) -> Certificate:
     """CSR → Pending (CNAME): the scheduler takes it from here once the CNAMEs resolve. From
     Failed this is Retry: a new key (unless Reuse key) and CSR, then Pending again."""
-    retry = cert.status == "failed"
-    if cert.status in ("draft", "failed"):
+    retry = cert.status == Status.FAILED
+    if cert.status in (Status.DRAFT, Status.FAILED):
         generate_csr(cert)
-    if cert.status != "csr":
+    if cert.status != Status.CSR:
         raise Conflict(f"The certificate is {cert.status}; only a certificate with a CSR can be requested.")
-    cert.status, cert.next_run_at, cert.attempts = "pending", utcnow(), 0
+    cert.status, cert.next_run_at, cert.attempts = Status.PENDING, utcnow(), 0
     cert.last_error = cert.last_error_hint = ""
     cert.failing_since = None
     Timeline(cert)("pending: waiting for the _acme-challenge CNAMEs")
@@ -213,7 +213,7 @@ def revoke(cert: Certificate, reason: int = 0) -> None:
     if reason not in REVOCATION_REASONS:
         raise ValidationError({"reason": f"Choose a reason: {', '.join(f'{k} {v}' for k, v in REVOCATION_REASONS.items())}."})
     version = current_version(cert)
-    if cert.status != "active" or version is None:
+    if cert.status != Status.ACTIVE or version is None:
         raise Conflict(f"Only an Active certificate can be revoked; this one is {cert.status}.")
     profile = ca_profiles.get(cert.profile_id)
     timeline_ = Timeline(cert)
@@ -224,7 +224,7 @@ def revoke(cert: Certificate, reason: int = 0) -> None:
     finally:
         client.close()
     version.revoked_at = utcnow()
-    cert.status = "revoked"
+    cert.status = Status.REVOKED
     audit.record("certificate revoked", "certificate", cert.id,
                  f"{', '.join(cert.domains)}: {REVOCATION_REASONS[reason]}")
     db.session().commit()
@@ -232,7 +232,7 @@ def revoke(cert: Certificate, reason: int = 0) -> None:
 
 def delete(cert: Certificate, confirm: str = "") -> None:
     """Delete; an Active certificate only with its first name typed as confirmation."""
-    if cert.status == "active" and confirm.strip().lower() != cert.common_name:
+    if cert.status == Status.ACTIVE and confirm.strip().lower() != cert.common_name:
         raise ValidationError({"confirm": f"This certificate is Active: type {cert.common_name} to delete it."})
     dns_manager.remove_customer_cnames(cert)  # only the CNAMEs SSL Manager itself made
     audit.record("certificate deleted", "certificate", cert.id, ", ".join(cert.domains))

@@ -1,6 +1,6 @@
-"""DNS Manager: what each technical zone holds and for which certificate, the preflight of a
-certificate's DNS before ordering, the sweeper of TXT values no order needs, the daily watch
-of Active certificates' CNAMEs, and opt-in `_acme-challenge` CNAMEs in customer zones.
+"""DNS Manager: what each technical zone holds and for which certificate, its delegation, the
+sweeper of TXT values no order needs, and opt-in `_acme-challenge` CNAMEs in customer zones.
+(A certificate's own DNS checks, preflight and the daily watch, are in delegation.py.)
 
 A customer zone is a TechZone row whose options say {"role": "customer"}: the same providers
 write it, but it holds the CNAMEs SSL Manager made (one DnsRecord row each, the CNAME target
@@ -141,9 +141,6 @@ def delegation(zone_name: str) -> dict:
                                   port=int(current_app.config.get("SSLMANAGER_DNS_NS_PORT", 53)))
 
 
-# -- preflight ---------------------------------------------------------------------------------
-
-
 # -- the sweeper -------------------------------------------------------------------------------
 
 @dataclass
@@ -233,11 +230,6 @@ def _sweep_zone(zone: TechZone, max_age: timedelta, actor: str | None, report: S
     finally:
         for cert_id in claimed:
             claims.release(cert_id, SWEEPER)
-
-
-# -- delegation watch --------------------------------------------------------------------------
-
-# Certificate columns the watch keeps (migration 0004); without them it writes the timeline only.
 
 
 # -- CNAMEs in customer zones ------------------------------------------------------------------

@@ -17,11 +17,11 @@ from sqlalchemy import select
 
 from .. import db
 from ..acme.keys import ari_cert_id
-from ..acme_client import AcmeClient, OrderInfo, account_lost, generate_account_key
+from ..acme.client import AcmeClient, OrderInfo, account_lost, generate_account_key
 from ..crypto import cert_info, key_matches_cert, split_pem_chain
 from ..dns import checks
 from ..errors import AcmeError, AcmeRateLimited, DnsError, SSLManagerError
-from ..models import Certificate, CertificateVersion, DnsRecord, utcnow
+from ..models import Certificate, CertificateVersion, DnsRecord, Status, Step, utcnow
 from . import audit, ca_profiles, domains, zones
 from .timeline import Timeline
 
@@ -89,7 +89,7 @@ def _open_order(client: AcmeClient, cert: Certificate, profile, timeline: Timeli
         _respect_rate_limit(profile)
         order = client.new_order(cert.domains, profile=cert.acme_profile or None,
                                  replaces=_replaces(cert))
-        cert.order_url, cert.step = order.url, "order created"
+        cert.order_url, cert.step = order.url, Step.ORDER_CREATED
         db.session().commit()
     return order
 
@@ -150,7 +150,7 @@ def issue(cert: Certificate) -> Issued:
                 _remember_records(cert, profile.dns_zone, added, provider.name, profile.dns_ttl)
                 timeline(f"dns: {len(added)} TXT value{'s' if len(added) != 1 else ''} added in "
                          f"{profile.dns_zone} via {provider.name}")
-                cert.step = "TXT written"
+                cert.step = Step.TXT_WRITTEN
                 db.session().commit()
                 # 4. Every authoritative server answers before the CA asks (it asks from several places).
                 servers = provider.authoritative_servers()
@@ -163,7 +163,7 @@ def issue(cert: Certificate) -> Issued:
 
         # 6. Finalize (7.4) with the stored CSR, and wait for the certificate.
         if order.status == "ready":
-            cert.step = "finalizing"
+            cert.step = Step.FINALIZING
             db.session().commit()
             order = client.finalize(order, cert.csr, deadline=deadline)
         elif order.status == "processing":
@@ -251,7 +251,7 @@ def _store_version(cert: Certificate, fullchain: str, alternates: list[str], ord
         issuer=info.issuer, not_before=info.not_before, not_after=info.not_after,
         order_url=order_url, account_url=account_url)
     db.session().add(version)
-    cert.status, cert.step, cert.order_url = "active", "", ""
+    cert.status, cert.step, cert.order_url = Status.ACTIVE, "", ""
     cert.serial, cert.not_before, cert.not_after = info.serial, info.not_before, info.not_after
     cert.last_error, cert.last_error_hint, cert.attempts, cert.failing_since = "", "", 0, None
     cert.next_run_at = None

@@ -21,13 +21,13 @@ from sqlalchemy import or_, select
 from .. import db
 from ..acme.transport import problem_hint
 from ..errors import AcmeError, AcmeNetworkError, AcmeRateLimited, DnsError, SSLManagerError
-from ..models import Certificate, utcnow
+from ..models import Certificate, Status, utcnow
 from . import (audit, ca_profiles, certificates, claims, delegation, deploy, issuance,
                notifications, renewals, slots)
 from .timeline import Timeline
 
 log = logging.getLogger("sslmanager.pipeline")
-FINAL = {"active", "failed", "expired", "revoked"}
+FINAL = {Status.ACTIVE, Status.FAILED, Status.EXPIRED, Status.REVOKED}
 
 
 # (profile id, seconds it may wait) -> the context a pass runs in; slots.SlotsBusy when none came
@@ -48,7 +48,7 @@ def check_cnames(cert: Certificate) -> bool:
         cert.next_run_at = utcnow() + timedelta(seconds=current_app.config["SSLMANAGER_CNAME_POLL_INTERVAL"])
         db.session().commit()
         return False
-    cert.status, cert.step, cert.last_error, cert.last_error_hint = "processing", "", "", ""
+    cert.status, cert.step, cert.last_error, cert.last_error_hint = Status.PROCESSING, "", "", ""
     Timeline(cert)("processing: every CNAME resolves into the technical zone")
     db.session().commit()
     return True
@@ -62,11 +62,11 @@ def process(cert_id: int, holder: str | None = None) -> str:
     try:
         cert = certificates.get(cert_id)
         db.session().refresh(cert)
-        if cert.status == "csr":
+        if cert.status == Status.CSR:
             certificates.request(cert)
-        if cert.status == "pending" and not check_cnames(cert):
+        if cert.status == Status.PENDING and not check_cnames(cert):
             return cert.status
-        if cert.status != "processing":
+        if cert.status != Status.PROCESSING:
             return cert.status
         try:
             issue(cert)
@@ -113,12 +113,12 @@ def process_now(cert_id: int, wait: float = 0, hold: Hold | None = None,
     page's Retry, said through `say`); then one pass, or passes until final for up to `wait`
     seconds. Returns the certificate as it ends (NotFound for an unknown ID)."""
     cert = certificates.get(cert_id)
-    if cert.status == "failed":
+    if cert.status == Status.FAILED:
         certificates.request(cert)
         if say:
             say(f"Certificate {cert_id} was Failed: requested again, as Retry on its page does "
                 f"({'same key' if cert.reuse_key else 'new key'} and CSR).")
-    elif cert.status in ("draft", "csr"):
+    elif cert.status in (Status.DRAFT, Status.CSR):
         certificates.request(cert)
     if wait:
         process_until_final(cert_id, wait, hold)
@@ -154,7 +154,7 @@ def due_for_processing(limit: int = 200) -> list[int]:
     """Pending or Processing certificates whose next look is due."""
     now = utcnow()
     rows = db.session().execute(
-        select(Certificate.id).where(Certificate.status.in_(("pending", "processing")),
+        select(Certificate.id).where(Certificate.status.in_((Status.PENDING, Status.PROCESSING)),
                                      or_(Certificate.next_run_at.is_(None), Certificate.next_run_at <= now))
         .order_by(Certificate.next_run_at).limit(limit))
     return [r[0] for r in rows]
@@ -203,7 +203,7 @@ def handle_failure(cert: Certificate, exc: SSLManagerError) -> None:
         timeline(f"attempt {cert.attempts} failed, retrying at {cert.next_run_at:%Y-%m-%d %H:%M:%S} UTC: {exc}",
                  "warning")
     else:
-        cert.status, cert.order_url, cert.next_run_at = "failed", "", None
+        cert.status, cert.order_url, cert.next_run_at = Status.FAILED, "", None
         timeline(f"failed: {exc}", "error")
         audit.record("certificate failed", "certificate", cert.id, str(exc)[:500])
     db.session().commit()
@@ -236,7 +236,7 @@ def renew(cert_id: int, *, reason: str = "due") -> str:
         return "busy"
     try:
         cert = certificates.get(cert_id)
-        if cert.status != "active":
+        if cert.status != Status.ACTIVE:
             return cert.status
         renewals.start(cert, reason=reason)
     finally:
@@ -255,7 +255,7 @@ def renew_now(cert_ids: list[int], *, reason: str = "requested") -> dict[int, st
         if cert is None:
             results[cert_id] = "missing"
             continue
-        if cert.status != "active":
+        if cert.status != Status.ACTIVE:
             results[cert_id] = cert.status
             continue
         if not claims.claim(cert_id):
@@ -263,7 +263,7 @@ def renew_now(cert_ids: list[int], *, reason: str = "requested") -> dict[int, st
             continue
         try:
             db.session().refresh(cert)
-            if cert.status != "active":
+            if cert.status != Status.ACTIVE:
                 results[cert_id] = cert.status
                 continue
             renewals.start(cert, reason=reason)

@@ -10,10 +10,10 @@ from flask import current_app
 from sqlalchemy import or_, select, update
 
 from .. import db
-from ..acme_client import generate_account_key
+from ..acme.client import generate_account_key
 from ..crypto import generate_private_key, make_csr
 from ..errors import SSLManagerError
-from ..models import CAProfile, Certificate, CertificateVersion, utcnow
+from ..models import CAProfile, Certificate, CertificateVersion, Status, Step, utcnow
 from . import audit, ca_profiles, certificates, claims
 from .timeline import Timeline
 
@@ -103,7 +103,7 @@ def _poll_bounds() -> tuple[int, int, int]:
 def ari_due(limit: int = 500) -> list[int]:
     """Active, auto-renewing certificates whose renewalInfo is due to be asked again."""
     rows = db.session().execute(
-        select(Certificate.id).where(Certificate.status == "active", Certificate.auto_renew.is_(True),
+        select(Certificate.id).where(Certificate.status == Status.ACTIVE, Certificate.auto_renew.is_(True),
                                      Certificate.ari_next_poll_at <= utcnow())
         .order_by(Certificate.ari_next_poll_at).limit(limit))
     return [r[0] for r in rows]
@@ -118,7 +118,7 @@ def poll_ari(cert_id: int) -> str:
     try:
         cert = certificates.get(cert_id)
         version = certificates.current_version(cert)
-        if cert.status != "active" or not cert.auto_renew or version is None:
+        if cert.status != Status.ACTIVE or not cert.auto_renew or version is None:
             cert.ari_next_poll_at = None
             db.session().commit()
             return "skipped"
@@ -150,7 +150,7 @@ def due(limit: int = 500) -> list[int]:
     """Active, auto-renewing certificates whose renewal time has come (and not backing off)."""
     now = utcnow()
     rows = db.session().execute(
-        select(Certificate.id).where(Certificate.status == "active", Certificate.auto_renew.is_(True),
+        select(Certificate.id).where(Certificate.status == Status.ACTIVE, Certificate.auto_renew.is_(True),
                                      Certificate.renew_at <= now,
                                      or_(Certificate.next_run_at.is_(None), Certificate.next_run_at <= now))
         .order_by(Certificate.renew_at).limit(limit))
@@ -163,16 +163,16 @@ def start(cert: Certificate, *, reason: str = "due") -> None:
     if not (cert.reuse_key and cert.private_key):
         cert.private_key = generate_private_key(cert.key_type)
     cert.csr = make_csr(cert.private_key, cert.domains)
-    cert.status, cert.order_url, cert.step = "processing", "", "renewing"
+    cert.status, cert.order_url, cert.step = Status.PROCESSING, "", Step.RENEWING
     Timeline(cert)(f"renewal started ({reason}): {'same' if cert.reuse_key else 'new'} key, new CSR")
     db.session().commit()
 
 
 def expire() -> int:
     """Mark certificates past their not-after as Expired."""
-    result = db.session().execute(update(Certificate).where(Certificate.status.in_(("active", "failed")),
+    result = db.session().execute(update(Certificate).where(Certificate.status.in_((Status.ACTIVE, Status.FAILED)),
                                                             Certificate.not_after < utcnow())
-                                  .values(status="expired").execution_options(synchronize_session=False))
+                                  .values(status=Status.EXPIRED).execution_options(synchronize_session=False))
     db.session().commit()
     return result.rowcount
 
@@ -182,7 +182,7 @@ def recover_failed_renewal(cert: Certificate, delay: timedelta) -> bool:
     version = certificates.current_version(cert)
     if version is None or version.revoked_at or version.not_after <= utcnow():
         return False
-    cert.status, cert.order_url = "active", ""
+    cert.status, cert.order_url = Status.ACTIVE, ""
     cert.private_key = version.private_key  # the key that matches what is served
     cert.next_run_at = utcnow() + delay
     audit.record("renewal failed", "certificate", cert.id,

@@ -28,7 +28,7 @@ from tests.lab.proc import free_port
 from tests.lab.servers import TECH_ZONE
 from webapp.acme.transport import (MAX_ATTEMPTS, SERVER_ERROR_ATTEMPTS, fetch_directory,
                                     retry_after_seconds, server_retry_wait)
-from webapp.acme_client import (AccountInfo, AcmeClient, Challenge, OrderInfo,
+from webapp.acme.client import (AccountInfo, AcmeClient, Challenge, OrderInfo,
                                 generate_account_key, probe_directory)
 from webapp.errors import AcmeError, AcmeNetworkError, AcmeRateLimited
 

@@ -1,20 +1,18 @@
-"""Settings → SSL Manager → Notifications (channels, Send test, options) and each certificate's
-deploy settings: thin views over services.notifications and services.deploy."""
+"""Settings → SSL Manager → Notifications: channels, Send test and options; thin views over
+services.notifications."""
 from __future__ import annotations
 
 from flask import Blueprint, abort, redirect, render_template, request, url_for
 
 from ..errors import NotFound, ValidationError
-from ..services import ca_profiles, certificates
-from ..services import deploy as deploy_service
+from ..services import ca_profiles
 from ..services import notifications as service
 from . import htmx
-from .auth import ask_password_again
 from .flashes import flash
 
-bp = Blueprint("settings", __name__)
+bp = Blueprint("notifications", __name__)
 
-T = "sslmanager/settings/"
+T = "sslmanager/notifications/"
 
 
 @bp.context_processor
@@ -138,42 +136,3 @@ def delete(channel_id: int):
     service.delete_channel(channel)
     flash(f"Channel {channel.name} deleted.", "info")
     return redirect(url_for(".index"))
-
-
-# -- a certificate's deploy settings (the partial on its detail page) ---------------------------
-
-@bp.route("/certificates/<int:cert_id>/deploy", methods=["GET", "POST"])
-def deploy(cert_id: int):
-    """Save the deploy fields; with action=run, deploy the current version now."""
-    try:
-        cert = certificates.get(cert_id)
-    except NotFound:
-        abort(404)
-    context = {"cert": cert, "deploy_errors": {}, "deploy_values": None}
-    if request.method == "POST":
-        # The directory gets privkey.pem and the command runs as the service user: both reach
-        # the key, so saving asks the password again like a key download.
-        asked = ask_password_again()
-        if asked:
-            return asked
-        values = request.form.to_dict()
-        try:
-            deploy_service.update_settings(cert, values)
-        except ValidationError as exc:
-            context.update(deploy_errors=exc.errors, deploy_values=values)
-        else:
-            message = "Deploy settings saved."
-            if values.get("action") == "run":
-                result = deploy_service.run(cert)
-                message += (" Nothing to deploy: fill in at least one field." if result is None else
-                            f" Deployed: {result.message}" if result.ok else f" Deploy failed: {result.message}")
-            category = "error" if values.get("action") == "run" and cert.deploy_last_ok is False else "info"
-            if not htmx:
-                flash(message, category)
-                return redirect(url_for("sslmanager.certificates.detail", cert_id=cert.id) + "#deploy")
-            context["deploy_notice"] = (message, category)
-    context["version"] = certificates.current_version(cert)
-    if htmx:
-        return render_template("sslmanager/certificates/_deploy.html", **context)
-    code = 422 if context["deploy_errors"] else 200
-    return render_template(T + "deploy.html", **context), code

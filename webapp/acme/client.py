@@ -1,7 +1,7 @@
 """Thin adapter over certbot's `acme`: our timeouts, our retries, our errors, one log line a step.
 
 Issuance reads as one story in RFC 8555 order:
-    client = AcmeClient(directory_url, account_key_pem, timeout=10, log=timeline.append)
+    client = AcmeClient(directory_url, account_key_pem, timeout=10, log=print)
     client.register(email)
     order = client.new_order(["example.com", "*.example.com"])
     challs = client.challenges(order)        # publish every c.txt_value at c.txt_name, then
