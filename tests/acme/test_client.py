@@ -34,7 +34,7 @@ from webapp.errors import AcmeError, AcmeNetworkError, AcmeRateLimited
 
 pytestmark = pytest.mark.lab
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PROBLEM = "urn:ietf:params:acme:error:"
 
 
@@ -590,7 +590,7 @@ def test_renewal_info_returns_the_suggested_window(proxy, lab_bind, dns_names):
 # -- layering --------------------------------------------------------------------------------
 
 def test_acme_layer_never_imports_flask():
-    files = [ROOT / "webapp" / "acme_client.py", *(ROOT / "webapp" / "acme").glob("*.py")]
+    files = list((ROOT / "webapp" / "acme").glob("*.py"))
     for path in files:
         for node in ast.walk(ast.parse(path.read_text())):
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)

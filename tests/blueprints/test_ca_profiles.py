@@ -144,7 +144,7 @@ def test_test_without_saving_tests_the_typed_values_and_changes_nothing(admin_cl
                                                                              action="try"))
     html = resp.get_data(as_text=True)
     assert resp.headers["HX-Reswap"] == "none"  # the form stays as typed, secrets included
-    assert 'id="profile-form"' not in html and 'id="modal" hx-swap-oob' in html
+    assert 'id="profile-form"' not in html and 'id="sslm-modal" hx-swap-oob' in html
     assert "(not saved)" in html and "nothing was saved" in html and "Test failed" in html and "404" in html
     ok = admin_client.post(f"/ca/{pid}/edit", headers=HX, data=pebble_form(lab_pebble, email="new@example.com",
                                                                             action="try")).get_data(as_text=True)

@@ -396,7 +396,7 @@ def reissue(cert_id: int):
 
 # -- the deploy settings (the partial on the detail page) --------------------------------------
 
-@bp.route("/certificates/<int:cert_id>/deploy", methods=["GET", "POST"])
+@bp.route("/<int:cert_id>/deploy", methods=["GET", "POST"])
 def deploy(cert_id: int):
     """Save the deploy fields; with action=run, deploy the current version now."""
     try:
