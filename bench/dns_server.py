@@ -316,7 +316,7 @@ def main() -> None:
                         help=argparse.SUPPRESS)  # internal: run the builtin server
     args = parser.parse_args()
     if args.serve:
-        from webapp.dns.serving import serve
+        from webapp.dns.builtin.serving import serve
         url, port, workers, rate = args.serve
         # dnsperf asks from one address: with a rate limit it would measure the limit.
         serve(sa.create_engine(url), f"127.0.0.1:{port}", workers=int(workers),

@@ -139,7 +139,7 @@ commands.append(dns_group)
 @click.option("--rate-limit", default=200.0, show_default=True, help="Queries/s per source address.")
 @with_appcontext
 def serve(listen, workers, rate_limit) -> None:
-    from ..dns.serving import serve as run_server
+    from ..dns.builtin.serving import serve as run_server
     log_to_stderr()
     click.echo(f"Builtin DNS serving on {listen}")
     run_server(current_app.extensions["sslmanager"].engine, listen, workers=workers, rate_limit=rate_limit)

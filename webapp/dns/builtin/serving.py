@@ -10,8 +10,8 @@ import threading
 
 from sqlalchemy.engine import Engine
 
-from .builtin import parse_listen
 from .server import DnsServer
+from .zone import parse_listen
 
 log = logging.getLogger(__name__)
 
