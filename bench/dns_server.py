@@ -1,7 +1,7 @@
 """Builtin DNS server vs Knot on loopback, same zone, same dnsperf runs; plus a malformed-packet
 flood with RSS before/after.
 
-    .venv/bin/python -m bench.dns_server [--seconds 10] [--records 1000] [--workers 1]
+    .venv/bin/python -m bench.dns_server [--seconds 10] [--records 1000] [--workers N]
 
 Needs dnsperf and knotd (Debian: dnsperf, knot). Each server runs as its own process; dnsperf
 shares the machine's cores with it, as it would in the lab. Runs per server:
@@ -10,8 +10,10 @@ shares the machine's cores with it, as it would in the lab. Runs per server:
   tcp         dnsperf -m tcp -c 4 at saturation
   flood       malformed packets as fast as one sender can make them, while dnsperf asks
               1000 good queries/s; RSS of the server before and after
-The builtin server runs without its per-address rate limit above (dnsperf asks from one
-address). A last run floods a builtin server WITH its default limit (200 qps/address) from
+The builtin server runs with `sslmanager dns serve`'s default number of workers (one per
+core; --workers to change) and without its per-address rate limit above (dnsperf asks from
+one address). With more than one worker, the flood is run once more on a single worker, for
+comparison. A last run floods a builtin server WITH its default limit (200 qps/address) from
 127.0.0.1 while dnsperf asks 150 good queries/s from 127.0.0.2.
 """
 from __future__ import annotations
@@ -32,6 +34,8 @@ from pathlib import Path
 import dns.message
 import dns.query
 import sqlalchemy as sa
+
+from webapp.dns.builtin.serving import default_workers
 
 ZONE = "bench.test"
 NS1 = f"ns1.{ZONE}"
@@ -250,6 +254,16 @@ def bench(args) -> None:
             finally:
                 proc.terminate()
                 proc.wait(10)
+        single = None
+        if args.workers != 1:  # the flood on one worker, as `dns serve --workers 1` runs
+            port = free_port()
+            proc = start_builtin(url, port, 1)
+            try:
+                print(f"-- builtin, one worker, on 127.0.0.1:{port}", file=sys.stderr, flush=True)
+                single = flood_run(port, proc.pid, queries, args.flood_seconds)
+            finally:
+                proc.terminate()
+                proc.wait(10)
         port = free_port()
         proc = start_builtin(url, port, args.workers, rate_limit=200)
         try:
@@ -260,6 +274,10 @@ def bench(args) -> None:
             proc.terminate()
             proc.wait(10)
         print_table(results, args)
+        if single:
+            print(f"\nbuiltin with one worker (--workers 1), the same flood at "
+                  f"{single['flood_pps']:,.0f} pkt/s: {single['good_answered']} of 1k qps answered, "
+                  f"answers after the flood: {single['alive']}")
         print(f"\nbuiltin with its default rate limit (200 qps/address), flooded from 127.0.0.1 "
               f"at {limited['flood_pps']:,.0f} pkt/s for {args.flood_seconds:g} s: "
               f"{limited['good_answered']} of 150 qps from 127.0.0.2 answered, "
@@ -287,7 +305,8 @@ def print_table(results: dict, args) -> None:
         ("  RSS after MiB", b["flood"]["rss_after_mib"], k["flood"]["rss_after_mib"], "{:.1f}"),
         ("  answers after the flood", b["flood"]["alive"], k["flood"]["alive"], "{}"),
     ]
-    print(f"\nbuiltin DNS server (workers={args.workers}) vs Knot {knot_version()}, "
+    default = ", dns serve's default: one per core" if args.workers == default_workers() else ""
+    print(f"\nbuiltin DNS server (workers={args.workers}{default}) vs Knot {knot_version()}, "
           f"{args.records} TXT names, dnsperf {args.seconds:g} s per run, "
           f"{_cores()} cores shared with dnsperf\n")
     print(f"{'':36} {'builtin':>12} {'knot':>12} {'builtin/knot':>13}")
@@ -311,12 +330,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--flood-seconds", type=float, default=5)
     parser.add_argument("--records", type=int, default=1000)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=None,
+                        help="builtin server processes (default: as `sslmanager dns serve`, one "
+                             "per core)")
     parser.add_argument("--serve", nargs=4, metavar=("URL", "PORT", "WORKERS", "RATE"),
                         help=argparse.SUPPRESS)  # internal: run the builtin server
     args = parser.parse_args()
+    args.workers = args.workers or default_workers()
     if args.serve:
-        from webapp.dns.serving import serve
+        from webapp.dns.builtin.serving import serve
         url, port, workers, rate = args.serve
         # dnsperf asks from one address: with a rate limit it would measure the limit.
         serve(sa.create_engine(url), f"127.0.0.1:{port}", workers=int(workers),

@@ -78,3 +78,7 @@ class AcmeRateLimited(AcmeError):
 
 class DnsError(SSLManagerError):
     """A DNS provider or lookup failed; the message is prefixed with the provider name."""
+
+
+class DnsUnsupported(DnsError):
+    """The zone's DNS provider cannot do what was asked (e.g. manage customer CNAMEs)."""

@@ -262,6 +262,7 @@ class ProviderCase:
     make: Callable[..., DnsProvider]     # overrides -> another provider on the same backend
     wrong_secret: dict[str, str]         # the overrides that break authentication
     secret_values: tuple[str, ...]       # strings that must never show up in messages
+    manages_cnames: bool = False         # add_cname/remove_cname work (else DnsUnsupported)
 
 
 @pytest.fixture(params=["rfc2136-bind", "rfc2136-knot", "rfc2136-pdns", "powerdns"])
@@ -271,17 +272,17 @@ def provider_case(request) -> ProviderCase:
         bind = request.getfixturevalue("lab_bind")
         make = lambda **kw: bind_provider(bind, **kw)  # noqa: E731
         return ProviderCase(request.param, make(), make, {"tsig_secret": WRONG_SECRET},
-                            (TSIG_SECRET, WRONG_SECRET))
+                            (TSIG_SECRET, WRONG_SECRET), manages_cnames=True)
     if request.param == "rfc2136-knot":
         knot = request.getfixturevalue("lab_knot")
         make = lambda **kw: knot_provider(knot, **kw)  # noqa: E731
         return ProviderCase(request.param, make(), make, {"tsig_secret": WRONG_SECRET},
-                            (knot.keys[KNOT_KEY][1], WRONG_SECRET))
+                            (knot.keys[KNOT_KEY][1], WRONG_SECRET), manages_cnames=True)
     pdns = request.getfixturevalue("lab_pdns")
     if request.param == "rfc2136-pdns":
         make = lambda **kw: pdns_rfc2136_provider(pdns, **kw)  # noqa: E731
         return ProviderCase(request.param, make(), make, {"tsig_secret": WRONG_SECRET},
-                            (_secret(PDNS_TSIG_KEY), WRONG_SECRET))
+                            (_secret(PDNS_TSIG_KEY), WRONG_SECRET), manages_cnames=True)
     make = lambda **kw: pdns_provider(pdns, **kw)  # noqa: E731
     return ProviderCase(request.param, make(), make, {"api_key": "wrong-api-key-123"},
                         (PDNS_API_KEY, "wrong-api-key-123"))

@@ -11,14 +11,23 @@ import pytest
 
 from tests.lab.servers import TECH_ZONE
 from webapp.dns.checks import wait_for_txt
-from webapp.errors import DnsError
+from webapp.errors import DnsError, DnsUnsupported
 
 APEX, WILDCARD = "apex-token-" + "a" * 32, "wildcard-token-" + "b" * 28
+TARGET = "k3c9x2abcdef.acme.example.net"  # a CNAME target in another zone, as in real use
+
+
+def servers(provider) -> list[tuple[str, int]]:
+    """The provider's authoritative servers, which must not be empty: the propagation poll
+    asks them, and with none it would wait for nothing and answer the challenge too early."""
+    found = provider.authoritative_servers()
+    assert found, f"{provider.name}: authoritative_servers() returned none"
+    return found
 
 
 def served(provider, name: str) -> list[str]:
     """TXT values the provider's own DNS server answers for name right now."""
-    host, port = provider.authoritative_servers()[0]
+    host, port = servers(provider)[0]
     reply, _ = dns.query.udp_with_fallback(dns.message.make_query(name, "TXT"), host,
                                            port=port, timeout=2)
     return sorted(b"".join(rd.strings).decode() for rrset in reply.answer
@@ -26,7 +35,31 @@ def served(provider, name: str) -> list[str]:
 
 
 def assert_served(provider, records, within: float = 3.0) -> None:
-    wait_for_txt(provider.authoritative_servers(), records, deadline=time.monotonic() + within)
+    wait_for_txt(servers(provider), records, deadline=time.monotonic() + within)
+
+
+def served_cname(provider, name: str) -> str | None:
+    """The CNAME target the provider's own DNS server answers for name right now."""
+    host, port = servers(provider)[0]
+    reply, _ = dns.query.udp_with_fallback(dns.message.make_query(name, "CNAME"), host,
+                                           port=port, timeout=2)
+    return next((rrset[0].target.to_text(omit_final_dot=True) for rrset in reply.answer
+                 if rrset.rdtype == dns.rdatatype.CNAME), None)
+
+
+def manages_cnames(case, name: str) -> bool:
+    """True for a provider that writes customer CNAMEs; for the others, check that both
+    calls refuse, naming the provider, before returning False."""
+    if case.manages_cnames:
+        return True
+    for call in (lambda: case.provider.add_cname(name, TARGET, 60),
+                 lambda: case.provider.remove_cname(name, TARGET)):
+        with pytest.raises(DnsUnsupported) as caught:
+            call()
+        assert caught.value.message.startswith(f"{case.provider.name}: cannot manage customer "
+                                               "CNAMEs")
+        assert caught.value.hint
+    return False
 
 
 class TestProviderContract:
@@ -139,8 +172,55 @@ class TestProviderContract:
         with pytest.raises(DnsError, match="outside the zone"):
             provider_case.provider.add_txt([("_acme-challenge.customer.test", APEX)], ttl=60)
 
+    def test_authoritative_servers_are_named(self, provider_case):
+        for host, port in servers(provider_case.provider):
+            assert host and 0 < port < 65536
+
     def test_authoritative_servers_serve_what_was_added(self, provider_case, label):
         provider = provider_case.provider
         provider.add_txt([(label, APEX)], ttl=60)
-        for server in provider.authoritative_servers():
+        for server in servers(provider):
             wait_for_txt([server], [(label, APEX)], deadline=time.monotonic() + 3)
+
+    # -- customer CNAMEs (rfc2136 only; the others refuse, naming themselves) ------------
+
+    def test_add_cname_writes_once_then_reports_it_present(self, provider_case, label):
+        provider = provider_case.provider
+        if not manages_cnames(provider_case, label):
+            return
+        assert provider.add_cname(label + ".", TARGET.upper() + ".", ttl=60) is None
+        assert served_cname(provider, label) == TARGET
+        assert provider.add_cname(label, TARGET, ttl=60) == TARGET  # nothing written
+        assert served_cname(provider, label) == TARGET
+
+    def test_add_cname_never_overwrites_a_name_in_use(self, provider_case, label):
+        provider = provider_case.provider
+        if not manages_cnames(provider_case, label):
+            return
+        provider.add_txt([(label, APEX)], ttl=60)
+        assert provider.add_cname(label, TARGET, ttl=60) == "other records at that name"
+        assert served(provider, label) == [APEX]
+        other = f"cname.{label}"
+        assert provider.add_cname(other, "elsewhere.example.org", ttl=60) is None
+        assert provider.add_cname(other, TARGET, ttl=60) == "elsewhere.example.org"
+        assert served_cname(provider, other) == "elsewhere.example.org"
+
+    def test_remove_cname_only_while_it_points_at_the_target(self, provider_case, label):
+        provider = provider_case.provider
+        if not manages_cnames(provider_case, label):
+            return
+        assert provider.remove_cname(label, TARGET) is False  # nothing there
+        provider.add_cname(label, "elsewhere.example.org", ttl=60)
+        assert provider.remove_cname(label, TARGET) is False
+        assert served_cname(provider, label) == "elsewhere.example.org"
+        assert provider.remove_cname(label, "elsewhere.example.org") is True
+        assert served_cname(provider, label) is None
+        assert provider.add_cname(label, TARGET, ttl=60) is None  # the name is free again
+
+    def test_cname_names_outside_the_zone_are_refused_before_sending(self, provider_case):
+        if not manages_cnames(provider_case, "_acme-challenge.customer.test"):
+            return
+        for call in (lambda p: p.add_cname("_acme-challenge.customer.test", TARGET, ttl=60),
+                     lambda p: p.remove_cname("_acme-challenge.customer.test", TARGET)):
+            with pytest.raises(DnsError, match="outside the zone"):
+                call(provider_case.provider)

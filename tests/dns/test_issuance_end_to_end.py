@@ -10,7 +10,7 @@ from tests.dns.conftest import PDNS_API_KEY
 from tests.lab.proc import free_port
 from tests.lab.servers import TECH_ZONE, TSIG_KEY_NAME, TSIG_SECRET, Unbound
 from webapp.crypto import key_matches_cert
-from webapp.dns.server import DnsServer
+from webapp.dns.builtin.server import DnsServer
 from webapp.services import certificates, pipeline, zones
 
 

@@ -289,3 +289,14 @@ def test_customer_zones_are_left_out_of_the_sweep(dns_app, lab_bind, names):
         assert dns_manager.ensure_customer_cname(cert)[0].status == "created"
         assert dns_manager.sweep().removed == []
         assert lab_bind.query(f"_acme-challenge.{domain}", "CNAME").answer
+
+
+def test_a_customer_zone_whose_provider_cannot_write_cnames_says_so(dns_app):
+    with dns_app.app_context():
+        zones.add("builtin-customer.test", "builtin", {"role": "customer"})
+        cert = new_cert(f"d{uuid.uuid4().hex[:10]}.builtin-customer.test")
+        result, = dns_manager.ensure_customer_cname(cert)
+        assert result.status == "unsupported" and result.zone == "builtin-customer.test"
+        assert result.message.startswith("builtin: cannot manage customer CNAMEs")
+        assert "at the zone's DNS host" in result.message
+        assert db.session().execute(select(DnsRecord).filter_by(certificate_id=cert.id)).first() is None

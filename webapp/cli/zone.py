@@ -131,18 +131,23 @@ def dns_group() -> None:
 commands.append(dns_group)
 
 
-@dns_group.command("serve", help="Serve the builtin technical zones over UDP and TCP. Port 53 needs "
-                                 "root or CAP_NET_BIND_SERVICE (setcap cap_net_bind_service=+ep on "
-                                 "the Python binary, or AmbientCapabilities= in a systemd unit).")
+@dns_group.command("serve", help="Serve the builtin technical zones over UDP and TCP, one worker "
+                                 "process per core sharing the port unless --workers says otherwise. "
+                                 "Port 53 needs root or CAP_NET_BIND_SERVICE (setcap "
+                                 "cap_net_bind_service=+ep on the Python binary, or "
+                                 "AmbientCapabilities= in a systemd unit).")
 @click.option("--listen", default="127.0.0.1:5353", show_default=True, help="ADDR:PORT[,ADDR:PORT]")
-@click.option("--workers", default=1, show_default=True, help="Processes sharing the port.")
+@click.option("--workers", type=click.IntRange(min=1), default=None, show_default="one per core",
+              help="Processes sharing the port (SO_REUSEPORT); 1 serves in a single process.")
 @click.option("--rate-limit", default=200.0, show_default=True, help="Queries/s per source address.")
 @with_appcontext
 def serve(listen, workers, rate_limit) -> None:
     # start-up: each command loads what it needs when it runs
-    from ..dns.serving import serve as run_server
+    from ..dns.builtin.serving import default_workers
+    from ..dns.builtin.serving import serve as run_server
     log_to_stderr()
-    click.echo(f"Builtin DNS serving on {listen}")
+    workers = workers or default_workers()
+    click.echo(f"Builtin DNS serving on {listen} ({workers} worker{'s' if workers > 1 else ''})")
     run_server(current_app.extensions["sslmanager"].engine, listen, workers=workers, rate_limit=rate_limit)
 
 

@@ -17,7 +17,7 @@ from typing import ClassVar, Iterable
 import dns.exception
 import dns.name
 
-from webapp.errors import DnsError
+from webapp.errors import DnsError, DnsUnsupported
 from webapp.netpolicy import PERMISSIVE, OutboundPolicy
 
 log = logging.getLogger(__name__)
@@ -117,6 +117,26 @@ class DnsProvider(ABC):
         Each provider returns the server it writes to; none known here.
         """
         return []
+
+    # -- customer zones: the `_acme-challenge` CNAMEs SSL Manager makes on request ---------
+
+    def add_cname(self, name: str, target: str, ttl: int) -> str | None:
+        """Make `name` a CNAME to `target` only if nothing exists at `name`; None once written.
+
+        Never overwrites: otherwise returns what holds the name (`target` itself when it
+        already is that CNAME, another CNAME's target, or words for other records). Only a
+        provider that can write this atomically does; the others raise DnsUnsupported.
+        """
+        raise self.cname_unsupported()
+
+    def remove_cname(self, name: str, target: str) -> bool:
+        """Delete the CNAME at `name` only while it points at `target`; False (nothing
+        changed) when it no longer does. DnsUnsupported where add_cname is."""
+        raise self.cname_unsupported()
+
+    def cname_unsupported(self) -> DnsUnsupported:
+        return DnsUnsupported(f"{self.name}: cannot manage customer CNAMEs (only rfc2136 "
+                              "zones can)", hint="Create the CNAME at the zone's DNS host.")
 
     # -- helpers for subclasses ----------------------------------------------------------
 

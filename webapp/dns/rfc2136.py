@@ -13,6 +13,7 @@ import dns.query
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
+import dns.rdtypes.ANY.CNAME
 import dns.rdtypes.ANY.TXT
 import dns.tsig
 import dns.update
@@ -21,7 +22,14 @@ import dns.zone
 
 from webapp.errors import DnsError
 
-from .base import DnsProvider, Health, ProviderOption, parse_host_port, register
+from .base import (
+    DnsProvider,
+    Health,
+    ProviderOption,
+    normalize_name,
+    parse_host_port,
+    register,
+)
 
 # What operators type -> dnspython's algorithm name.
 ALGORITHMS = {
@@ -39,6 +47,11 @@ def txt_rdata(value: str) -> dns.rdtypes.ANY.TXT.TXT:
     raw = value.encode()
     chunks = [raw[i:i + 255] for i in range(0, len(raw), 255)] or [b""]
     return dns.rdtypes.ANY.TXT.TXT(dns.rdataclass.IN, dns.rdatatype.TXT, chunks)
+
+
+def cname_rdata(target: str) -> dns.rdtypes.ANY.CNAME.CNAME:
+    return dns.rdtypes.ANY.CNAME.CNAME(dns.rdataclass.IN, dns.rdatatype.CNAME,
+                                       dns.name.from_text(target))
 
 
 def txt_text(rdata) -> str:
@@ -176,6 +189,59 @@ class Rfc2136Provider(DnsProvider):
         """The configured primary: it has every update the moment it answers NOERROR."""
         return [(self._where(), self.port)]
 
+    # -- customer CNAMEs -----------------------------------------------------------------
+
+    def add_cname(self, name: str, target: str, ttl: int) -> str | None:
+        """One UPDATE whose prerequisite "the name does not exist" the server checks
+        atomically, so a name in use is never overwritten (a wildcard's answer does not count)."""
+        owner, target = self._cname_names(name, target)
+        current = self._cname_at(owner)
+        if current == target:
+            return target
+        update = self._update_message()
+        update.absent(owner)
+        update.add(owner, ttl, cname_rdata(target))
+        if self._send_update(update, "create CNAME", tolerate=(dns.rcode.YXDOMAIN,)):
+            return current or "records made meanwhile"
+        return None
+
+    def remove_cname(self, name: str, target: str) -> bool:
+        """One UPDATE deleting the CNAME on the prerequisite that it still points at target."""
+        owner, target = self._cname_names(name, target)
+        if self._cname_at(owner) != target:
+            return False
+        update = self._update_message()
+        update.present(owner, cname_rdata(target))
+        update.delete(owner, dns.rdatatype.CNAME)
+        # NXRRSET: changed between the look-up and the update; still not ours to remove.
+        return not self._send_update(update, "remove CNAME", tolerate=(dns.rcode.NXRRSET,))
+
+    def _cname_names(self, name: str, target: str) -> tuple[dns.name.Name, str]:
+        """The owner (refused outside the zone, before anything is sent) and the normalised
+        target."""
+        target = normalize_name(target)
+        if not target:
+            raise self.error(f"empty CNAME target for {name}")
+        (owner, _), = self.check_in_zone([(name, target)])
+        return dns.name.from_text(owner), target
+
+    def _cname_at(self, owner: dns.name.Name) -> str | None:
+        """What the primary has at owner: None if nothing, the CNAME target, or words."""
+        host, port = self._where(), self.port
+        query = dns.message.make_query(owner, dns.rdatatype.CNAME)
+        query.flags &= ~dns.flags.RD
+        try:
+            reply, _ = dns.query.udp_with_fallback(query, host, port=port, timeout=self.timeout)
+        except (OSError, dns.exception.DNSException) as exc:
+            raise self.error(f"cannot look up {owner.to_text(omit_final_dot=True)} at "
+                             f"{host}:{port}: {exc}") from None
+        if reply.rcode() == dns.rcode.NXDOMAIN:
+            return None
+        for rrset in reply.answer:
+            if rrset.rdtype == dns.rdatatype.CNAME and rrset.name == owner:
+                return normalize_name(rrset[0].target.to_text())
+        return "other records at that name"
+
     # -- internals -----------------------------------------------------------------------
 
     def _update_message(self) -> dns.update.UpdateMessage:
@@ -213,15 +279,17 @@ class Rfc2136Provider(DnsProvider):
                              hint="Enter the zone exactly as the server defines it.")
         return soa[0].serial
 
-    def _send_update(self, update: dns.update.UpdateMessage, step: str) -> None:
-        """Send over TCP (updates for many names outgrow UDP) and turn failures into words."""
+    def _send_update(self, update: dns.update.UpdateMessage, step: str, *,
+                     tolerate: tuple[int, ...] = ()) -> int:
+        """Send over TCP (updates for many names outgrow UDP) and turn failures into words.
+        Returns 0 (NOERROR) or a `tolerate`d rcode: a prerequisite the caller expects to fail."""
         try:
             reply = dns.query.tcp(update, self._where(), port=self.port, timeout=self.timeout)
         except Exception as exc:
             raise self._transport_error(exc, step) from None
         rcode = reply.rcode()
-        if rcode == dns.rcode.NOERROR:
-            return
+        if rcode == dns.rcode.NOERROR or rcode in tolerate:
+            return rcode
         text = dns.rcode.to_text(rcode)
         hints = {
             dns.rcode.REFUSED: (f"the server refused the update of {self.zone}",

@@ -15,22 +15,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-import dns.exception
-import dns.flags
-import dns.message
-import dns.name
-import dns.query
-import dns.rcode
-import dns.rdataclass
-import dns.rdatatype
-import dns.rdtypes.ANY.CNAME
 from flask import current_app
 from sqlalchemy import delete, select
 
 from .. import db
 from ..dns import checks
-from ..dns.base import DnsProvider, available_providers, normalize_name
-from ..errors import Conflict, SSLManagerError
+from ..dns.base import available_providers, normalize_name
+from ..errors import DnsUnsupported, SSLManagerError
 from ..models import CAProfile, Certificate, CnameLabel, DnsRecord, TechZone, utcnow
 from . import addresses, audit, ca_profiles, claims, domains, zones
 from .delegation import configured_resolvers
@@ -275,17 +266,15 @@ def _ensure_one(cert: Certificate, base: str, target: str, ttl: int) -> Customer
     def result(status: str, message: str) -> CustomerCname:
         return CustomerCname(base, name, target, zone.name, status, message)
     try:
-        writer = _CnameWriter(zones.provider_for(zone.name))
-        current = writer.current(name)
-        if current == target:
-            return result("present", f"{name} already is a CNAME to {target}.")
         # Only a name that does not exist is written (a wildcard's answer does not count).
-        if not writer.add(name, target, ttl):
-            held = current or "records made meanwhile"
+        held = zones.provider_for(zone.name).add_cname(name, target, ttl)
+        if held == target:
+            return result("present", f"{name} already is a CNAME to {target}.")
+        if held is not None:
             return result("conflict", f"{name} is in use ({held}); SSL Manager leaves it alone. "
                                       f"Replace it with {name}. CNAME {target}.")
-    except Conflict as exc:
-        return result("unsupported", f"{exc.message} {exc.hint}")
+    except DnsUnsupported as exc:
+        return result("unsupported", f"{exc.message}. {exc.hint}")
     except SSLManagerError as exc:
         return result("error", str(exc))
     db.session().add(DnsRecord(zone=zone.name, name=name, value=target, ttl=ttl,
@@ -310,7 +299,7 @@ def remove_customer_cnames(cert: Certificate) -> list[CustomerCname]:
                                          f"{row.name} stays: certificate {heir} uses it too."))
             continue
         try:
-            removed = _CnameWriter(zones.provider_for(row.zone)).remove(row.name, row.value)
+            removed = zones.provider_for(row.zone).remove_cname(row.name, row.value)
         except SSLManagerError as exc:
             results.append(CustomerCname(base, row.name, row.value, row.zone, "error", str(exc)))
             continue
@@ -334,59 +323,3 @@ def _other_user(cert: Certificate, base: str, target: str) -> int | None:
             return other.id
     return None
 
-
-class _CnameWriter:
-    """One CNAME at a time in a customer zone, through the zone's provider.
-
-    The provider interface writes TXT only; RFC 2136 can do the rest with the provider's own
-    TSIG key and error words, atomically (prerequisites), so that is what is supported."""
-
-    def __init__(self, provider: DnsProvider):
-        if provider.name != "rfc2136":
-            raise Conflict(f"Creating CNAMEs is supported in rfc2136 zones only, not {provider.name}.",
-                           hint="Create the CNAME at the zone's DNS host.")
-        self.provider = provider
-
-    def current(self, name: str) -> str | None:
-        """What the primary has at name: None if nothing, the CNAME target, or 'other records'."""
-        (host, port), = self.provider.authoritative_servers()
-        query = dns.message.make_query(name, dns.rdatatype.CNAME)
-        query.flags &= ~dns.flags.RD
-        try:
-            reply, _ = dns.query.udp_with_fallback(query, host, port=port, timeout=self.provider.timeout)
-        except (OSError, dns.exception.DNSException) as exc:
-            raise self.provider.error(f"cannot look up {name} at {host}:{port}: {exc}") from None
-        if reply.rcode() == dns.rcode.NXDOMAIN:
-            return None
-        for rrset in reply.answer:
-            if rrset.rdtype == dns.rdatatype.CNAME and rrset.name == dns.name.from_text(name):
-                return normalize_name(rrset[0].target.to_text())
-        return "other records at that name"
-
-    def add(self, name: str, target: str, ttl: int) -> bool:
-        """Create the CNAME if the name does not exist; False (nothing written) if it does."""
-        update = self.provider._update_message()
-        update.absent(dns.name.from_text(name))  # checked by the server, atomically
-        update.add(dns.name.from_text(name), ttl, _cname(target))
-        try:
-            self.provider._send_update(update, "create CNAME")
-        except SSLManagerError as exc:
-            if "YXDOMAIN" in exc.message:
-                return False
-            raise
-        return True
-
-    def remove(self, name: str, target: str) -> bool:
-        """Delete the CNAME if it still points at target; False if it changed meanwhile."""
-        if self.current(name) != normalize_name(target):
-            return False
-        update = self.provider._update_message()
-        update.present(dns.name.from_text(name), _cname(target))
-        update.delete(dns.name.from_text(name), dns.rdatatype.CNAME)
-        self.provider._send_update(update, "remove CNAME")
-        return True
-
-
-def _cname(target: str) -> dns.rdtypes.ANY.CNAME.CNAME:
-    return dns.rdtypes.ANY.CNAME.CNAME(dns.rdataclass.IN, dns.rdatatype.CNAME,
-                                       dns.name.from_text(normalize_name(target)))

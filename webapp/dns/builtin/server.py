@@ -1,35 +1,29 @@
 """SSL Manager's own authoritative DNS server for the technical zones whose provider is
 "builtin": SOA, NS (+ glue A/AAAA for in-zone NS names) and the DNS-01 TXT values that
 BuiltinProvider writes to sslm_dns_record. Run it with `sslmanager dns serve --listen
-ADDR:PORT` (the CLI calls webapp.dns.serving.serve). Port 53 needs root or
-CAP_NET_BIND_SERVICE, e.g. `setcap cap_net_bind_service=+ep` on the interpreter or
-AmbientCapabilities= in a systemd unit.
+ADDR:PORT` (the CLI calls serving.serve). Port 53 needs root or CAP_NET_BIND_SERVICE, e.g.
+`setcap cap_net_bind_service=+ep` on the interpreter or AmbientCapabilities= in a systemd unit.
 
 Design, for ~15x what a naive asyncio + dnspython responder does here:
 - The database is the only state. A refresher thread reads a cheap fingerprint of it every
-  `cache_ms` and only when it changes loads a new Snapshot (builtin.load_snapshot): every
+  `cache_ms` and only when it changes loads a new Snapshot (snapshot.load_snapshot): every
   answer section already in wire format. Several processes or nodes on one database
   therefore serve the same data, at most `cache_ms` (+ a few ms to load) late.
-- The hot path never runs dnspython: it checks the header, walks the question's labels
-  (no compression pointers are legal there), reads an OPT record if present, and joins
-  header + the client's own question bytes (keeping its 0x20 case) + precomputed sections.
-  Each snapshot also caches whole responses by the query's bytes after the id.
+- The hot path (answer.respond) never runs dnspython. Each snapshot also caches whole
+  responses by the query's bytes after the id.
 - UDP: one blocking socket per listen address, each served by its own thread; `workers` > 1
-  (serving.serve) forks processes sharing the port with SO_REUSEPORT, one per core.
-  TCP: one selector thread, pipelining, idle timeout, connection limits.
-- Abuse: responses are never sent to responses; anything malformed is dropped (too short to
-  answer) or gets a header-only FORMERR; ANY gets one synthesized HINFO (RFC 8482); UDP
-  answers are capped at min(client payload, 1232) with TC set beyond; a token bucket per
-  source address (IPv6: per /64) drops the excess and answers every `slip`-th excess query
-  with an empty TC response so a real resolver behind a flooded address retries over TCP
-  (webapp.dns.ratelimit).
+  (serving.serve, one per core by default) forks processes sharing the port with
+  SO_REUSEPORT. TCP: one selector thread, pipelining, idle timeout, connection limits.
+- Abuse: responses are never sent to responses; malformed queries get silence or FORMERR
+  (answer.py); a token bucket per source address (IPv6: per /64) drops the excess and
+  answers every `slip`-th excess query with an empty TC response so a real resolver behind
+  a flooded address retries over TCP (ratelimit.py).
 """
 from __future__ import annotations
 
 import logging
 import selectors
 import socket
-import struct
 import threading
 import time
 from collections import defaultdict
@@ -37,14 +31,9 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
 
-from .builtin import (
-    ANY_ANSWER,
-    EDNS_PAYLOAD,
-    Snapshot,
-    load_snapshot,
-    read_fingerprint,
-)
+from .answer import FORMERR, respond
 from .ratelimit import RateLimiter
+from .snapshot import EDNS_PAYLOAD, Snapshot, load_snapshot, read_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -53,24 +42,6 @@ TCP_IDLE_SECONDS = 10.0      # RFC 7766 suggests seconds, not minutes
 TCP_MAX_CONNECTIONS = 256
 TCP_MAX_PER_ADDRESS = 16
 TCP_MAX_PENDING_OUTPUT = 256 * 1024
-
-OPT, IXFR, AXFR, ANY = 41, 251, 252, 255
-NOERROR, FORMERR, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 3, 4, 5
-QR, AA, TC = 0x80, 0x04, 0x02  # bits of the third header byte
-
-_COUNTS = struct.Struct("!HHHH")
-_TYPE_CLASS = struct.Struct("!HH")
-# OPT after its root owner: type, payload size, extended rcode, version, flags, rdlength
-_OPT_FIXED = struct.Struct("!HHBBHH")
-_POINTER = struct.Struct("!H")
-
-
-def _opt_rr(do: bool, ext_rcode: int = 0) -> bytes:
-    return b"\x00" + _OPT_FIXED.pack(OPT, EDNS_PAYLOAD, ext_rcode, 0, 0x8000 if do else 0, 0)
-
-
-_OPT_PLAIN, _OPT_DO = _opt_rr(False), _opt_rr(True)
-_OPT_BADVERS = {False: _opt_rr(False, 1), True: _opt_rr(True, 1)}  # rcode 16 = 1 << 4 | 0
 
 
 # -- the server --------------------------------------------------------------------------------
@@ -250,12 +221,12 @@ class DnsServer:
             self.refresh()
         snapshot = self.snapshot
         if truncate:
-            return self._build(snapshot, data, udp, True)
+            return respond(snapshot, data, udp, True)
         key = data[2:] if udp else b"tcp" + data[2:]  # TCP has another size limit
         cached = snapshot.responses.get(key)
         if cached is not None:
             return data[:2] + cached
-        response = self._build(snapshot, data, udp, False)
+        response = respond(snapshot, data, udp, False)
         # Only well-formed queries: garbage must not push real answers out.
         if (response is not None and len(response) <= EDNS_PAYLOAD
                 and response[3] & 0x0F != FORMERR):
@@ -263,86 +234,6 @@ class DnsServer:
                 snapshot.responses.clear()
             snapshot.responses[key] = response[2:]
         return response
-
-    def _build(self, snapshot: Snapshot, data: bytes, udp: bool, truncate: bool) -> bytes | None:
-        """answer() without the cache: parse the query, look it up in `snapshot`."""
-        n = len(data)
-        if n < 12 or data[2] & QR:  # unanswerable, or a response: never reply to those
-            return None
-        b2 = QR | (data[2] & 0x79)   # opcode and RD copied
-        b3 = data[3] & 0x10          # CD copied; RA, AD stay clear
-        if data[2] & 0x78:           # not a QUERY (UPDATE, NOTIFY, ...)
-            return data[:2] + bytes((b2, b3 | NOTIMP)) + b"\0" * 8
-        qd, an, ns, ar = _COUNTS.unpack_from(data, 4)
-        if qd != 1 or an or ns or ar > 1:
-            return data[:2] + bytes((b2, b3 | FORMERR)) + b"\0" * 8
-        pos, labels = 12, []
-        while True:
-            if pos >= n:
-                return data[:2] + bytes((b2, b3 | FORMERR)) + b"\0" * 8
-            length = data[pos]
-            if length == 0:
-                break
-            if length > 63:  # a compression pointer (or reserved label type) in a question
-                return data[:2] + bytes((b2, b3 | FORMERR)) + b"\0" * 8
-            labels.append(pos)
-            pos += length + 1
-        pos += 1
-        qend = pos + 4
-        if pos > 12 + 255 or qend > n:
-            return data[:2] + bytes((b2, b3 | FORMERR)) + b"\0" * 8
-        qtype, qclass = _TYPE_CLASS.unpack_from(data, pos)
-        limit = 512 if udp else 65535
-        opt = b""
-        if ar:
-            if qend + 11 > n or data[qend] != 0:
-                return data[:2] + bytes((b2, b3 | FORMERR)) + b"\0" * 8
-            rtype, payload, _, version, eflags, rdlen = _OPT_FIXED.unpack_from(data, qend + 1)
-            if rtype != OPT or qend + 11 + rdlen != n:
-                return data[:2] + bytes((b2, b3 | FORMERR)) + b"\0" * 8
-            if version:
-                return (data[:2] + bytes((b2, b3)) + _COUNTS.pack(1, 0, 0, 1)
-                        + data[12:qend] + _OPT_BADVERS[bool(eflags & 0x8000)])
-            opt = _OPT_DO if eflags & 0x8000 else _OPT_PLAIN
-            if udp:
-                limit = min(max(payload, 512), EDNS_PAYLOAD)
-        elif qend != n:
-            return data[:2] + bytes((b2, b3 | FORMERR)) + b"\0" * 8
-        question = data[12:qend]
-        arcount = 1 if opt else 0
-
-        zones = snapshot.zones
-        name = data[12:pos].lower()
-        zone = None
-        for off in labels:  # longest match first
-            zone = zones.get(name[off - 12:])
-            if zone is not None:
-                break
-        if zone is None or qclass != 1 or qtype == AXFR or qtype == IXFR:
-            return (data[:2] + bytes((b2, b3 | REFUSED)) + _COUNTS.pack(1, 0, 0, arcount)
-                    + question + opt)
-        if truncate:
-            return (data[:2] + bytes((b2 | AA | TC, b3)) + _COUNTS.pack(1, 0, 0, arcount)
-                    + question + opt)
-        node = zone.nodes.get(name)
-        if node is not None:
-            rrset = node.get(qtype)
-            if rrset is None and qtype == ANY:
-                rrset = ANY_ANSWER  # RFC 8482: one HINFO, not everything
-            if rrset is not None:
-                response = (data[:2] + bytes((b2 | AA, b3))
-                            + _COUNTS.pack(1, rrset.count, 0, rrset.extra_count + arcount)
-                            + question + rrset.wire + rrset.extra + opt)
-                if len(response) > limit:
-                    return (data[:2] + bytes((b2 | AA | TC, b3)) + _COUNTS.pack(1, 0, 0, arcount)
-                            + question + opt)
-                return response
-            rcode = NOERROR
-        else:
-            rcode = NOERROR if name in zone.empty else NXDOMAIN
-        # Negative answer: the SOA in authority, its owner a pointer to the apex in the question.
-        return (data[:2] + bytes((b2 | AA, b3 | rcode)) + _COUNTS.pack(1, 0, 1, arcount)
-                + question + _POINTER.pack(0xC000 | off) + zone.negative_soa + opt)
 
     # -- UDP -----------------------------------------------------------------------------
 

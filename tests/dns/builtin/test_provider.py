@@ -11,7 +11,7 @@ from tests.lab.proc import free_port
 from tests.lab.servers import TECH_ZONE
 from webapp.dns import available_providers
 from webapp.dns.builtin import RECORDS, ZONES, BuiltinProvider, parse_zone_options
-from webapp.dns.server import DnsServer
+from webapp.dns.builtin.server import DnsServer
 from webapp.errors import DnsError
 from webapp.models import Base
 

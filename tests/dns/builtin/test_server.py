@@ -22,8 +22,8 @@ import sqlalchemy as sa
 from tests.lab.proc import free_port, require_binary
 from tests.lab.servers import Unbound
 from webapp.dns.builtin import ZONES, BuiltinProvider
-from webapp.dns.ratelimit import RateLimiter
-from webapp.dns.server import DnsServer
+from webapp.dns.builtin.ratelimit import RateLimiter
+from webapp.dns.builtin.server import DnsServer
 from webapp.models import Base
 
 ZONE = "zone.builtin.test"
@@ -354,10 +354,10 @@ def test_with_cache_ms_zero_a_write_is_served_by_the_next_query(engine):
 
 def test_a_second_server_process_on_the_same_database_answers_the_same(server, provider, tmp_path):
     port = free_port()
-    script = ("import sys, sqlalchemy; from webapp.dns.serving import serve; "
+    script = ("import sys, sqlalchemy; from webapp.dns.builtin.serving import serve; "
               "serve(sqlalchemy.create_engine(sys.argv[1]), sys.argv[2], cache_ms=20)")
     proc = subprocess.Popen([sys.executable, "-c", script, str(provider.engine.url),
-                             f"127.0.0.1:{port}"], cwd=Path(__file__).parents[2],
+                             f"127.0.0.1:{port}"], cwd=Path(__file__).parents[3],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     other = ("127.0.0.1", port)
     try:

@@ -1,5 +1,5 @@
-"""`sslmanager dns serve`: the builtin DNS server as a process, or as several sharing the port
-(fork, SO_REUSEPORT), until SIGTERM or SIGINT."""
+"""`sslmanager dns serve`: the builtin DNS server as one worker process per core sharing the
+port (fork, SO_REUSEPORT), or as this process alone, until SIGTERM or SIGINT."""
 from __future__ import annotations
 
 import gc
@@ -10,19 +10,26 @@ import threading
 
 from sqlalchemy.engine import Engine
 
-from .builtin import parse_listen
 from .server import DnsServer
+from .zone import parse_listen
 
 log = logging.getLogger(__name__)
 
 
-def serve(engine: Engine, listen_text: str, *, workers: int = 1, **options) -> None:
+def default_workers() -> int:
+    """One worker per core. Python answers on one core per process, and one process under a
+    malformed-packet flood lets good queries go unanswered where two did not (bench/dns_server.py)."""
+    return os.cpu_count() or 1
+
+
+def serve(engine: Engine, listen_text: str, *, workers: int | None = None, **options) -> None:
     """Serve until SIGTERM/SIGINT on 'ADDR:PORT[,ADDR:PORT]' (the CLI's `dns serve`).
 
-    workers > 1 forks that many processes sharing each port with SO_REUSEPORT (one per core
-    is right: Python runs one thread at a time per process). Port 53 needs root or
-    CAP_NET_BIND_SERVICE. Other keyword options go to DnsServer.
+    workers > 1 forks that many processes sharing each port with SO_REUSEPORT; None means
+    default_workers(), 1 serves in this process. Port 53 needs root or CAP_NET_BIND_SERVICE.
+    Other keyword options go to DnsServer.
     """
+    workers = default_workers() if workers is None else workers
     listen = parse_listen(listen_text)
     if not listen:
         raise ValueError("no listen address given (ADDR:PORT, comma separated)")
