@@ -11,7 +11,8 @@ import pytest
 from tests.dns.conftest import bind_provider, knot_provider
 from tests.lab.proc import free_port
 from tests.lab.servers import TECH_ZONE
-from webapp.dns.checks import check_caa, check_cname, stale_txt, wait_for_txt, zone_delegation
+from webapp.dns.checks import check_caa, check_cname, stale_txt, wait_for_txt
+from webapp.dns.nameservers import zone_delegation
 from webapp.errors import DnsError
 
 PEBBLE = "pebble.letsencrypt.org"

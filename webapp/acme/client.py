@@ -15,10 +15,7 @@ acme's; the retry policy and error translation live in webapp.acme.transport. No
 """
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import time
-from dataclasses import dataclass
 from typing import NoReturn, Sequence
 
 import josepy as jose
@@ -26,13 +23,15 @@ import requests
 from acme import challenges as acme_challenges
 from acme import crypto_util, messages
 from acme.client import ClientV2
-from requests.utils import parse_header_links
 
 from webapp.acme.keys import (ari_cert_id, generate_account_key, load_account_key,
                               load_certificate, load_csr)
+from webapp.acme.problems import problem_detail, problem_from_json, problem_hint
 from webapp.acme.transport import (DirectoryInfo, LogFn, RetryingNetwork, fetch_directory,
-                                   problem_detail, problem_from_json, problem_hint, probe_directory,
-                                   retry_after_seconds)
+                                   probe_directory, retry_after_seconds)
+from webapp.acme.results import (AccountInfo, Challenge, NewOrder, OrderInfo,  # noqa: F401
+                                 account_info, account_lost, identifier_of, links_of,
+                                 order_info, refuses_replaces, status_of)
 from webapp.errors import AcmeError
 from webapp.netguard import Judge
 
@@ -43,79 +42,6 @@ __all__ = ["AccountInfo", "AcmeClient", "Challenge", "DirectoryInfo", "OrderInfo
 POLL_FIRST = 0.015
 POLL_FACTOR = 1.5
 POLL_CAP = 3.0
-
-@dataclass
-class AccountInfo:
-    """An ACME account as the CA knows it."""
-
-    url: str
-    status: str
-    contact: tuple[str, ...]
-
-
-@dataclass
-class Challenge:
-    """One pending dns-01 challenge and the TXT record that answers it."""
-
-    authz_url: str
-    identifier: str      # as ordered: "*.example.com" for a wildcard authorization
-    wildcard: bool
-    url: str
-    token: str
-    txt_name: str        # _acme-challenge.<identifier without *.>
-    txt_value: str       # base64url(SHA-256(key authorization))
-    status: str
-
-
-@dataclass
-class OrderInfo:
-    """An ACME order's state."""
-
-    url: str
-    status: str
-    authorizations: list[str]
-    finalize: str
-    certificate: str | None
-    expires: datetime.datetime | None
-    error: dict | None
-
-
-class _NewOrder(messages.NewOrder):
-    """newOrder with RFC 9773's `replaces` (certbot's acme 5.x has `profile` but not this)."""
-
-    replaces: str | None = jose.field("replaces", omitempty=True)
-
-
-# Problem types that mean "this order may not carry `replaces`": retry once without it.
-_REPLACES_REFUSED = (":alreadyReplaced", ":malformed", ":conflict")
-
-
-def _refuses_replaces(exc: AcmeError) -> bool:
-    """A CA's "no" to `replaces`: alreadyReplaced, malformed, or another 4xx that names it."""
-    return exc.problem_type.endswith(_REPLACES_REFUSED) or (
-        400 <= (exc.status or 0) < 500 and "replace" in exc.detail.lower())
-
-
-def account_lost(exc: AcmeError) -> bool:
-    """The CA no longer knows our account (restarted, reset, deactivated, restored backup)."""
-    kind = exc.problem_type.rsplit(":", 1)[-1]
-    if kind == "accountDoesNotExist":
-        return True
-    words = exc.detail.lower()
-    return kind == "unauthorized" and any(w in words for w in (
-        "key id", "keyid", "kid", "account does not exist", "no such account",
-        "account not found", "unknown account", "account is not valid", "deactivated"))
-
-
-def _order_info(url: str, body: messages.Order) -> OrderInfo:
-    return OrderInfo(url=url, status=_status(body.status), finalize=body.finalize,
-                     authorizations=list(body.authorizations or ()),
-                     certificate=body.certificate, expires=body.expires,
-                     error=body.error.to_json() if body.error is not None else None)
-
-
-def _account_info(url: str, body: messages.Registration) -> AccountInfo:
-    return AccountInfo(url=url, status=_status(body.status) or "valid", contact=tuple(body.contact))
 
 
 class AcmeClient:
@@ -223,7 +149,7 @@ class AcmeClient:
             if not account_url:
                 raise AcmeError("the CA's newAccount answer has no Location header", step=step,
                                 url=url, status=response.status_code)
-            info = _account_info(account_url, messages.Registration.from_json(response.json()))
+            info = account_info(account_url, messages.Registration.from_json(response.json()))
         self._set_account(account_url)
         verb = "created" if response.status_code == 201 else "found existing"
         self._log(f"{step}: POST {url} -> {response.status_code} {verb} {account_url} "
@@ -255,7 +181,7 @@ class AcmeClient:
             if not account_url:
                 raise AcmeError("the CA's newAccount answer has no Location header", step=step,
                                 url=url, status=response.status_code)
-            info = _account_info(account_url, messages.Registration.from_json(response.json()))
+            info = account_info(account_url, messages.Registration.from_json(response.json()))
         self._set_account(account_url)
         self._log(f"{step}: POST {url} -> {response.status_code} {account_url} ({info.status})")
         return info
@@ -268,7 +194,7 @@ class AcmeClient:
         body = messages.UpdateRegistration(contact=(f"mailto:{email}",) if email else ())
         with self._net.step(step, url):
             response = self._post(url, body)
-            info = _account_info(url, messages.Registration.from_json(response.json()))
+            info = account_info(url, messages.Registration.from_json(response.json()))
         self._log(f"{step}: POST {url} -> {response.status_code} contact "
                   f"{', '.join(info.contact) or '(none)'}")
         return info
@@ -302,7 +228,7 @@ class AcmeClient:
         try:
             response = self._order_post(url, names, profile, replaces, step=step)
         except AcmeError as exc:
-            if not (replaces and _refuses_replaces(exc)):
+            if not (replaces and refuses_replaces(exc)):
                 raise
             self._log(f"{step}: POST {url} -> {exc.status} the CA refused replaces={replaces} "
                       f"({exc.detail or exc.problem_type}); ordering again without it")
@@ -313,7 +239,7 @@ class AcmeClient:
             if not order_url:
                 raise AcmeError("the CA's newOrder answer has no Location header", step=step,
                                 url=url, status=response.status_code)
-            order = _order_info(order_url, messages.Order.from_json(response.json()))
+            order = order_info(order_url, messages.Order.from_json(response.json()))
         self._log(f"{step}: POST {url} -> {response.status_code} {order.status} {order_url} "
                   f"({', '.join(names)}{f', profile {profile}' if profile else ''}"
                   f"{f', replaces {replaces}' if replaces else ''})")
@@ -321,7 +247,7 @@ class AcmeClient:
 
     def _order_post(self, url: str, names: list[str], profile: str | None,
                     replaces: str | None, *, step: str) -> requests.Response:
-        body = _NewOrder(identifiers=[_identifier(n) for n in names], profile=profile,
+        body = NewOrder(identifiers=[identifier_of(n) for n in names], profile=profile,
                          replaces=replaces)
         with self._net.step(step, url):
             return self._post(url, body)
@@ -336,7 +262,7 @@ class AcmeClient:
         self._require_account(step)
         with self._net.step(step, url, deadline=deadline):
             response = self._post(url, None)
-            return _order_info(url, messages.Order.from_json(response.json())), response
+            return order_info(url, messages.Order.from_json(response.json())), response
 
     def _fetch_authz(self, url: str, *, step: str) -> messages.Authorization:
         with self._net.step(step, url):
@@ -354,7 +280,7 @@ class AcmeClient:
         for url in order.authorizations:
             authz = self._fetch_authz(url, step=step)
             name = ("*." if authz.wildcard else "") + authz.identifier.value
-            status = _status(authz.status)
+            status = status_of(authz.status)
             if status == "valid":
                 self._log(f"{step}: POST {url} -> {name} already valid, no challenge needed")
                 continue
@@ -370,7 +296,7 @@ class AcmeClient:
                 authz_url=url, identifier=name, wildcard=bool(authz.wildcard), url=challb.uri,
                 token=jose.b64encode(challb.chall.token).decode(),
                 txt_name=challb.chall.validation_domain_name(authz.identifier.value),
-                txt_value=challb.chall.validation(self._jwk), status=_status(challb.status)))
+                txt_value=challb.chall.validation(self._jwk), status=status_of(challb.status)))
             self._log(f"{step}: POST {url} -> {name} pending, dns-01 TXT at "
                       f"{found[-1].txt_name}")
         return found
@@ -384,7 +310,7 @@ class AcmeClient:
                 chall=acme_challenges.DNS01(token=jose.b64decode(chall.token)), uri=chall.url)
             with self._net.step(step, chall.url):
                 result = self.v2.answer_challenge(challb, challb.chall.response(self._jwk))
-            self._log(f"{step}: POST {chall.url} -> {_status(result.body.status)} "
+            self._log(f"{step}: POST {chall.url} -> {status_of(result.body.status)} "
                       f"({chall.identifier})")
 
     # -- waiting and finalizing -----------------------------------------------------------
@@ -404,7 +330,7 @@ class AcmeClient:
             uri=order.url, body=messages.Order(finalize=order.finalize), csr_pem=csr_pem)
         try:
             with self._net.step(step, order.finalize, deadline=deadline):
-                status = _status(self.v2.begin_finalization(orderr).body.status)
+                status = status_of(self.v2.begin_finalization(orderr).body.status)
         except AcmeError as exc:
             # A finalize retried after a 5xx may have gone through the first time.
             if not exc.problem_type.endswith(":orderNotReady") or self.get_order(
@@ -448,7 +374,7 @@ class AcmeClient:
         """Raise the most specific reason an order went invalid: a failed challenge first."""
         for authz_url in order.authorizations:
             authz = self._fetch_authz(authz_url, step=step)
-            if _status(authz.status) == "invalid":
+            if status_of(authz.status) == "invalid":
                 raise self._authz_error(authz, authz_url, step=step)
         problem = problem_from_json(order.error)
         raise AcmeError("the CA marked the order invalid", step=step, url=order.url,
@@ -463,7 +389,7 @@ class AcmeClient:
                                  url=url, detail=problem_detail(challb.error),
                                  problem_type=str(challb.error.typ),
                                  hint=problem_hint(str(challb.error.typ), validation=True))
-        return AcmeError(f"authorization for {name} is {_status(authz.status)}", step=step, url=url)
+        return AcmeError(f"authorization for {name} is {status_of(authz.status)}", step=step, url=url)
 
     # -- certificate ----------------------------------------------------------------------
 
@@ -477,7 +403,7 @@ class AcmeClient:
         with self._net.step(step, order.certificate):
             response = self._post(order.certificate, None)
             fullchain = response.content.decode("ascii")
-        links = _links(response, "alternate") if alternates else []
+        links = links_of(response, "alternate") if alternates else []
         chains = []
         for link in links:
             with self._net.step(step, link):
@@ -522,23 +448,3 @@ class AcmeClient:
                 "explanationURL": jobj.get("explanationURL"), "retryAfter": retry_after}
 
 
-def _status(status: messages.Status | str | None) -> str:
-    """'pending', not 'Status(pending)' (Registration.status stays a plain string)."""
-    return str(getattr(status, "name", status) or "")
-
-
-def _identifier(name: str) -> messages.Identifier:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return messages.Identifier(typ=messages.IDENTIFIER_FQDN, value=name)
-    return messages.Identifier(typ=messages.IDENTIFIER_IP, value=name)
-
-
-def _links(response: requests.Response, rel: str) -> list[str]:
-    """Every Link URL with this rel (requests' response.links keeps only one per rel)."""
-    header = response.headers.get("Link")
-    if not header:
-        return []
-    return [link["url"] for link in parse_header_links(header)
-            if link.get("rel") == rel and "url" in link]

@@ -26,6 +26,7 @@ from acme import errors as acme_errors
 from acme import messages
 from acme.client import ClientNetwork
 
+from webapp.acme.problems import SNIPPET_CHARS, problem_detail, problem_in, problem_words
 from webapp.errors import AcmeError, AcmeNetworkError, AcmeRateLimited
 from webapp.netguard import Judge, RefusedAddress, guard
 
@@ -38,58 +39,12 @@ MAX_ATTEMPTS = 10
 # A 5xx without Retry-After is retried with a short backoff this many times in all.
 SERVER_ERROR_ATTEMPTS = 4
 SERVER_ERROR_FIRST_WAIT = 0.1
-SNIPPET_CHARS = 200
 REQUIRED_ENDPOINTS = ("newNonce", "newAccount", "newOrder")
 # The directory's endpoint names (RFC 8555 section 7.1.1, RFC 9773 section 3); with "meta",
 # nothing else in a directory is an endpoint. Let's Encrypt adds a random key pointing at a forum
 # post (so that clients do not hard-code the key set): it is kept apart, never contacted.
 ENDPOINT_NAMES = ("newNonce", "newAccount", "newOrder", "newAuthz", "revokeCert", "keyChange",
                   "renewalInfo")
-
-# What to do when the CA could not see a TXT value: the usual cause is the delegation.
-_CNAME_HINT = ("check that each _acme-challenge CNAME points at the technical zone, that both TXT "
-               "values are published there, and that the zone's servers answer from the internet")
-# Validation failures (a challenge's error) that most often mean the same.
-_VALIDATION_PROBLEMS = ("dns", "incorrectResponse", "unauthorized", "connection")
-
-# What an operator reads for each ACME problem type (RFC 8555 section 6.7), and what to do.
-_PROBLEMS: dict[str, tuple[str, str]] = {
-    "accountDoesNotExist": ("no account exists at the CA for this account key",
-                            "register the account again"),
-    "alreadyReplaced": ("the CA says the certificate named in `replaces` was already replaced",
-                        ""),
-    "alreadyRevoked": ("the certificate is already revoked", ""),
-    "badCSR": ("the CA rejected the certificate request (CSR)", ""),
-    "badNonce": ("the CA kept rejecting our anti-replay nonces",
-                 "try again; if it persists the CA is misbehaving"),
-    "badPublicKey": ("the CA does not accept this key type", "use an EC P-256 or RSA key"),
-    "badRevocationReason": ("the CA does not accept this revocation reason", ""),
-    "badSignatureAlgorithm": ("the CA does not accept the account key's signature algorithm",
-                              "use an EC P-256 account key"),
-    "caa": ("a CAA record forbids this CA from issuing for the name",
-            "add an issue (and, for wildcards, issuewild) entry for this CA to the domain's CAA "
-            "records"),
-    "compound": ("the CA reported several problems", ""),
-    "connection": ("the CA could not connect to the server to validate", ""),
-    "dns": ("the CA's DNS lookup failed during validation", _CNAME_HINT),
-    "externalAccountRequired": ("EAB required but missing: the CA requires External Account "
-                                "Binding and no EAB key ID / HMAC key is set",
-                                "enter the EAB key ID and HMAC key from the CA's account page"),
-    "incorrectResponse": ("the CA found a wrong validation value", _CNAME_HINT),
-    "invalidContact": ("the CA rejected the contact e-mail address",
-                       "use a real, reachable e-mail address"),
-    "malformed": ("the CA rejected the request as malformed", ""),
-    "orderNotReady": ("the order is not ready to be finalized", ""),
-    "rateLimited": ("the CA's rate limit was hit", "wait before trying again"),
-    "rejectedIdentifier": ("the CA will not issue for this name", ""),
-    "serverInternal": ("the CA had an internal error", "try again later"),
-    "tls": ("the CA's TLS validation connection failed", ""),
-    "unauthorized": ("the CA refused: not authorized", ""),
-    "unsupportedContact": ("the CA does not support this contact type", ""),
-    "unsupportedIdentifier": ("the CA does not support this identifier type", ""),
-    "userActionRequired": ("the CA requires an action on its website (e.g. new terms)",
-                           "visit the CA's website"),
-}
 
 
 @dataclass
@@ -444,7 +399,7 @@ class RetryingNetwork(ClientNetwork):
         retry_after = retry_after_seconds(response)
         code = problem.code or ""
         default = (f"the CA refused the request ({code or problem.typ})", "")
-        words, hint = _PROBLEMS.get(code, default)
+        words, hint = problem_words(code) or default
         cls = AcmeError
         if code == "rateLimited" or status == 429 or (status == 503 and retry_after is not None):
             cls = AcmeRateLimited
@@ -461,7 +416,7 @@ class RetryingNetwork(ClientNetwork):
         if isinstance(exc, acme_errors.ConflictError):
             # acme raises ConflictError for every 409 before reading the body, so a problem
             # document sent with 409 (alreadyReplaced, RFC 9773) would lose its type here.
-            problem = _problem_in(response)
+            problem = problem_in(response)
             if problem is not None:
                 return self.problem_error(problem, step=step, url=url)
             return AcmeError("the CA answered 409 Conflict", step=step, url=url, status=409,
@@ -477,40 +432,3 @@ class RetryingNetwork(ClientNetwork):
                    hint="try again later" if status >= 500 else "")
 
 
-def _problem_in(response: requests.Response | None) -> messages.Error | None:
-    """The problem document an error answer carries, or None."""
-    if response is None or not response.headers.get("Content-Type", "").startswith(
-            "application/problem+json"):
-        return None
-    try:
-        return messages.Error.from_json(response.json())
-    except (ValueError, jose.DeserializationError):
-        return None
-
-
-def problem_hint(problem_type: str, *, validation: bool = False) -> str:
-    """The one place a hint comes from for an ACME problem type (a URN or its last part);
-    `validation`: the problem is a challenge's, where DNS delegation is the usual cause."""
-    code = (problem_type or "").rsplit(":", 1)[-1]
-    if validation and code in _VALIDATION_PROBLEMS:
-        return _CNAME_HINT
-    return _PROBLEMS.get(code, ("", ""))[1]
-
-
-def problem_detail(problem: messages.Error) -> str:
-    """The CA's own words: detail (or title), then each subproblem with its identifier."""
-    text = problem.detail or problem.title or ""
-    for sub in problem.subproblems or ():
-        who = f"{sub.identifier.value}: " if sub.identifier is not None else ""
-        text += f"; {who}{sub.detail or sub.typ}"
-    return text
-
-
-def problem_from_json(jobj: dict | None) -> messages.Error | None:
-    """A problem document embedded in an order, authorization or challenge."""
-    if not jobj:
-        return None
-    try:
-        return messages.Error.from_json(jobj)
-    except jose.DeserializationError:
-        return messages.Error(typ="about:blank", detail=json.dumps(jobj)[:SNIPPET_CHARS])

@@ -1,5 +1,6 @@
 """DNS checks for the pages and the issuance service: the customer's CNAME delegation, stale
-TXT records, CAA, propagation of new TXT values, and the technical zone's delegation.
+TXT records, CAA, and propagation of new TXT values (the technical zone's own delegation is
+in nameservers.py).
 
 Resolvers are given as "ip" or "ip:port" strings; None means the system resolver. Every
 result carries a message worded for the operator and, where something is wrong, a fix.
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -37,7 +37,7 @@ CAA_KNOWN_TAGS = {"issue", "issuewild", "iodef", "contactemail", "contactphone",
                   "issuevmc"}
 
 
-class _LookupFailed(Exception):
+class LookupFailed(Exception):
     """A lookup got no usable answer (timeout, SERVFAIL, refused); str() has the words."""
 
 
@@ -95,19 +95,19 @@ def make_resolver(resolvers: list[str] | None, timeout: float) -> dns.resolver.R
     return resolver
 
 
-def _lookup(resolver: dns.resolver.Resolver, name: str, rdtype: str) -> dns.message.Message | None:
-    """The resolver's reply for name/rdtype, or None for NXDOMAIN; _LookupFailed otherwise."""
+def lookup(resolver: dns.resolver.Resolver, name: str, rdtype: str) -> dns.message.Message | None:
+    """The resolver's reply for name/rdtype, or None for NXDOMAIN; LookupFailed otherwise."""
     try:
         answer = resolver.resolve(name, rdtype, raise_on_no_answer=False, search=False)
     except dns.resolver.NXDOMAIN:
         return None
     except dns.resolver.NoNameservers as exc:
-        raise _LookupFailed(_no_nameservers_words(exc, name, rdtype)) from None
+        raise LookupFailed(_no_nameservers_words(exc, name, rdtype)) from None
     except dns.exception.Timeout:
-        raise _LookupFailed(f"no answer for {name} {rdtype} within {resolver.lifetime:g} s "
+        raise LookupFailed(f"no answer for {name} {rdtype} within {resolver.lifetime:g} s "
                             "(timeout)") from None
     except dns.exception.DNSException as exc:
-        raise _LookupFailed(f"looking up {name} {rdtype} failed: {exc}") from None
+        raise LookupFailed(f"looking up {name} {rdtype} failed: {exc}") from None
     return answer.response
 
 
@@ -122,7 +122,7 @@ def _no_nameservers_words(exc: dns.resolver.NoNameservers, name: str, rdtype: st
     return f"no resolver could answer {name} {rdtype} ({detail})"
 
 
-def _rrset(reply: dns.message.Message, section: list, name: str, rdtype):
+def rrset_of(reply: dns.message.Message, section: list, name: str, rdtype):
     """The RRset of rdtype owned by name in a section, or None."""
     owner = dns.name.from_text(name)
     for rrset in section:
@@ -133,10 +133,10 @@ def _rrset(reply: dns.message.Message, section: list, name: str, rdtype):
 
 def _cname_at(resolver, name: str) -> str | None:
     """CNAME target at name; None if NXDOMAIN; '' if the name exists without a CNAME."""
-    reply = _lookup(resolver, name, "CNAME")
+    reply = lookup(resolver, name, "CNAME")
     if reply is None:
         return None
-    rrset = _rrset(reply, reply.answer, name, "CNAME")
+    rrset = rrset_of(reply, reply.answer, name, "CNAME")
     if rrset is None:
         return ""
     return normalize_name(rrset[0].target.to_text())
@@ -144,10 +144,10 @@ def _cname_at(resolver, name: str) -> str | None:
 
 def _txt_at(resolver, name: str) -> list[str]:
     """TXT values owned by name itself (not reached through a CNAME)."""
-    reply = _lookup(resolver, name, "TXT")
+    reply = lookup(resolver, name, "TXT")
     if reply is None:
         return []
-    rrset = _rrset(reply, reply.answer, name, "TXT")
+    rrset = rrset_of(reply, reply.answer, name, "TXT")
     return sorted(b"".join(rd.strings).decode(errors="replace") for rd in rrset) if rrset else []
 
 
@@ -200,7 +200,7 @@ def check_cname(domain: str, expected_target: str, resolvers: list[str] | None =
             chain.append(hop)
             if hop == expected:
                 break
-    except _LookupFailed as exc:
+    except LookupFailed as exc:
         return result("error", "", f"Could not check {name}: {exc}.",
                       fix="Retry in a moment; if it persists, check that the domain's DNS "
                           "servers answer (and the resolvers SSL Manager uses).")
@@ -238,7 +238,7 @@ def stale_txt(domain: str, resolvers: list[str] | None = None, timeout: float = 
     name = f"_acme-challenge.{_bare(domain)}"
     try:
         return _txt_at(make_resolver(resolvers, timeout), name)
-    except _LookupFailed as exc:
+    except LookupFailed as exc:
         raise DnsError(f"{PREFIX}: could not look up TXT at {name}: {exc}") from None
 
 
@@ -254,8 +254,8 @@ def check_caa(domain: str, ca_identities: list[str], wildcard: bool,
     for i in range(len(labels)):
         candidate = ".".join(labels[i:])
         try:
-            reply = _lookup(resolver, candidate, "CAA")
-        except _LookupFailed as exc:
+            reply = lookup(resolver, candidate, "CAA")
+        except LookupFailed as exc:
             return CaaCheck(domain, False, [], f"CAA lookup for {candidate} failed: {exc}. A CA "
                             "refuses to issue while it cannot check CAA.",
                             "Make sure the DNS servers answer CAA queries (NOERROR, even when "
@@ -373,159 +373,8 @@ def _served(key: tuple[tuple[str, int], str], timeout: float) -> tuple[set[str],
         return set(), f"timeout after {timeout:g} s"
     except (OSError, ValueError, dns.exception.DNSException) as exc:
         return set(), f"{type(exc).__name__}: {exc}"
-    rrset = _rrset(reply, reply.answer, name, "TXT")
+    rrset = rrset_of(reply, reply.answer, name, "TXT")
     served = {b"".join(rd.strings).decode(errors="replace") for rd in rrset} if rrset else set()
     return served, f"{dns.rcode.to_text(reply.rcode())} with {len(served)} TXT value(s)"
 
 
-# -- delegation of the technical zone --------------------------------------------------------
-
-AddressCheck = Callable[[str], "str | None"]  # an IP address -> why not to ask it, or None
-
-
-def zone_delegation(zone: str, resolvers: list[str] | None = None, *, port: int = 53,
-                    timeout: float = 3.0, address_check: AddressCheck | None = None) -> dict:
-    """The parent's NS records for zone and, per NS host, whether it answers the SOA with AA.
-
-    `port` is where the NS hosts are asked directly (53 in the real world). The addresses
-    come from DNS answers, so each is put to `address_check` (the outbound policy) before
-    it is asked; a refused one is reported, never queried.
-    Returns {"zone", "parent", "source", "ns": [host], "servers": [{"host", "addresses",
-    "authoritative", "serial", "message"}], "ok", "message"}.
-    """
-    zone = normalize_name(zone)
-    resolver = make_resolver(resolvers, timeout)
-    result = {"zone": zone, "parent": "", "source": "", "ns": [], "servers": [], "ok": False,
-              "message": ""}
-    try:
-        ns, glue, parent, source = _parent_ns(resolver, zone, port, timeout, address_check)
-    except _LookupFailed as exc:
-        result["message"] = f"Could not look up the name servers of {zone}: {exc}."
-        return result
-    result.update(parent=parent, source=source, ns=ns)
-    if not ns:
-        result["message"] = (f"{zone} is not delegated: no NS records for it "
-                             f"({source}). Ask the parent zone's operator to add them.")
-        return result
-    for host in ns:
-        result["servers"].append(_check_ns_host(resolver, zone, host, glue.get(host), port,
-                                                timeout, address_check))
-    good = [s for s in result["servers"] if s["authoritative"]]
-    serials = {s["serial"] for s in good}
-    result["ok"] = len(good) == len(ns) and len(serials) == 1
-    if result["ok"]:
-        result["message"] = (f"{zone} is delegated to {', '.join(ns)}; all answer "
-                             f"authoritatively (serial {serials.pop()}).")
-    elif len(good) < len(ns):
-        lame = [s["host"] for s in result["servers"] if not s["authoritative"]]
-        verb = "does" if len(lame) == 1 else "do"
-        result["message"] = (f"{zone} is delegated to {', '.join(ns)}, but {', '.join(lame)} {verb} "
-                             "not answer for it authoritatively (lame delegation).")
-    else:
-        result["message"] = (f"{zone}: the name servers answer with different SOA serials "
-                             f"({', '.join(str(s) for s in sorted(serials))}): zone transfers "
-                             "lag behind.")
-    return result
-
-
-def _parent_ns(resolver, zone: str, port: int, timeout: float,
-               address_check: AddressCheck | None = None):
-    """(ns hosts, glue, parent zone, source): from the parent's servers, else the resolver."""
-    parent_name = dns.name.from_text(zone).parent()
-    why = ""
-    try:
-        parent = dns.resolver.zone_for_name(parent_name, resolver=resolver, lifetime=timeout)
-        parent_text = normalize_name(parent.to_text())
-        reply = _lookup(resolver, parent_text, "NS")
-        rrset = _rrset(reply, reply.answer, parent_text, "NS") if reply else None
-        for rr in rrset or []:
-            for address in _addresses(resolver, normalize_name(rr.target.to_text())):
-                if address_check and address_check(address):
-                    continue  # the parent's server is somewhere we do not connect
-                query = dns.message.make_query(zone, dns.rdatatype.NS)
-                query.flags &= ~dns.flags.RD
-                try:
-                    answer, _ = dns.query.udp_with_fallback(query, address, port=port,
-                                                            timeout=timeout)
-                except (OSError, dns.exception.DNSException):
-                    continue
-                if answer.rcode() == dns.rcode.NXDOMAIN:
-                    return [], {}, parent_text, f"the parent {parent_text} says NXDOMAIN"
-                ns = (_rrset(answer, answer.authority, zone, "NS")
-                      or _rrset(answer, answer.answer, zone, "NS"))
-                if ns is not None:
-                    return (*_ns_and_glue(answer, ns), parent_text,
-                            f"asked {parent_text} server {address}")
-        why = f"no server of {parent_text} answered"
-    except (dns.exception.DNSException, _LookupFailed) as exc:
-        why = f"parent zone not found: {exc}"
-    # Fall back to the zone's own NS set as the resolver sees it.
-    reply = _lookup(resolver, zone, "NS")
-    if reply is None:
-        return [], {}, "", f"{zone} does not exist (NXDOMAIN)"
-    ns = _rrset(reply, reply.answer, zone, "NS") or _rrset(reply, reply.authority, zone, "NS")
-    if ns is None:
-        return [], {}, "", f"resolver: no NS at {zone}"
-    hosts, glue = _ns_and_glue(reply, ns)
-    return hosts, glue, "", f"resolver's answer ({why})"
-
-
-def _ns_and_glue(reply: dns.message.Message, ns) -> tuple[list[str], dict[str, list[str]]]:
-    hosts = sorted(normalize_name(rr.target.to_text()) for rr in ns)
-    glue: dict[str, list[str]] = {}
-    for rrset in reply.additional:
-        if rrset.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
-            glue.setdefault(normalize_name(rrset.name.to_text()), []).extend(
-                rr.address for rr in rrset)
-    return hosts, glue
-
-
-def _addresses(resolver, host: str) -> list[str]:
-    """A and AAAA addresses of host (empty if it has none)."""
-    found = []
-    for rdtype in ("A", "AAAA"):
-        try:
-            reply = _lookup(resolver, host, rdtype)
-        except _LookupFailed:
-            continue
-        for rrset in reply.answer if reply else []:
-            if rrset.rdtype == dns.rdatatype.RdataType.make(rdtype):
-                found += [rr.address for rr in rrset]
-    return found
-
-
-def _check_ns_host(resolver, zone: str, host: str, glue: list[str] | None, port: int,
-                   timeout: float, address_check: AddressCheck | None = None) -> dict:
-    """Ask one NS host directly for the zone's SOA; AA set and an SOA back means it serves it."""
-    entry = {"host": host, "addresses": glue or _addresses(resolver, host),
-             "authoritative": False, "serial": None, "message": ""}
-    if not entry["addresses"]:
-        entry["message"] = f"{host} has no address."
-        return entry
-    notes, answered = [], 0
-    for address in entry["addresses"]:
-        refused = address_check(address) if address_check else None
-        if refused:
-            notes.append(f"{address}: not asked ({refused})")
-            continue
-        query = dns.message.make_query(zone, dns.rdatatype.SOA)
-        query.flags &= ~dns.flags.RD
-        try:
-            reply, _ = dns.query.udp_with_fallback(query, address, port=port, timeout=timeout)
-        except dns.exception.Timeout:
-            notes.append(f"{address}: no answer (timeout)")
-            continue
-        except (OSError, dns.exception.DNSException) as exc:
-            notes.append(f"{address}: {exc}")
-            continue
-        soa = _rrset(reply, reply.answer, zone, "SOA")
-        if reply.rcode() == dns.rcode.NOERROR and reply.flags & dns.flags.AA and soa:
-            answered += 1
-            entry["serial"] = soa[0].serial
-            notes.append(f"{address}: authoritative, serial {soa[0].serial}")
-        else:
-            aa = "AA" if reply.flags & dns.flags.AA else "not authoritative"
-            notes.append(f"{address}: {dns.rcode.to_text(reply.rcode())}, {aa}")
-    entry["authoritative"] = answered == len(entry["addresses"])
-    entry["message"] = "; ".join(notes)
-    return entry

@@ -19,7 +19,7 @@ from flask import current_app
 from sqlalchemy import delete, select
 
 from .. import db
-from ..dns import checks
+from ..dns import nameservers
 from ..dns.base import available_providers, normalize_name
 from ..errors import DnsUnsupported, SSLManagerError
 from ..models import CAProfile, Certificate, CnameLabel, DnsRecord, TechZone, utcnow
@@ -125,9 +125,9 @@ def zone_overview(*, with_delegation: bool = True) -> list[ZoneView]:
 
 
 def delegation(zone_name: str) -> dict:
-    """The parent's NS records for the zone and whether each answers its SOA (checks.zone_delegation)."""
+    """The parent's NS records for the zone and whether each answers its SOA (dns.nameservers)."""
     outbound = addresses.policy()
-    return checks.zone_delegation(zone_name, configured_resolvers(),
+    return nameservers.zone_delegation(zone_name, configured_resolvers(),
                                   address_check=lambda address: outbound.address_problem(address, "dns"),
                                   port=int(current_app.config.get("SSLMANAGER_DNS_NS_PORT", 53)))
 

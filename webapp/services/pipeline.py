@@ -19,7 +19,7 @@ from flask import current_app
 from sqlalchemy import or_, select
 
 from .. import db
-from ..acme.transport import problem_hint
+from ..acme.problems import problem_hint
 from ..errors import AcmeError, AcmeNetworkError, AcmeRateLimited, DnsError, SSLManagerError
 from ..models import Certificate, Status, utcnow
 from . import (audit, ca_profiles, certificates, claims, delegation, deploy, issuance,
