@@ -420,6 +420,7 @@ class SslManager:
                               ("order", message.startswith("new order")),
                               ("txt", message.startswith("dns: ") and " added in " in message),
                               ("ready", message.startswith("wait for validation")),
+                              ("downloaded", message.startswith("download certificate")),
                               ("active", message.startswith("active:")),
                               ("clean", message.startswith("dns: removed the"))):
                 if test and (key in ("active", "clean") or key not in marks):
@@ -729,16 +730,19 @@ class Bench:
                   "nonce, newOrder)"),
                  ("order", "txt", "'new order' .. 'TXT added' (authz GETs, 1 UPDATE)"),
                  ("txt", "ready", "'TXT added' .. order ready (check TXT, answer, poll)"),
-                 ("ready", "active", "ready .. 'active:' (finalize, poll, download, store)"),
-                 ("active", "clean", "'active:' .. TXT removed (deploy, notify, 1 UPDATE)"),
-                 ("clean", "end", "TXT removed .. process exit")]
+                 ("ready", "downloaded", "ready .. 'download certificate' (finalize, poll, "
+                  "download)"),
+                 ("downloaded", "clean", "downloaded .. TXT removed (renewal info, 1 UPDATE)"),
+                 ("clean", "active", "TXT removed .. 'active:' (store the version)"),
+                 ("active", "end", "'active:' .. process exit (plan, deploy, notify, commit)")]
         rm = d["ref_marks"]
         ref_steps = {"processing": None,
                      "order": [m["epoch0"] + m["order"] - m["start"] for m in rm],
                      "txt": [m["txt"] - m["order"] for m in rm],
                      "ready": [m["ready"] - m["txt"] for m in rm],
-                     "active": [m["cert"] - m["ready"] for m in rm],
+                     "downloaded": [m["cert"] - m["ready"] for m in rm],
                      "clean": [m["clean"] - m["cert"] for m in rm],
+                     "active": None,
                      "end": [m["end"] - (m["epoch0"] + m["clean"]) for m in rm]}
         for a, b, what in steps:
             values = [m[b] - m[a] for m in sm if a in m and b in m]
