@@ -143,16 +143,10 @@ class AcmeClient:
                         message="the CA rejected the External Account Binding") from exc
                 raise
             finally:
-                if self._net.account is None and self.account_url:
-                    self._set_account(self.account_url)
-            account_url = response.headers.get("Location")
-            if not account_url:
-                raise AcmeError("the CA's newAccount answer has no Location header", step=step,
-                                url=url, status=response.status_code)
-            info = account_info(account_url, messages.Registration.from_json(response.json()))
-        self._set_account(account_url)
+                self._restore_account()
+            info = self._account_answer(response, step=step, url=url)
         verb = "created" if response.status_code == 201 else "found existing"
-        self._log(f"{step}: POST {url} -> {response.status_code} {verb} {account_url} "
+        self._log(f"{step}: POST {url} -> {response.status_code} {verb} {info.url} "
                   f"({info.status}{', EAB' if eab else ''})")
         return info
 
@@ -175,15 +169,24 @@ class AcmeClient:
                     return AccountInfo(url="", status="deactivated", contact=())
                 raise
             finally:
-                if self._net.account is None and self.account_url:
-                    self._set_account(self.account_url)
-            account_url = response.headers.get("Location")
-            if not account_url:
-                raise AcmeError("the CA's newAccount answer has no Location header", step=step,
-                                url=url, status=response.status_code)
-            info = account_info(account_url, messages.Registration.from_json(response.json()))
+                self._restore_account()
+            info = self._account_answer(response, step=step, url=url)
+        self._log(f"{step}: POST {url} -> {response.status_code} {info.url} ({info.status})")
+        return info
+
+    def _restore_account(self) -> None:
+        """After a newAccount request (signed with the JWK), sign with the kid again."""
+        if self._net.account is None and self.account_url:
+            self._set_account(self.account_url)
+
+    def _account_answer(self, response: requests.Response, *, step: str, url: str) -> AccountInfo:
+        """The account a newAccount answer names (its Location), from now on this client's."""
+        account_url = response.headers.get("Location")
+        if not account_url:
+            raise AcmeError("the CA's newAccount answer has no Location header", step=step,
+                            url=url, status=response.status_code)
+        info = account_info(account_url, messages.Registration.from_json(response.json()))
         self._set_account(account_url)
-        self._log(f"{step}: POST {url} -> {response.status_code} {account_url} ({info.status})")
         return info
 
     def update_contact(self, email: str) -> AccountInfo:
