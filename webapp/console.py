@@ -1,7 +1,7 @@
 """The `sslmanager` console script. Most runs are one-shot (`cert process` in a deploy hook,
 `renew` from cron), so start-up is most of their time: the collector stays off while the
-imports and the app set-up allocate objects that all live to the end anyway (webapp.cli turns
-it back on once the app exists). And `cert process` goes to the running service when there is
+imports and the app set-up allocate objects that all live to the end anyway (it comes back
+on once the app exists). And `cert process` goes to the running service when there is
 one (webapp.control), before any of that."""
 from __future__ import annotations
 
@@ -17,5 +17,5 @@ def main() -> None:
     if code is not None:
         sys.exit(code)
     # start-up: the hand-off path loads neither Flask nor the app
-    from .cli import main as run
-    run()
+    from .console_app import run_commands
+    run_commands()

@@ -3,10 +3,11 @@
 extension mounted at "/" plus a login page. Import them from `webapp`."""
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import sqlalchemy as sa
 from flask import Flask
@@ -31,6 +32,9 @@ class State:
     url_prefix: str
     scheduler: Any = None
     schema_current: bool = False
+    # Adds the pages to an app built without them (`sslmanager run`): a call, so that the
+    # commands never import this module, which registers them.
+    add_pages: Callable[[], None] = lambda: None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -59,6 +63,7 @@ class SSLManager:
         keyring = _load_keyring(app, db, instance_path)
         state = State(db=db, keyring=keyring, instance_path=instance_path,
                       standalone=standalone, url_prefix=url_prefix.rstrip("/"))
+        state.add_pages = functools.partial(mount_web, app)
         app.extensions["sslmanager"] = state
         if web:
             mount_web(app)

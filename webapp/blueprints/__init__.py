@@ -5,7 +5,6 @@ from __future__ import annotations
 from flask import (Blueprint, Flask, abort, current_app, g, jsonify, redirect, render_template, request,
                    url_for)
 from flask.sessions import SecureCookieSessionInterface
-from flask_htmx import HTMX
 from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
 from markupsafe import Markup, escape
 
@@ -18,8 +17,6 @@ from . import flashes
 
 bp = Blueprint("sslmanager", __name__, template_folder="../templates",
                static_folder="../static", static_url_path="/static")
-
-htmx = HTMX()  # a request helper only (reads HX-* headers); never replaces the host's request class
 
 # Reachable without signing in.
 PUBLIC_ENDPOINTS = {"sslmanager.static", "sslmanager.healthz", "sslmanager.auth.login"}
@@ -57,7 +54,7 @@ def _guard():
     if request.endpoint in PUBLIC_ENDPOINTS:
         return None
     if request.endpoint == "sslmanager.metrics.metrics":
-        from .metrics import address_allowed  # the feature blueprints import this package
+        from .metrics import address_allowed  # loaded with the pages (see below)
         if address_allowed():  # a scraper in SSLMANAGER_METRICS_ALLOW: no sign-in needed
             return None
     verdict = access()
@@ -219,7 +216,8 @@ def _template_context():
 
 
 def _nest_feature_blueprints() -> None:
-    # Imported here: the feature blueprints import this package, so not before it is made.
+    # Imported here, when the umbrella blueprint is registered: the feature modules hang
+    # their blueprints on it, and a page-less app (a one-shot command) never loads them.
     from . import audit, auth, ca_profiles, certificates, dashboard, dns, metrics, notifications
     for child in (dashboard.bp, ca_profiles.bp, certificates.bp, dns.bp, notifications.bp, audit.bp,
                   metrics.bp, auth.bp):

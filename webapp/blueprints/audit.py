@@ -6,7 +6,7 @@ from flask import Blueprint, current_app, render_template, request, url_for
 
 from ..services import audit as service
 from ..services.inputs import page_number
-from . import htmx
+from .common import htmx
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
 

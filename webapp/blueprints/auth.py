@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 
 from .. import db
-from . import htmx
+from .common import htmx
 from ..errors import ValidationError
 from ..services import audit
 from ..services.auth import (PASSWORD_MAX, USERNAME_MAX, RateLimited, authenticate, change_password,

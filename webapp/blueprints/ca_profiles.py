@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, redirect, render_template, request, url_for
 from ..errors import Conflict, NotFound, ValidationError
 from ..services import ca_profiles as service
-from . import htmx
+from .common import htmx
 from .flashes import flash
 
 bp = Blueprint("ca_profiles", __name__, url_prefix="/ca")

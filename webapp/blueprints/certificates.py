@@ -13,7 +13,7 @@ from ..errors import NotFound, SSLManagerError, ValidationError
 from ..services import audit, ca_profiles, certificates as service, delegation, domains, pipeline
 from ..services import deploy as deploys
 from ..services.inputs import page_number
-from . import htmx
+from .common import htmx
 from .auth import ask_password_again, fresh_sign_in
 from .flashes import flash
 

@@ -13,7 +13,7 @@ from ..models import TechZone
 from ..services import certificates, zones
 from ..services import delegation as checks
 from ..services import dns_manager as service
-from . import htmx
+from .common import htmx
 from .flashes import flash
 
 bp = Blueprint("dns", __name__, url_prefix="/dns")

@@ -7,7 +7,7 @@ from flask import Blueprint, abort, redirect, render_template, request, url_for
 from ..errors import NotFound, ValidationError
 from ..services import ca_profiles
 from ..services import notifications as service
-from . import htmx
+from .common import htmx
 from .flashes import flash
 
 bp = Blueprint("notifications", __name__)

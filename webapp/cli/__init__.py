@@ -2,73 +2,19 @@
 commands, registered on the umbrella blueprint's CLI group."""
 from __future__ import annotations
 
-import atexit
 import functools
-import gc
 import os
 import sys
 from datetime import datetime, timezone
 
 import click
 from flask import current_app
-from flask.cli import AppGroup, FlaskGroup, ScriptInfo, with_appcontext
+from flask.cli import AppGroup, ScriptInfo, with_appcontext
 
 from .. import db
 from ..crypto import Keyring, decode_key, new_data_key, write_key_file
-from ..errors import SSLManagerError, ValidationError, describe
-
-commands: list[click.Command] = []
-
-# Standalone SSL Manager only: a host panel has its own users and its own server. Left out of
-# `flask sslmanager --help` in a host; asked for by name there, they say so.
-STANDALONE_ONLY = {
-    "create-admin": "SSL Manager admins sign in only to standalone SSL Manager; embedded, the "
-                    "panel's own users do, as SSLMANAGER_AUTHORIZE decides.",
-    "run": "the panel serves SSL Manager's pages itself; run renewals with "
-           "`flask sslmanager worker` beside it.",
-}
-
-
-def command(*args, **kwargs):
-    """Declare a command that runs inside an app context."""
-    def wrap(fn):
-        cmd = click.command(*args, **kwargs)(with_appcontext(fn))
-        commands.append(cmd)
-        return cmd
-    return wrap
-
-
-def log_to_stderr() -> None:
-    """For the long-running commands: SSL Manager's log lines on standard error, one per event
-    (a service manager's journal takes them from there), at SSLMANAGER_LOG_LEVEL; other
-    libraries' warnings only. Nothing changes when the process already has handlers."""
-    # start-up: each command loads what it needs when it runs
-    import logging
-    if logging.getLogger().handlers:
-        return
-    level = str(current_app.config["SSLMANAGER_LOG_LEVEL"]).upper()
-    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        click.echo(f"error: SSLMANAGER_LOG_LEVEL: {level!r} is not DEBUG, INFO, WARNING or ERROR",
-                   err=True)
-        sys.exit(1)
-    logging.basicConfig(level=logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for name in ("sslmanager", "webapp"):
-        logging.getLogger(name).setLevel(level)
-
-
-def standalone_only(name: str) -> None:
-    """Stop a standalone-only command inside a host panel, saying why and what to do instead."""
-    if not current_app.extensions["sslmanager"].standalone:
-        click.echo(f"error: `{name}` is for standalone SSL Manager: {STANDALONE_ONLY[name]}", err=True)
-        sys.exit(1)
-
-
-def fail(exc: SSLManagerError) -> None:
-    """Print an error the way an operator wants it and exit 1."""
-    for line in describe(exc):
-        click.echo(line, err=True)
-    sys.exit(1)
+from ..errors import SSLManagerError, ValidationError
+from .base import STANDALONE_ONLY, command, commands, fail, log_to_stderr, standalone_only  # noqa: F401
 
 
 @command("create-admin", help="Create an admin (or reset one's password). The password is "
@@ -188,7 +134,7 @@ def rotate_encryption_key(new_key: str | None) -> None:
 def run(host: str, port: int, threads: int, tls_cert: str | None, tls_key: str | None,
         tls_cert_id: int | None) -> None:
     # start-up: each command loads what it needs when it runs
-    from .. import mount_web, server
+    from .. import server
     from ..models import Admin
     from ..services import scheduler
     from ..services.auth import create_admin as create
@@ -212,7 +158,7 @@ def run(host: str, port: int, threads: int, tls_cert: str | None, tls_key: str |
     # start-up: each command loads what it needs when it runs
     from ..services import control_server
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    mount_web(app)
+    app.extensions["sslmanager"].add_pages()
     try:  # before the scheduler starts: a wrong certificate or a taken port stops here
         contexts = _tls_contexts(app, tls_cert, tls_key, tls_cert_id)
         http = server.make_server(app, host, port, threads, contexts)
@@ -311,34 +257,6 @@ def ensure_schema(*, upgrade: bool) -> None:
     click.echo("hint: run `sslmanager db upgrade` first (embedded in a host app: "
                "`flask sslmanager db upgrade`); `sslmanager run` applies it by itself.", err=True)
     sys.exit(1)
-
-
-def main() -> None:
-    """The `sslmanager` command group (started by webapp.console)."""
-    group = FlaskGroup(create_app=_create_app, add_default_commands=False,
-                       add_version_option=False, load_dotenv=False,
-                       help="SSL Manager: CA profiles, certificates and renewals.")
-    for cmd in commands:
-        group.add_command(cmd)
-    # Skip the collector's full sweep at exit: a one-shot command (cert process) otherwise
-    # spends a third of a second tearing down objects the OS frees anyway.
-    atexit.register(gc.freeze)
-    try:
-        group.main(prog_name="sslmanager")
-    except SSLManagerError as exc:
-        fail(exc)
-
-
-def _create_app():
-    """The app without its pages (`run` adds them): a command needs the database, not routes.
-    The collector, off since webapp.console started, comes back once start-up is over; what
-    start-up made lives as long as the process, so it is frozen out of later collections."""
-    # start-up: each command loads what it needs when it runs
-    from .. import create_app
-    app = create_app(web=False)
-    gc.freeze()
-    gc.enable()
-    return app
 
 
 _load_subcommands()

@@ -9,7 +9,7 @@ from flask.cli import with_appcontext
 
 from ..errors import SSLManagerError
 from ..services import ca_profiles as service
-from . import commands, fail
+from .base import commands, fail
 
 
 @click.group("ca", help="CA profiles: list, add, edit, test, delete.")

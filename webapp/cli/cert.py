@@ -10,7 +10,7 @@ from flask.cli import with_appcontext
 
 from ..errors import SSLManagerError
 from ..services import ca_profiles, certificates as service
-from . import commands, fail
+from .base import commands, fail
 
 
 @click.group("cert", help="Certificates: add, list, show, process, export, revoke.")

@@ -8,7 +8,7 @@ from flask.cli import with_appcontext
 
 from ..errors import SSLManagerError
 from ..services import notifications as service
-from . import commands, fail
+from .base import commands, fail
 
 
 @click.group("notify", help="Notification channels: list them, send a test.")

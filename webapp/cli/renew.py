@@ -11,7 +11,7 @@ from flask.cli import with_appcontext
 
 from ..models import Certificate
 from ..services import bulk
-from . import commands, log_to_stderr
+from .base import commands, log_to_stderr
 
 
 @click.command("renew", help="Renew certificates now: the due ones (--due, default), every "

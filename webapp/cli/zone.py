@@ -9,7 +9,7 @@ from flask.cli import with_appcontext
 
 from ..errors import SSLManagerError
 from ..services import delegation, zones as service
-from . import commands, fail, log_to_stderr
+from .base import commands, fail, log_to_stderr
 
 
 @click.group("zone", help="Technical zones and their DNS providers.")
