@@ -109,7 +109,6 @@ def ensure_account(profile: CAProfile, *, verify: bool = True) -> None:
     """Register (or find) the profile's ACME account; keep its key; update its contact.
     verify=False (issuance): an account another caller made meanwhile is used as it is."""
     with account_lock(profile):
-        plugin = plugin_for(profile)
         url = directory_url(profile)
         if not verify and _has_account(profile, url):
             return
@@ -121,9 +120,7 @@ def ensure_account(profile: CAProfile, *, verify: bool = True) -> None:
                              account_url=profile.account_url)
         try:
             if not profile.account_url:
-                eab = plugin.eab_credentials(view_of(profile), timeout=profile.api_timeout)
-                account = client.register(profile.email, eab_kid=eab.kid if eab else None,
-                                          eab_hmac=eab.hmac if eab else None)
+                account = _register(profile, client)
             elif profile.account_email != profile.email:
                 account = client.update_contact(profile.email)
             else:
@@ -154,16 +151,19 @@ def recover_account(profile: CAProfile, lost_url: str, *, log=None) -> None:
                 client = acme_client(profile, account_key=profile.account_key, log=log)
                 account = None
             if account is None:
-                eab = plugin_for(profile).eab_credentials(view_of(profile),
-                                                          timeout=profile.api_timeout)
-                account = client.register(profile.email, eab_kid=eab.kid if eab else None,
-                                          eab_hmac=eab.hmac if eab else None)
+                account = _register(profile, client)
         finally:
             client.close()
-        _store_account(profile, account, url)
         audit.record("ACME account recovered", "ca_profile", profile.id,
                      f"{profile.name}: the CA no longer knew {lost_url}; now {account.url}")
-        db.session().commit()
+        _store_account(profile, account, url)
+
+
+def _register(profile: CAProfile, client: AcmeClient):
+    """A new account for the client's key, with EAB when the profile has (or fetches) it."""
+    eab = plugin_for(profile).eab_credentials(view_of(profile), timeout=profile.api_timeout)
+    return client.register(profile.email, eab_kid=eab.kid if eab else None,
+                           eab_hmac=eab.hmac if eab else None)
 
 
 def _store_account(profile: CAProfile, account, directory: str) -> None:
