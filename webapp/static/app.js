@@ -69,3 +69,81 @@
     if (event.target.closest("[data-print]")) { event.preventDefault(); window.print(); }
   });
 })();
+
+// One handler for every htmx request that fails (issue 17): htmx swaps nothing on a 4xx or 5xx,
+// so without this a refused or crashed request looked like a click that did nothing. The message
+// comes from the error page the server sent (its <h1> and first paragraph); after a CSRF refusal
+// (a stale page: its token expired with the session) it offers to reload.
+(function () {
+  "use strict";
+
+  function fromPage(xhr) {
+    var type = xhr.getResponseHeader("Content-Type") || "";
+    if (type.indexOf("text/html") !== 0 || !xhr.responseText) { return ""; }
+    var doc = new DOMParser().parseFromString(xhr.responseText, "text/html");
+    var title = doc.querySelector("main h1, h1");
+    var text = doc.querySelector(".sslm-error-message") || (title && title.parentNode.querySelector("h1 ~ p"));
+    return [title && title.textContent.trim(), text && text.textContent.trim()]
+      .filter(Boolean).join(": ").replace(/\s+/g, " ");
+  }
+
+  function isCsrf(xhr) {
+    return xhr.getResponseHeader("X-SSLManager-Refused") === "csrf" ||
+      ((xhr.status === 400 || xhr.status === 403) && /csrf|security token/i.test(xhr.responseText || ""));
+  }
+
+  function box() {
+    var existing = document.getElementById("sslm-http-error");
+    if (existing) { existing.remove(); }
+    var el = document.createElement("div");
+    el.id = "sslm-http-error";
+    el.className = "sslm-http-error";
+    el.setAttribute("role", "alert");
+    // Inside an open modal dialog (the top layer) or it would sit hidden behind it.
+    var host = document.querySelector(".sslm dialog[open] article") || document.querySelector(".sslm") || document.body;
+    host.appendChild(el);
+    return el;
+  }
+
+  function button(label, onClick, className) {
+    var b = document.createElement("button");
+    b.type = "button";
+    b.className = "sslm-small " + (className || "");
+    b.textContent = label;
+    b.addEventListener("click", onClick);
+    return b;
+  }
+
+  function show(message, reload) {
+    var el = box();
+    var p = document.createElement("p");
+    p.textContent = message;
+    el.appendChild(p);
+    var actions = document.createElement("div");
+    actions.className = "sslm-actions";
+    if (reload) { actions.appendChild(button("Reload the page", function () { window.location.reload(); })); }
+    actions.appendChild(button("Dismiss", function () { el.remove(); }, "secondary outline"));
+    el.appendChild(actions);
+    if (reload) { actions.firstChild.focus(); }
+  }
+
+  document.addEventListener("htmx:responseError", function (event) {
+    var xhr = event.detail.xhr;
+    var code = xhr.status + (xhr.statusText ? " " + xhr.statusText : "");
+    var said = fromPage(xhr);
+    if (isCsrf(xhr)) {
+      show("The page is out of date: its security token was refused (" + code + "), so nothing was done. " +
+        "Reload the page, then try again.", true);
+    } else if (xhr.status >= 500) {
+      show("The server failed (" + code + ")" + (said ? ": " + said : ". Try again in a moment."), false);
+    } else {
+      show("The request was refused (" + code + ")" + (said ? ": " + said : "."), false);
+    }
+  });
+  document.addEventListener("htmx:sendError", function () {
+    show("The server could not be reached: check the connection, then try again.", false);
+  });
+  document.addEventListener("htmx:timeout", function () {
+    show("The server did not answer in time. Try again in a moment.", false);
+  });
+})();
