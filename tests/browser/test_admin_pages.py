@@ -9,6 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import screenshot, sign_in
+from tests.conftest import add_lab_profile
 from tests.lab.servers import TECH_ZONE
 from webapp import db
 from webapp.blueprints import dashboard
@@ -83,3 +84,134 @@ def test_htmx_errors_show_a_message_and_a_stale_token_offers_a_reload(new_page, 
     expect(page.get_by_role("heading", name="Page not found", level=1)).to_be_visible()
     expect(page.get_by_role("navigation", name="SSL Manager").get_by_role("link", name="Certificates")).to_be_visible()
     screenshot(page, "error-404")
+
+
+IN_VIEW = """el => {
+    const r = el.getBoundingClientRect(), box = el.closest('article').getBoundingClientRect();
+    return r.height > 0 && r.top >= Math.max(0, box.top) && r.bottom <= Math.min(window.innerHeight, box.bottom);
+}"""
+
+
+@pytest.mark.parametrize("viewport", [WIDE, {"width": 1366, "height": 500}, PHONE], ids=["1366x900", "1366x500", "375x812"])
+def test_the_save_and_test_verdict_opens_in_view_and_long_tables_scroll_inside(new_page, live_server, lab_pebble, viewport):
+    with live_server.app.app_context():
+        pid = add_lab_profile(lab_pebble, name=f"Verdict {viewport['width']}x{viewport['height']}").id
+        db.session().remove()
+    page = new_page(viewport)
+    sign_in(page)
+    page.goto(f"/ca/{pid}/edit")
+    page.get_by_role("button", name="Save and Test").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_be_visible(timeout=20_000)
+    verdict = dialog.get_by_text("API is available", exact=True)
+    expect(verdict).to_be_visible()
+    expect(dialog.locator("[data-verdict]")).to_be_focused()
+    assert dialog.locator("h2").evaluate(IN_VIEW), "the title is scrolled out of view"
+    assert dialog.locator("[data-verdict]").evaluate(IN_VIEW), "the verdict is scrolled out of view"
+    tables = dialog.get_by_role("region", name="Directory details")
+    assert tables.evaluate("el => getComputedStyle(el).overflowY") == "auto"
+    assert tables.evaluate("el => el.clientHeight <= window.innerHeight * 0.41")
+    if viewport == WIDE:  # room enough: the Close button shows too, nothing to scroll in the dialog
+        assert dialog.locator("footer button").evaluate(IN_VIEW)
+    screenshot(page, f"ca-verdict-{viewport['width']}x{viewport['height']}", full_page=False)
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    expect(page.get_by_role("button", name="Save and Test")).to_be_focused()
+
+
+def test_saving_a_ca_profile_brings_saved_or_the_first_error_into_view_with_focus(new_page, live_server, lab_pebble):
+    with live_server.app.app_context():
+        pid = add_lab_profile(lab_pebble, name="Feedback CA").id
+        db.session().remove()
+    page = new_page(WIDE)
+    sign_in(page)
+    page.goto(f"/ca/{pid}/edit")
+    url = page.get_by_label("Certificate Authority: ACME directory URL")
+    url.fill("not a url")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(url).to_be_focused()
+    expect(url).to_have_attribute("aria-invalid", "true")
+    expect(url).to_be_in_viewport()
+    expect(page.locator("#err-directory_url")).to_be_in_viewport()
+
+    url.fill(lab_pebble.directory_url)
+    page.get_by_role("button", name="Save", exact=True).click()
+    saved = page.get_by_text("Saved.", exact=True)
+    expect(saved).to_be_focused()
+    expect(saved).to_be_in_viewport()
+    screenshot(page, "ca-saved-in-view", full_page=False)
+
+
+def test_pending_shows_the_record_first_and_the_live_check_starts_issuing_in_place(new_page, live_server, lab_pebble):
+    from datetime import timedelta
+
+    from webapp.models import utcnow
+    from webapp.services import certificates
+    with live_server.app.app_context():
+        profile = add_lab_profile(lab_pebble, name="Live check CA")
+        assert ca_profiles.test(profile).ok
+        cert = certificates.request(certificates.create({"profile_id": profile.id, "domains": "live.customer.test"}))
+        cert.next_run_at = utcnow() + timedelta(days=1)  # the scheduler will not look: only the page can start it
+        db.session().commit()
+        cert_id, (record,) = cert.id, certificates.instructions(cert)
+        db.session().remove()
+    try:
+        for viewport in (PHONE, WIDE):  # the record to create comes first, above the facts
+            page = new_page(viewport)
+            sign_in(page)
+            page.goto(f"/certificates/{cert_id}")
+            expect(page.get_by_role("heading", name="Create this CNAME record")).to_be_in_viewport()
+            if viewport == WIDE:
+                expect(page.get_by_role("button", name=f"Copy the record for {record.name}")).to_be_in_viewport()
+            assert page.evaluate("""() => !!(document.querySelector('#cnames').compareDocumentPosition(
+                document.querySelector('table.sslm-facts')) & Node.DOCUMENT_POSITION_FOLLOWING)""")
+            expect(page.locator("#cname-checks")).to_contain_text("Fix:")
+            screenshot(page, f"certificate-pending-{viewport['width']}", full_page=False)
+
+        page.evaluate("window.sslmSamePage = true")  # gone if the page reloads
+        live_server.bind.set_cname(record.name, record.target)
+        expect(page.locator("#cert-status h2")).to_contain_text("Active", timeout=60_000)
+        assert page.evaluate("window.sslmSamePage === true"), "the page reloaded"
+        expect(page.get_by_role("link", name="fullchain.pem").first).to_be_visible()
+        expect(page.locator("#cnames")).to_have_count(0)
+        expect(page.locator("#cert-status")).to_contain_text("processing: every CNAME resolves into the technical zone")
+    finally:
+        live_server.bind.clear(record.name)
+
+
+def test_webhook_send_test_diagnoses_quickly_and_updates_the_row_in_place(new_page, live_server):
+    import socket
+    import time
+
+    from webapp.services import notifications
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with live_server.app.app_context():
+        channel = notifications.save_channel(None, "webhook", {
+            "name": "Dead receiver", "enabled": "1", "url": f"http://127.0.0.1:{port}/hook",
+            "secret": "a-long-enough-secret", "events": []})
+        cid = channel.id
+        db.session().remove()
+    try:
+        page = new_page(WIDE)
+        sign_in(page)
+        page.goto("/notifications/")
+        row = page.locator(f"#channel-{cid}")
+        expect(row).to_contain_text("never")
+        started = time.monotonic()
+        row.get_by_role("button", name="Send test").click()
+        dialog = page.get_by_role("dialog")
+        expect(dialog.get_by_role("alert")).to_contain_text("Not sent: failed at “webhook connect”")
+        assert time.monotonic() - started < 5
+        expect(dialog).to_contain_text(f"Cause: connection refused by 127.0.0.1:{port}")
+        expect(dialog).to_contain_text("What to do: Check the URL's host and port")
+        expect(dialog.locator("[data-verdict]")).to_be_focused()
+        screenshot(page, "webhook-send-test-refused", full_page=False)
+        dialog.get_by_role("button", name="Close").last.click()
+        expect(row).to_contain_text("failed")  # in place: no reload
+        expect(row).not_to_contain_text("never")
+    finally:
+        with live_server.app.app_context():
+            notifications.delete_channel(notifications.get_channel(cid))
+            db.session().remove()

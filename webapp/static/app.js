@@ -27,10 +27,37 @@
       var active = document.activeElement;
       returnFocus = active && active !== document.body ? {element: active, id: active.id} : null;
       dialog.showModal();
-      var focus = dialog.querySelector("[autofocus], button");
-      if (focus) { focus.focus(); }
+      focusInside(dialog);
     }
   }
+
+  // The verdict takes the focus, without scrolling: the dialog opens at its top (title and
+  // verdict first, at any viewport height), never at a footer button far below.
+  function focusInside(dialog) {
+    var focus = dialog.querySelector("[data-verdict]") || dialog.querySelector("[autofocus]") || dialog.querySelector("button");
+    if (focus) { focus.focus({preventScroll: true}); }
+    var article = dialog.querySelector("article");
+    if (article) { article.scrollTop = 0; }
+  }
+  // htmx puts the focus back on the element with the focused one's id once its own swap is done
+  // (Save and Test's button, in the re-rendered form): after settling, the open modal takes it back.
+  document.addEventListener("htmx:afterSettle", function () {
+    var dialog = document.querySelector("#sslm-modal dialog[data-modal][open]");
+    if (dialog && !dialog.contains(document.activeElement)) { focusInside(dialog); }
+  });
+
+  // After an htmx save of a form marked data-feedback (the CA profile's), the outcome is far
+  // above the buttons: bring "Saved." or the first field in error into view and focus it. Not
+  // when a modal opened with it (Save and Test): the modal has the focus then.
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var form = event.target;
+    if (!form.matches || !form.matches("form[data-feedback]") || document.querySelector(".sslm dialog[open]")) { return; }
+    var first = form.querySelector("[aria-invalid=true]") || form.querySelector(".sslm-flash, [role=alert]");
+    if (!first) { return; }
+    if (!first.matches("input, select, textarea, button")) { first.setAttribute("tabindex", "-1"); }
+    first.scrollIntoView({block: "center"});
+    first.focus({preventScroll: true});
+  });
   document.addEventListener("htmx:afterSwap", function (event) { openModal(event.detail.target); });
   document.addEventListener("htmx:oobAfterSwap", function (event) { openModal(event.detail.target); });
 
