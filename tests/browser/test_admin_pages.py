@@ -215,3 +215,51 @@ def test_webhook_send_test_diagnoses_quickly_and_updates_the_row_in_place(new_pa
         with live_server.app.app_context():
             notifications.delete_channel(notifications.get_channel(cid))
             db.session().remove()
+
+
+def contrast(page, selector: str) -> float:
+    """The WCAG contrast ratio of an element's text against the first opaque background behind it."""
+    return page.locator(selector).first.evaluate("""el => {
+        const rgb = s => s.match(/[\\d.]+/g).map(Number);
+        const lum = c => { const [r, g, b] = c.slice(0, 3).map(v => { v /= 255;
+            return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+            return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+        let bg = el, back = [255, 255, 255, 1];
+        while (bg) { const c = rgb(getComputedStyle(bg).backgroundColor);
+            if (c.length < 4 || c[3] === 1) { back = c; break; } bg = bg.parentElement; }
+        const [a, b] = [lum(rgb(getComputedStyle(el).color)), lum(back)].sort((x, y) => y - x);
+        return (a + 0.05) / (b + 0.05);
+    }""")
+
+
+def test_skip_link_warning_contrast_and_favicon(new_page, live_server):
+    page = new_page(WIDE)
+    sign_in(page)
+    page.goto("/certificates/")
+    page.keyboard.press("Tab")
+    skip = page.get_by_role("link", name="Skip to the content")
+    expect(skip).to_be_focused()
+    expect(skip).to_be_in_viewport()
+    page.keyboard.press("Enter")
+    expect(page.locator("main#main")).to_be_focused()
+    page.keyboard.press("Tab")  # the next stop is in the content, not the navigation
+    assert page.evaluate("document.querySelector('main').contains(document.activeElement)")
+    skip.evaluate("el => el.blur()")
+    assert skip.evaluate("el => el.getBoundingClientRect().bottom <= 0")  # hidden unless focused
+
+    # Both warning colours, on white and on a card: at least 4.5:1.
+    page.evaluate("""() => {
+        const main = document.querySelector('main');
+        for (const [cls, tag] of [['sslm-warn', 'span'], ['sslm-level-warning', 'p']]) {
+            const el = document.createElement(tag); el.className = cls; el.textContent = 'warning'; main.append(el);
+            const card = document.createElement('article'), inner = document.createElement(tag);
+            inner.className = cls + ' in-card'; inner.textContent = 'warning'; card.append(inner); main.append(card);
+        }}""")
+    for selector in (".sslm-warn", ".sslm-level-warning", ".sslm-warn.in-card", ".sslm-level-warning.in-card"):
+        assert contrast(page, selector) >= 4.5, selector
+
+    icon = page.locator("link[rel=icon]").get_attribute("href")
+    resp = page.request.get(icon)
+    assert resp.ok and resp.headers["content-type"].startswith("image/svg+xml")
+    page.goto("/login")  # the sign-in page has it too
+    assert page.locator("link[rel=icon]").count() == 1
