@@ -61,6 +61,7 @@ def test_htmx_errors_show_a_message_and_a_stale_token_offers_a_reload(new_page, 
     with live_server.app.app_context():
         ca_profiles.delete(ca_profiles.get(gone_id))
         db.session().remove()
+    page.locator(f"#profile-{gone_id}").get_by_role("button", name="Actions for Gone soon").click()
     page.locator(f"#profile-{gone_id}").get_by_role("button", name="Test").click()
     expect(alert).to_contain_text("The request was refused (404 NOT FOUND): Page not found")
     expect(alert.get_by_role("button", name="Reload the page")).to_have_count(0)
@@ -263,3 +264,50 @@ def test_skip_link_warning_contrast_and_favicon(new_page, live_server):
     assert resp.ok and resp.headers["content-type"].startswith("image/svg+xml")
     page.goto("/login")  # the sign-in page has it too
     assert page.locator("link[rel=icon]").count() == 1
+
+
+def test_the_ca_profile_list_fits_at_1366_with_its_actions_in_a_menu(new_page, live_server, lab_pebble):
+    with live_server.app.app_context():
+        wide = add_lab_profile(lab_pebble, name="A very long profile name for the widest of rows",
+                               description="Production issuance for every customer project. " * 10)
+        wide.directory_url = lab_pebble.directory_url + "?" + "long-query-string-" * 8
+        db.session().commit()
+        wide_id = wide.id
+        db.session().remove()
+    page = new_page(WIDE)
+    sign_in(page)
+    page.goto("/ca/")
+    table = page.locator("main table").first
+    fits = table.evaluate("t => t.getBoundingClientRect().right <= document.querySelector('main').getBoundingClientRect().right + 1")
+    assert fits, "the CA profile table is wider than its column"
+    row = page.locator(f"#profile-{wide_id}")
+    menu = row.get_by_role("button", name="Actions for A very long profile name for the widest of rows")
+    expect(menu).to_be_in_viewport()
+    assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+    assert row.locator(".sslm-clamp").evaluate("el => el.getBoundingClientRect().height < 80")  # two lines
+    # The menu, by keyboard: open it, Test is there.
+    menu.focus()
+    page.keyboard.press("Enter")
+    test = row.get_by_role("button", name="Test")
+    expect(test).to_be_visible()
+    screenshot(page, "ca-list-1366", full_page=False)
+    for control in (menu, test, row.get_by_role("button", name="Delete")):  # nothing clipped or off-screen
+        assert control.evaluate("""el => { const r = el.getBoundingClientRect(), w = el.closest('.sslm-table-wrap');
+            return r.right <= w.getBoundingClientRect().right && w.scrollWidth <= w.clientWidth; }""")
+    test.click()
+    expect(page.get_by_role("dialog")).to_be_visible(timeout=20_000)
+    page.keyboard.press("Escape")
+
+    # A description over the cap: refused beside its field, nothing lost.
+    page.goto(f"/ca/{wide_id}/edit")
+    description = page.get_by_label("Description")
+    assert description.get_attribute("maxlength") == "500"
+    description.evaluate("el => { el.removeAttribute('maxlength'); el.value = 'x'.repeat(10000); }")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("#sslm-http-error")).to_contain_text("The field “description” holds 10,000 characters")
+    expect(page.get_by_role("heading", name="Edit CA profile")).to_be_visible()  # the form stays as typed
+    description.evaluate("el => { el.value = 'y'.repeat(600); }")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("#err-description")).to_have_text(re.compile(r"Keep the description to 500 characters \(it has 600\)"))
+    expect(page.get_by_label("Description")).to_be_focused()
+    expect(page.get_by_label("Description")).to_have_value("y" * 600)
