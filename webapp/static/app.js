@@ -174,3 +174,24 @@
     show("The server did not answer in time. Try again in a moment.", false);
   });
 })();
+
+// The navigation on a phone: folded behind "Menu" (a third of the first screen otherwise).
+// Only with JavaScript: without it the button stays hidden and the links open.
+(function () {
+  "use strict";
+  var narrow = window.matchMedia("(max-width: 576px)");
+  function setUp() {
+    document.querySelectorAll(".sslm-nav-toggle").forEach(function (button) {
+      var header = button.closest(".sslm-header");
+      button.hidden = false;
+      function apply(open) {
+        button.setAttribute("aria-expanded", open ? "true" : "false");
+        header.classList.toggle("sslm-nav-folded", !open);
+      }
+      apply(!narrow.matches);
+      narrow.addEventListener("change", function () { apply(!narrow.matches); });
+      button.addEventListener("click", function () { apply(button.getAttribute("aria-expanded") !== "true"); });
+    });
+  }
+  if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", setUp); } else { setUp(); }
+})();

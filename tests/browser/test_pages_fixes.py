@@ -1,4 +1,4 @@
-"""Issue 17's remaining page fixes, in a real browser at the issue's sizes (1366×900, 375×812):
+"""Issue 17's remaining page fixes (after the journey and test_pages: these make profiles and certificates of their own), in a real browser at the issue's sizes (1366×900, 375×812):
 the htmx error handler and the error pages, the Save and Test verdict in view, feedback after a
 CA profile save, and the rest as listed in each test's name."""
 from __future__ import annotations
@@ -162,8 +162,7 @@ def test_pending_shows_the_record_first_and_the_live_check_starts_issuing_in_pla
             sign_in(page)
             page.goto(f"/certificates/{cert_id}")
             expect(page.get_by_role("heading", name="Create this CNAME record")).to_be_in_viewport()
-            if viewport == WIDE:
-                expect(page.get_by_role("button", name=f"Copy the record for {record.name}")).to_be_in_viewport()
+            expect(page.get_by_role("button", name=f"Copy the record for {record.name}")).to_be_in_viewport()
             assert page.evaluate("""() => !!(document.querySelector('#cnames').compareDocumentPosition(
                 document.querySelector('table.sslm-facts')) & Node.DOCUMENT_POSITION_FOLLOWING)""")
             expect(page.locator("#cname-checks")).to_contain_text("Fix:")
@@ -279,7 +278,7 @@ def test_the_ca_profile_list_fits_at_1366_with_its_actions_in_a_menu(new_page, l
     page.goto("/ca/")
     table = page.locator("main table").first
     fits = table.evaluate("t => t.getBoundingClientRect().right <= document.querySelector('main').getBoundingClientRect().right + 1")
-    assert fits, "the CA profile table is wider than its column"
+    assert fits, table.evaluate("t => [t.getBoundingClientRect().right, t.parentElement.scrollWidth, t.parentElement.clientWidth, document.querySelector('main').getBoundingClientRect().right]")
     row = page.locator(f"#profile-{wide_id}")
     menu = row.get_by_role("button", name="Actions for A very long profile name for the widest of rows")
     expect(menu).to_be_in_viewport()
@@ -311,3 +310,57 @@ def test_the_ca_profile_list_fits_at_1366_with_its_actions_in_a_menu(new_page, l
     expect(page.locator("#err-description")).to_have_text(re.compile(r"Keep the description to 500 characters \(it has 600\)"))
     expect(page.get_by_label("Description")).to_be_focused()
     expect(page.get_by_label("Description")).to_have_value("y" * 600)
+
+
+def no_sideways_scroll(page) -> bool:
+    return page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+
+
+def test_at_375_px_the_navigation_folds_the_list_is_cards_and_the_zone_form_fits(new_page, live_server, lab_pebble):
+    from datetime import timedelta
+
+    from tests.conftest import make_certificate
+    from webapp.models import utcnow
+    with live_server.app.app_context():
+        pid = add_lab_profile(lab_pebble, name="Phone CA").id
+        db.session().remove()
+    cert_id = make_certificate(live_server.app, pid, "phone-card.customer.test", status="active",
+                               not_after=utcnow() + timedelta(days=12, hours=12))
+    page = new_page(PHONE)
+    sign_in(page)
+    nav = page.get_by_role("navigation", name="SSL Manager")
+    menu = nav.get_by_role("button", name="Menu")
+    expect(menu).to_have_attribute("aria-expanded", "false")
+    expect(nav.get_by_role("link", name="Certificates")).to_be_hidden()
+    heading = page.get_by_role("heading", name="Dashboard", level=1)
+    assert heading.evaluate("el => el.getBoundingClientRect().bottom < window.innerHeight * 0.3")
+    screenshot(page, "phone-nav-folded", full_page=False)
+    menu.click()
+    expect(menu).to_have_attribute("aria-expanded", "true")
+    nav.get_by_role("link", name="Certificates").click()
+
+    # One card per certificate: status and days left in view, no sideways swipe.
+    page.get_by_label("Search domains").fill("phone-card")
+    card = page.locator(f"#cert-{cert_id}")
+    expect(card).to_have_count(1)
+    expect(card.get_by_text("Active")).to_be_in_viewport()
+    days = card.locator("td[data-label='Days left']")
+    expect(days).to_contain_text("12")
+    expect(days).to_be_in_viewport()
+    assert card.evaluate("el => getComputedStyle(el).display") == "grid"
+    assert no_sideways_scroll(page)
+    screenshot(page, "phone-certificate-cards", full_page=False)
+
+    # The zone form: as wide as the screen at most; "Show its settings" a button, not a bar.
+    for viewport in (PHONE, WIDE):
+        page.set_viewport_size(viewport)
+        page.goto("/dns/zones/new")
+        assert no_sideways_scroll(page), viewport
+        select = page.get_by_label("DNS provider")
+        assert select.evaluate("el => el.getBoundingClientRect().right <= document.documentElement.clientWidth")
+        show = page.get_by_role("button", name="Show its settings")
+        width = show.evaluate("el => el.getBoundingClientRect().width")
+        assert width < 0.6 * min(viewport["width"], 1200), (viewport, width)
+        expect(page.get_by_label("TSIG algorithm")).to_have_value("hmac-sha256")
+        assert page.get_by_label("TSIG algorithm").evaluate("el => el.tagName") == "SELECT"
+    screenshot(page, "zone-form-1366", full_page=False)
