@@ -185,3 +185,14 @@ def test_save_and_test_asks_before_saving_a_failing_profile_with_active_certific
     assert "Saved. Test: API is available." in html
     with app.app_context():
         assert db.session().get(CAProfile, pid).directory_url == lab_pebble.directory_url
+
+
+def test_a_description_over_500_characters_is_refused_beside_its_field(admin_client, profile_id):
+    form = {"name": "LE STAGING", "ca_key": "staging", "email": "ops@example.com", "dns_zone": "acme.tech.test",
+            "dns_ttl": "60", "api_timeout": "10", "action": "save", "description": "d" * 501}
+    resp = admin_client.post(f"/ca/{profile_id}/edit", data=form)
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 422 and 'id="err-description"' in html
+    assert "Keep the description to 500 characters (it has 501)" in html and "d" * 501 in html
+    form["description"] = "d" * 500
+    assert admin_client.post(f"/ca/{profile_id}/edit", data=form).status_code == 302

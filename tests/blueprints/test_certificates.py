@@ -302,7 +302,9 @@ def test_status_polls_while_pending_and_stops_once_active(admin_client, lab_app,
             thread.join(10)
     final = text(resp)
     assert "hx-trigger" not in final and "sslm-badge-active" in final, final
-    assert resp.headers.get("HX-Refresh") == "true"  # the page around it now shows the certificate
+    # The page around it now shows the certificate: swapped in place, no reload.
+    assert resp.headers.get("HX-Retarget") == "#cert-page" and resp.headers.get("HX-Reswap") == "outerHTML"
+    assert final.strip().startswith('<div id="cert-page">') and "fullchain.pem" in final and "<nav" not in final
     assert "active: serial" in final  # the timeline
     assert "hx-trigger" not in text(admin_client.get(f"/certificates/{cid}/cnames", headers=HX))
     page = text(admin_client.get(f"/certificates/{cid}"))

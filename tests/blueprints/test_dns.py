@@ -227,3 +227,20 @@ def test_deleting_a_zone_is_refused_while_it_holds_a_live_txt_value(app, admin_c
         lab.clear(target)
     with app.app_context():
         zones.get(TECH_ZONE)
+
+
+def test_zone_form_algorithm_is_a_select_a_bad_ipv4_is_refused_and_the_typed_secret_stays(admin_client):
+    html = admin_client.get("/dns/zones/new?provider=rfc2136").get_data(as_text=True)
+    assert re.search(r'<select id="f-tsig_algorithm" name="tsig_algorithm"', html)
+    assert '<option value="hmac-sha256" selected>' in html and '<option value="hmac-md5" >' in html
+    secret = base64.b64encode(b"typed in this request only").decode()
+    resp = admin_client.post("/dns/zones/new", data={
+        "provider": "rfc2136", "name": "other.test", "server": "999.1.1.1:53",
+        "tsig_key_name": TSIG_KEY_NAME, "tsig_secret": secret, "tsig_algorithm": "hmac-sha512"})
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 422 and 'id="err-server"' in html
+    assert "&#39;999.1.1.1&#39; is not an IPv4 address" in html
+    assert re.search(rf'id="f-tsig_secret"[^>]*value="{re.escape(secret)}"', html)  # no need to type it again
+    assert '<option value="hmac-sha512" selected>' in html
+    # A later request (a reload, the form again) never has it: it was never stored.
+    assert secret not in admin_client.get("/dns/zones/new?provider=rfc2136").get_data(as_text=True)

@@ -80,7 +80,7 @@ def test_send_test_failure_says_what_to_do(app, admin_client, tmp_path):
     with smtp_server(tls=(cert_path, key_path)) as (port, _inbox):
         admin_client.post("/notifications/new/email", data=email_form(port, username="", secret=""))
         html = admin_client.post(f"/notifications/{channel_id(app)}/test").get_data(as_text=True)  # no JavaScript
-    assert "Not sent:" in html and "not trusted" in html and "CA bundle" in html and "<dialog data-modal open" in html
+    assert "Not sent: failed at “SMTP STARTTLS”" in html and "not trusted" in html and "CA bundle" in html and "<dialog data-modal open" in html
 
 
 def test_webhook_channel_needs_a_signing_secret_and_a_safe_url(admin_client):
@@ -168,3 +168,33 @@ def test_deploy_fields_save_in_place_and_errors_show_beside_them(app, admin_clie
             "/srv/tls/shop", "systemctl reload nginx", "127.0.0.1:443")
     resp = admin_client.post(f"/certificates/{cert_id}/deploy", data={"deploy_dir": "", "action": "save"})
     assert resp.status_code == 302 and resp.headers["Location"].endswith(f"/certificates/{cert_id}#deploy")
+
+
+def test_webhook_send_test_diagnoses_a_refused_connection_at_once_and_updates_the_row(app, admin_client):
+    import socket
+    import time as clock
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    resp = admin_client.post("/notifications/new/webhook", data={
+        "name": "Dead hook", "enabled": "1", "url": f"http://127.0.0.1:{port}/hook", "secret": "a-long-enough-secret"})
+    assert resp.status_code == 302, resp.get_data(as_text=True)
+    cid = channel_id(app, "Dead hook")
+    started = clock.monotonic()
+    html = admin_client.post(f"/notifications/{cid}/test", headers=HX).get_data(as_text=True)
+    assert clock.monotonic() - started < 3  # one attempt, no backoff between retries
+    assert "failed at “webhook connect”" in html and f"connection refused by 127.0.0.1:{port}" in html
+    assert "What to do:</strong> Check the URL&#39;s host and port" in html
+    assert "ConnectionError" not in html and "Errno" not in html and "must answer 2xx" not in html
+    # The row comes along, out of band, with its new "Last test".
+    assert f'<tr id="channel-{cid}" hx-swap-oob="true">' in html and 'class="sslm-bad"' in html.split("<tr", 1)[1]
+
+
+def test_webhook_send_test_says_what_an_http_refusal_means(app, admin_client):
+    receiver = Receiver([404])
+    with http_server(receiver) as base:
+        admin_client.post("/notifications/new/webhook", data={
+            "name": "Wrong path", "enabled": "1", "url": base + "/nope", "secret": "a-long-enough-secret"})
+        html = admin_client.post(f"/notifications/{channel_id(app, 'Wrong path')}/test", headers=HX).get_data(as_text=True)
+    assert "failed at “webhook answer”" in html and "HTTP 404" in html and "Check the URL&#39;s path" in html
+    assert len(receiver.requests) == 1

@@ -97,7 +97,41 @@ def _host_denial(response):
 
 
 def _csrf_refused(reason: str):
-    return render_template("sslmanager/csrf.html", reason=reason), 400
+    # The header tells app.js's htmx error handler to offer a reload (a fresh token).
+    return render_template("sslmanager/csrf.html", reason=reason), 400, {"X-SSLManager-Refused": "csrf"}
+
+
+ERROR_PAGES = {
+    404: ("Page not found", "Nothing here: the address is wrong, or what it named was deleted."),
+    500: ("Something went wrong", "SSL Manager hit an unexpected error; nothing on the page was "
+                                  "changed by it. Try again; if it persists, the server's log has the details."),
+}
+
+
+def error_page(code: int):
+    """404 and 500 in the app's layout and navigation, like every other page. Without a signed-in
+    admin (an unknown address, standalone) or when the layout itself cannot render (the database
+    is down), the bare page: never the navigation to a stranger, never a second crash."""
+    title, message = ERROR_PAGES[code]
+    try:
+        db.session().rollback()  # a failed transaction (PostgreSQL) would fail the layout too
+        if is_authorized():
+            return render_template("sslmanager/error.html", title=title, message=message,
+                                   **_template_context(force=True)), code
+    except Exception:  # noqa: BLE001 — the error page must not fail in turn
+        current_app.logger.exception("SSL Manager: the %s page fell back to the bare one", code)
+    return render_template("sslmanager/error_bare.html", title=title, message=message,
+                           **_template_context(force=True)), code
+
+
+@bp.errorhandler(404)
+def _not_found(_exc):
+    return error_page(404)
+
+
+@bp.errorhandler(500)
+def _server_error(_exc):
+    return error_page(500)
 
 
 # Every form field is capped server-side; these may be longer than FIELD_MAX characters.
@@ -200,10 +234,13 @@ def register(app: Flask, *, url_prefix: str, standalone: bool) -> None:
     if standalone:
         app.after_request(security_headers)
         app.session_interface = _SessionInterface()
+        # The whole app is ours: an address no route matches (no blueprint's handler sees it)
+        # gets our 404 page too. Embedded, the host's 404 stays the host's.
+        app.register_error_handler(404, lambda _exc: error_page(404))
 
 
-def _template_context():
-    if not request.blueprint or not request.blueprint.startswith("sslmanager"):
+def _template_context(force: bool = False):
+    if not force and (not request.blueprint or not request.blueprint.startswith("sslmanager")):
         return {}
     cfg = current_app.config
     return {"sslm_flashes": flashes.pop, "sslm": {

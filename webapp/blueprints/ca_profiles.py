@@ -32,6 +32,7 @@ def _form_context(profile, values=None, errors=None):
         "values": values or profile, "errors": errors or {},
         "ttl_min": service.TTL_MIN, "ttl_max": service.TTL_MAX,
         "timeout_min": service.TIMEOUT_MIN, "timeout_max": service.TIMEOUT_MAX,
+        "description_max": service.DESCRIPTION_MAX,
     }
 
 

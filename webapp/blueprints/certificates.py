@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import io
 
-from flask import (Blueprint, abort, current_app, make_response, redirect, render_template,
+from flask import (Blueprint, abort, current_app, redirect, render_template,
                    request, send_file, url_for)
 from werkzeug.exceptions import NotFound as HTTPNotFound
 
@@ -165,13 +165,13 @@ def _chain_subjects(chain_pem: str) -> list[str]:
     return [cert_info(part + marker).subject for part in chain_pem.split(marker) if "BEGIN CERTIFICATE" in part]
 
 
-def _detail(cert, errors: dict[str, str] | None = None, code: int = 200):
+def _detail(cert, errors: dict[str, str] | None = None, code: int = 200, template: str = "detail.html"):
     version = service.current_version(cert)
     # A revoked or expired certificate may be issued again under its own profile too.
     done = cert.status in DONE
     reissue_profiles = [p for p in service.profiles_for_select() if done or p.id != cert.profile_id]
     return render_template(
-        T + "detail.html", cert=cert, profile=ca_profiles.get(cert.profile_id), version=version,
+        T + template, cert=cert, profile=ca_profiles.get(cert.profile_id), version=version,
         info=cert_info(version.cert_pem) if version else None,
         chain=_chain_subjects(version.chain_pem) if version else [],
         versions=service.versions(cert), events=service.timeline(cert), shown=cert.status,
@@ -192,25 +192,31 @@ def status(cert_id: int):
     """The self-replacing status block: polls while Pending/Processing, stops when final."""
     cert = _cert(cert_id)
     shown = request.args.get("shown", cert.status)
-    response = make_response(render_template(T + "_status.html", cert=cert, shown=shown,
-                                             events=service.timeline(cert)))
     if htmx and shown != cert.status:
-        # The page around the block (instructions, downloads) belongs to the old status.
-        response.headers["HX-Refresh"] = "true"
-    return response
+        # The page around the block (instructions, downloads) belongs to the old status: the
+        # whole page under the title is swapped in place, no reload (scroll and focus stay).
+        body, code = _detail(cert, template="_detail_body.html")
+        return body, code, {"HX-Retarget": "#cert-page", "HX-Reswap": "outerHTML"}
+    return render_template(T + "_status.html", cert=cert, shown=shown, events=service.timeline(cert))
 
 
 @bp.route("/<int:cert_id>/cnames")
 def cname_checks(cert_id: int):
     """The live check of each _acme-challenge CNAME (loaded after the page: it asks DNS)."""
     cert = _cert(cert_id)
-    checks, problem = [], ""
+    checks, problem, started = [], "", False
     if cert.status == "pending":
         try:
             checks = delegation.cname_report(cert)
         except SSLManagerError as exc:
             problem = str(exc)
-    return render_template(T + "_cname_checks.html", cert=cert, checks=checks, problem=problem)
+        # Every CNAME in place: start now, as Check now does, rather than leave the page saying
+        # "waiting" until the scheduler's next look (the status block then follows in place).
+        if checks and all(c.ok for c in checks) and pipeline.check_cnames(cert):
+            pipeline.process_in_background(cert.id)
+            started = True
+    return render_template(T + "_cname_checks.html", cert=cert, checks=checks, problem=problem,
+                           started=started)
 
 
 @bp.route("/<int:cert_id>/instructions")

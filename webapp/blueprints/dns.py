@@ -111,6 +111,8 @@ def _zone_form(zone: TechZone | None):
     kept = set(zones.stored_secrets(zone)) if zone is not None and provider == zone.provider else set()
     context = {"providers": providers, "provider": provider, "cls": cls, "values": shown, "errors": errors,
                "zone": zone, "kept_secrets": kept,
+               # Typed in this request and not itself refused: shown again after an error elsewhere.
+               "typed_secrets": {k: values[k] for k in secret if values.get(k) and k not in errors} if errors else {},
                "form_url": url_for(".edit_zone", zone_id=zone.id) if zone is not None else url_for(".new_zone")}
     template = ("sslmanager/dns/_zone_form.html" if htmx and request.method == "GET"
                 else "sslmanager/dns/new.html")

@@ -126,7 +126,11 @@ def test(channel_id: int):
     channel = _channel(channel_id)
     result = service.send_test(channel)
     if htmx:
-        return render_template(T + "_test_result.html", channel=channel, result=result, htmx=True)
+        # The row's "Last test" too, in place (out of band): no reload to see it.
+        modal = render_template(T + "_test_result.html", channel=channel, result=result, htmx=True)
+        row = render_template(T + "_channel_row.html", c=channel, oob=True,
+                              profiles={p.id: p.name for p in ca_profiles.all_profiles()})
+        return modal + f"<template>{row}</template>"  # htmx's way to carry a lone <tr> out of band
     return _index(test_channel=channel, test_result=result)
 
 

@@ -42,6 +42,7 @@ class ProviderOption:
     secret: bool = False
     help: str = ""
     default: str = ""
+    choices: tuple[str, ...] = ()  # a closed list: the form shows a select
 
 
 @dataclass
@@ -213,6 +214,12 @@ def parse_host_port(text: str, default_port: int = 53) -> tuple[str, int]:
         port = default_port
     if ":" in host:
         ipaddress.IPv6Address(host)  # ValueError if malformed
+    elif all(part.isdigit() for part in host.split(".")):
+        # Digits and dots are meant as an IPv4 address, never a host name: 999.1.1.1 is a typo.
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise ValueError(f"{host!r} is not an IPv4 address (four numbers from 0 to 255)") from None
     return host, port
 
 

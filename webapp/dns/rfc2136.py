@@ -71,8 +71,8 @@ class Rfc2136Provider(DnsProvider):
         ProviderOption("tsig_key_name", "TSIG key name", required=True),
         ProviderOption("tsig_secret", "TSIG secret", required=True, secret=True,
                        help="Base64, as in the server's key statement."),
-        ProviderOption("tsig_algorithm", "TSIG algorithm", default="hmac-sha256",
-                       help="One of: " + ", ".join(ALGORITHMS) + "."),
+        ProviderOption("tsig_algorithm", "TSIG algorithm", default="hmac-sha256", choices=tuple(ALGORITHMS),
+                       help="As in the server's key statement."),
     )
 
     def __init__(self, zone: str, options: dict[str, str], **kw):

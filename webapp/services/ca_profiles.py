@@ -142,6 +142,9 @@ def create(values: dict[str, Any], *, complete: bool = False) -> CAProfile:
     return profile
 
 
+DESCRIPTION_MAX = 500
+
+
 def validate(profile: CAProfile, values: dict[str, Any]) -> dict[str, Any]:
     """Every field of the Field Reference; raises ValidationError naming each bad field."""
     errors: dict[str, str] = {}
@@ -156,7 +159,11 @@ def validate(profile: CAProfile, values: dict[str, Any]) -> dict[str, Any]:
     elif _name_taken(name, profile.id):
         errors["name"] = f"A CA profile named {name!r} already exists; choose another name."
     clean["name"] = name
-    clean["description"] = str(values.get("description", "")).strip()[:2000]
+    description = str(values.get("description", "")).strip()
+    if len(description) > DESCRIPTION_MAX:  # it shows under the name in the list: keep it short
+        errors["description"] = (f"Keep the description to {DESCRIPTION_MAX} characters (it has "
+                                 f"{len(description):,}): a line or two on what the profile is for.")
+    clean["description"] = description
 
     clean["ca_key"] = str(values.get("ca_key", profile.ca_key) or "").strip()
     clean["directory_url"] = str(values.get("directory_url", profile.directory_url) or "").strip()

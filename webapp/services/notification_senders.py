@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from urllib.parse import urlsplit
 
 import requests
 
@@ -146,7 +147,7 @@ def send_webhook(url: str, secret: str | None, message: Message, *, timeout: flo
                "X-SSLManager-Event": message.event, "X-SSLManager-Delivery": message.dedupe_key}
     if secret:
         headers[SIGNATURE_HEADER] = signature(secret, body)
-    attempts, error, attempt = max(1, attempts), "", 0
+    attempts, error, attempt = max(1, attempts), ("", "", ""), 0
     session = requests.Session()
     if address:  # vetted by the caller: dial it, never a second lookup's answer
         guard(session, lambda _url: (address, None))
@@ -155,14 +156,64 @@ def send_webhook(url: str, secret: str | None, message: Message, *, timeout: flo
             try:
                 resp = session.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False)
             except requests.RequestException as exc:
-                error, retry = f"{type(exc).__name__}: {exc}", True
+                error, retry = _network_failure(exc, url, timeout), True
             else:
                 if 200 <= resp.status_code < 300:
                     return attempt
-                error = f"HTTP {resp.status_code} {resp.reason}: {resp.text[:200]}".rstrip(": ")
+                error = _http_failure(resp)
                 retry = resp.status_code >= 500 or resp.status_code in (408, 429)
             if not retry or attempt == attempts:
                 break
             time.sleep(backoff * 2 ** (attempt - 1))
-    raise DeliveryError(_scrub(error, secret), step="webhook", url=url, attempts=attempt,
-                        hint="" if error.startswith("HTTP 5") else "The receiver must answer 2xx.")
+    step, cause, hint = error
+    raise DeliveryError(_scrub(cause, secret), step=step, url=url, attempts=attempt, hint=hint)
+
+
+# A webhook's failure as (step, cause, what to do): the same kind of diagnosis as a CA test,
+# never an exception's repr.
+
+def _network_failure(exc: requests.RequestException, url: str, timeout: float) -> tuple[str, str, str]:
+    parts = urlsplit(url)
+    where = f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+    text = str(exc)
+    if isinstance(exc, requests.exceptions.SSLError):
+        return ("webhook TLS", f"the receiver's TLS certificate is not trusted ({_last_reason(text)})",
+                "Give the receiver a certificate for this host name from a CA this server trusts "
+                "(REQUESTS_CA_BUNDLE names a private one).")
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return ("webhook connect", f"no connection to {where} within {timeout:g} s",
+                "Check that the receiver is up and that no firewall drops connections from this server.")
+    if isinstance(exc, requests.exceptions.Timeout):
+        return ("webhook answer", f"{where} took the request but gave no answer within {timeout:g} s",
+                "Look at the receiver's log: it must answer within SSLMANAGER_NOTIFY_TIMEOUT seconds.")
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        if "refused" in text.lower():
+            return ("webhook connect", f"connection refused by {where}: nothing listens there",
+                    "Check the URL's host and port, and that the receiver is running.")
+        return ("webhook connect", f"cannot connect to {where} ({_last_reason(text)})",
+                "Check the URL's host name and that this server can reach it.")
+    return ("webhook", f"the request failed ({_last_reason(text)})", "Check the URL.")
+
+
+def _last_reason(text: str) -> str:
+    """urllib3 nests its reasons ("...: Failed to establish...: [Errno 111] ..."): the innermost."""
+    reason = text.rsplit(": ", 1)[-1].strip(" ')\"")
+    return reason[:200] or text[:200]
+
+
+def _http_failure(resp) -> tuple[str, str, str]:
+    code = resp.status_code
+    said = resp.text[:200].strip()
+    cause = f"the receiver answered HTTP {code} {resp.reason}" + (f": {said}" if said else "")
+    if code in (401, 403):
+        hint = (f"The receiver refused the request: check that it expects this channel's signing "
+                f"secret ({SIGNATURE_HEADER}) and accepts this server.")
+    elif code in (404, 405):
+        hint = "Check the URL's path: the receiver has no webhook there."
+    elif 300 <= code < 400:
+        hint = "Redirects are not followed: put the final URL in the channel."
+    elif code >= 500:
+        hint = "The receiver failed: its log says why."
+    else:
+        hint = "The receiver must answer 2xx: see what it said."
+    return "webhook answer", cause, hint

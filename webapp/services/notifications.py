@@ -40,8 +40,9 @@ KEEP_SENT = timedelta(days=400)  # longer than any certificate's lifetime (398 d
 
 # -- sending -----------------------------------------------------------------------------------
 
-def deliver(channel: NotificationChannel, message: Message) -> int:
-    """Send through one channel with this app's limits; returns the attempts, raises DeliveryError."""
+def deliver(channel: NotificationChannel, message: Message, *, attempts: int | None = None) -> int:
+    """Send through one channel with this app's limits; returns the attempts, raises DeliveryError.
+    `attempts` overrides SSLMANAGER_WEBHOOK_ATTEMPTS (Send test tries once)."""
     cfg = current_app.config
     if channel.kind == "email":
         # Judged again at send time, and the connection goes to the very address judged.
@@ -63,7 +64,7 @@ def deliver(channel: NotificationChannel, message: Message) -> int:
         raise DeliveryError(problem, step="webhook", url=url, attempts=0)
     return senders.send_webhook(url, channel.secret, message, timeout=cfg["SSLMANAGER_NOTIFY_TIMEOUT"],
                                 address=address,
-                                attempts=int(cfg["SSLMANAGER_WEBHOOK_ATTEMPTS"]),
+                                attempts=attempts or int(cfg["SSLMANAGER_WEBHOOK_ATTEMPTS"]),
                                 backoff=float(cfg["SSLMANAGER_WEBHOOK_BACKOFF"]))
 
 
@@ -155,6 +156,8 @@ class TestResult:
     hint: str = ""
     attempts: int = 0
     details: list[str] = field(default_factory=list)
+    step: str = ""   # where it failed ("SMTP STARTTLS", "webhook connect"...)
+    url: str = ""    # the server involved
 
 
 def send_test(channel: NotificationChannel) -> TestResult:
@@ -165,12 +168,13 @@ def send_test(channel: NotificationChannel) -> TestResult:
                     f"If you read this, {KINDS[channel.kind].lower()} notifications work.\n")
     message.payload.update({"title": "Test notification", "channel": channel.name})
     try:
-        attempts = deliver(channel, message)
+        # One attempt, no backoff: the answer comes within SSLMANAGER_NOTIFY_TIMEOUT.
+        attempts = deliver(channel, message, attempts=1)
         result = TestResult(True, f"Sent to {target(channel)}.", attempts=attempts)
     except DeliveryError as exc:
-        result = TestResult(False, str(exc), exc.hint, exc.attempts)
+        result = TestResult(False, exc.message, exc.hint, exc.attempts, step=exc.step, url=exc.url)
     channel.last_test_ok, channel.last_test_at = result.ok, utcnow()
-    channel.last_test_message = result.message[:2000]
+    channel.last_test_message = (f"{result.step}: " if result.step else "") + result.message[:2000]
     audit.record("notification channel tested", "notification_channel", channel.id,
                  f"{channel.name}: {'sent' if result.ok else 'failed'}")
     db.session().commit()
