@@ -64,9 +64,11 @@ def serve(engine: Engine, listen_text: str, *, workers: int | None = None, **opt
 
 
 def _serve_here(engine: Engine, listen: list[tuple[str, int]], **options) -> None:
-    server = DnsServer(engine, listen, **options).start()
+    server = DnsServer(engine, listen, **options)
+    # Before it answers: a SIGTERM from whoever saw it answer must stop it, not kill it.
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: server._stopping.set())
+    server.start()
     # Our own process: move everything loaded so far (SQLAlchemy, Flask, ...) out of the
     # collector's reach, so a full collection never walks it in the middle of a query.
     gc.freeze()
