@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from tests.conftest import ADMIN
+from tests.conftest import ADMIN, signed_in
 from webapp import db
 from webapp.crypto import generate_private_key
 from webapp.models import (AuditEvent, CAProfile, Certificate, CertificateVersion, CnameLabel, DnsRecord,
@@ -75,3 +75,16 @@ def secrets_in_clear(app) -> dict:
                                                     Certificate.account_key)).all()),
                 "versions": sorted(s.execute(sa.select(CertificateVersion.number,
                                                        CertificateVersion.private_key)).all())}
+
+
+def downloads(app, cert_id: int) -> dict:
+    """What the pages serve for the certificate: its list entry, cert.pem and privkey.pem."""
+    client = signed_in(app)
+    listing = client.get("/certificates/")
+    assert listing.status_code == 200
+    files = {"listed": f'/certificates/{cert_id}"' in listing.get_data(as_text=True)}
+    for name in ("cert.pem", "privkey.pem"):
+        resp = client.get(f"/certificates/{cert_id}/download/{name}")
+        assert resp.status_code == 200, resp.get_data(as_text=True)[:300]
+        files[name] = resp.get_data(as_text=True)
+    return files

@@ -4,22 +4,12 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import make_app, signed_in
-from tests.services.dbrows import secrets_in_clear, seed_every_kind
+from tests.conftest import make_app
+from tests.services.dbrows import downloads, secrets_in_clear, seed_every_kind
 from webapp import db
 from webapp.errors import Conflict
 from webapp.models import Base, Certificate, Setting
 from webapp.services import dbcopy
-
-
-def _downloads(app, cert_id: int) -> dict:
-    client = signed_in(app)
-    files = {}
-    for name in ("cert.pem", "privkey.pem"):
-        resp = client.get(f"/certificates/{cert_id}/download/{name}")
-        assert resp.status_code == 200, resp.get_data(as_text=True)[:300]
-        files[name] = resp.get_data(as_text=True)
-    return files
 
 
 def _raw_secrets(url: str) -> list:
@@ -45,7 +35,7 @@ def test_sqlite_to_postgresql_and_back_after_a_key_rotation(tmp_path, pg_databas
     assert rotated.exit_code == 0, rotated.output
     key = (tmp_path / "a" / "instance" / "encryption.key").read_text().strip()
     expected = secrets_in_clear(source)
-    downloads = _downloads(source, seeded["certificate_id"])
+    served = downloads(source, seeded["certificate_id"])
     source_url = f"sqlite:///{tmp_path / 'a' / 'instance' / 'sslmanager.db'}"
 
     result = _copy(source, pg_database)
@@ -60,10 +50,10 @@ def test_sqlite_to_postgresql_and_back_after_a_key_rotation(tmp_path, pg_databas
     again = _copy(on_pg, back)  # before a sign-in on on_pg changes its rows
     assert [(t.name, t.rows, t.checksum) for t in again.tables] == \
         [(t.name, t.rows, t.checksum) for t in result.tables]
-    assert _downloads(on_pg, seeded["certificate_id"]) == downloads
+    assert downloads(on_pg, seeded["certificate_id"]) == served
     on_sqlite = make_app(tmp_path / "c", SSLMANAGER_DATABASE_URL=back, SSLMANAGER_ENCRYPTION_KEY=key)
     assert secrets_in_clear(on_sqlite) == expected
-    assert _downloads(on_sqlite, seeded["certificate_id"]) == downloads
+    assert downloads(on_sqlite, seeded["certificate_id"]) == served
 
     for app in (on_pg, on_sqlite):  # ids go on past the copied ones, and past the deleted one
         with app.app_context():
