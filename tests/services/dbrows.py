@@ -8,9 +8,22 @@ import sqlalchemy as sa
 from tests.conftest import ADMIN, signed_in
 from webapp import db
 from webapp.crypto import generate_private_key
-from webapp.models import (AuditEvent, CAProfile, Certificate, CertificateVersion, CnameLabel, DnsRecord,
-                           Lease, LoginAttempt, NotificationChannel, NotificationSent, Setting, TechZone,
-                           TimelineEvent, utcnow)
+from webapp.models import (
+    AuditEvent,
+    CAProfile,
+    Certificate,
+    CertificateVersion,
+    CnameLabel,
+    DnsRecord,
+    Lease,
+    LoginAttempt,
+    NotificationChannel,
+    NotificationSent,
+    Setting,
+    TechZone,
+    TimelineEvent,
+    utcnow,
+)
 from webapp.services.auth import create_admin
 
 

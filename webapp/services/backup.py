@@ -25,7 +25,7 @@ from flask import current_app
 
 from .. import config as config_module
 from .. import db
-from ..errors import Conflict, ConfigError, CryptoError, SSLManagerError
+from ..errors import ConfigError, Conflict, CryptoError, SSLManagerError
 from ..models import Lease, encrypted_columns, utcnow
 from . import dbcopy
 
@@ -130,7 +130,7 @@ def _pg(engine: sa.engine.Engine, tool: str, *args: str) -> None:
     if url.password:
         env["PGPASSWORD"] = str(url.password)
     done = subprocess.run([_pg_tool(tool), *args, f"--dbname={dsn}"], env=env,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
     if done.returncode:
         raise SSLManagerError(f"{tool} failed: {done.stderr.strip()[-2000:]}",
                               hint="Check that the database is reachable with the configured URL "

@@ -12,10 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterator
+from typing import Any
 
 import sqlalchemy as sa
 from flask import current_app
@@ -276,11 +277,11 @@ def switch_instructions(result: CopyResult) -> list[str]:
                 "to every node's instance folder)")
     return [
         "To switch SSL Manager to the copy:",
-        "  1. stop `sslmanager run` and `sslmanager worker` (rows written after the copy began "
-        "are not in it: with the service running, copy again with --force once it is stopped);",
+        ("  1. stop `sslmanager run` and `sslmanager worker` (rows written after the copy began "
+         "are not in it: with the service running, copy again with --force once it is stopped);"),
         f"  2. set SSLMANAGER_DATABASE_URL = \"{result.target}\" in {config_file}",
-        f"     (or SSLMANAGER_DATABASE_URL={result.target} in the service's environment),"
-        " with the real password in place of ***;",
+        (f"     (or SSLMANAGER_DATABASE_URL={result.target} in the service's environment),"
+         " with the real password in place of ***;"),
         f"  3. keep {key}: the secrets were copied encrypted under it;",
         "  4. start the service again; `sslmanager db current` shows the revision it now uses.",
     ]
