@@ -3,7 +3,9 @@ the old one did; a snapshot under another key is refused before anything changes
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import socket
 import uuid
 from datetime import timedelta
 
@@ -111,6 +113,12 @@ def test_a_non_empty_database_or_a_running_service_is_refused(tmp_path):
             backup.restore(path, force=True)
         db.session().get(Lease, "dispatch").until = None
         db.session().commit()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:  # `run` on this instance
+            listener.bind(str(tmp_path / "new" / "instance" / "control.sock"))
+            listener.listen()
+            with pytest.raises(Conflict, match="in use: a service of this instance listens on"):
+                backup.restore(path, force=True)
+        os.remove(tmp_path / "new" / "instance" / "control.sock")
         digest = hashlib.sha256(live.read_bytes()).hexdigest()
         with pytest.raises(Conflict, match=r"already holds rows: sslm_lease \(1 rows\)") as refused:
             backup.restore(path)

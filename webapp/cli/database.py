@@ -30,6 +30,12 @@ def db_copy(url: str, force: bool, batch: int) -> None:
         click.echo(f"  {table.name}: {table.rows} rows, sha256 {table.checksum[:16]}")
     click.echo(f"Copied {result.rows} rows into {result.target}; every table's row count and "
                "checksum match the source.")
+    # start-up: each command loads what it needs when it runs
+    from ..services.backup import service_running
+    running = service_running()
+    if running:
+        click.echo(f"warning: the database was in use while it was copied ({running}): rows "
+                   "written after the copy began are not in it.", err=True)
     for line in dbcopy.switch_instructions(result):
         click.echo(line)
 
