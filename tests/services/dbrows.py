@@ -66,6 +66,7 @@ def seed_every_kind(app) -> dict:
                                certificate_id=certs[0].id, ok=True, attempts=1))
         s.add(Lease(name="notify-scan", holder="node-a", until=None, last_run_at=now))
         s.add(Setting(key="reminder_days", value=[30, 14, 7]))
+        s.add(Setting(key="webhook_allow", value=None))  # JSON null in a NOT NULL column
         s.add(DnsRecord(zone="acme.tech.test", name="x.acme.tech.test", value="txt-value", certificate_id=certs[1].id))
         s.add(CnameLabel(domain="c0.test", zone="acme.tech.test", label="abc123"))
         s.commit()

@@ -40,7 +40,7 @@ def test_sqlite_to_postgresql_and_back_after_a_key_rotation(tmp_path, pg_databas
 
     result = _copy(source, pg_database)
     assert {t.name for t in result.tables} == {t.name for t in Base.metadata.sorted_tables}
-    assert result.rows >= 16 and all(len(t.checksum) == 64 for t in result.tables)
+    assert result.rows >= 17 and all(len(t.checksum) == 64 for t in result.tables)
     assert _raw_secrets(pg_database) == _raw_secrets(source_url)  # ciphertext, not re-encrypted
 
     on_pg = make_app(tmp_path / "b", SSLMANAGER_DATABASE_URL=pg_database, SSLMANAGER_ENCRYPTION_KEY=key)
@@ -82,9 +82,10 @@ def test_a_target_holding_rows_is_refused_unless_forced(tmp_path, pg_database):
         assert conn.execute(sa.text("select key from sslm_setting")).scalars().all() == ["theirs"]
     result = _copy(source, pg_database, force=True)
     with engine.connect() as conn:
-        assert conn.execute(sa.text("select key from sslm_setting")).scalars().all() == ["reminder_days"]
+        assert conn.execute(sa.text("select key from sslm_setting order by key")).scalars().all() == \
+            ["reminder_days", "webhook_allow"]
     engine.dispose()
-    assert result.rows == 16
+    assert result.rows == 17
 
 
 def test_copy_to_the_database_in_use_is_refused(tmp_path):

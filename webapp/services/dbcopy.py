@@ -51,18 +51,19 @@ def raw_tables() -> list[sa.Table]:
     meta = sa.MetaData()
     tables = []
     for table in Base.metadata.sorted_tables:
-        columns = [sa.Column(c.name, _raw_type(c.type), primary_key=c.primary_key, autoincrement=False)
+        columns = [sa.Column(c.name, _raw_type(c), primary_key=c.primary_key, autoincrement=False)
                    for c in table.columns]
         tables.append(sa.Table(table.name, meta, *columns))
     return tables
 
 
-def _raw_type(type_: sa.types.TypeEngine) -> sa.types.TypeEngine:
-    if isinstance(type_, Encrypted):
+def _raw_type(column: sa.Column) -> sa.types.TypeEngine:
+    if isinstance(column.type, Encrypted):
         return sa.Text()
-    if isinstance(type_, sa.JSON):
-        return sa.JSON(none_as_null=True)  # SQL NULL stays NULL (not the JSON text null)
-    return type_
+    if isinstance(column.type, sa.JSON) and column.nullable:
+        # SQL NULL stays NULL (not the JSON text `null`); a NOT NULL column keeps JSON `null`
+        return sa.JSON(none_as_null=True)
+    return column.type
 
 
 def open_engine(url: str) -> sa.engine.Engine:
