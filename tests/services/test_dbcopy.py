@@ -105,8 +105,9 @@ def test_the_command_prints_the_tables_and_how_to_switch(tmp_path):
     assert "encryption.key" in result.output
     again = app.test_cli_runner().invoke(args=["sslmanager", "db", "copy", "--to", f"sqlite:///{target}"])
     assert again.exit_code == 1 and "not empty" in again.output and "--force" in again.output
-    bad = app.test_cli_runner().invoke(args=["sslmanager", "db", "copy", "--to", "nonsense://x"])
-    assert bad.exit_code == 1 and "--to" in bad.output
+    bad = app.test_cli_runner().invoke(args=["sslmanager", "db", "copy", "--to", "nonsense://u:pw-secret@x/db"])
+    assert bad.exit_code == 1 and "--to" in bad.output and "no driver 'nonsense'" in bad.output
+    assert "pw-secret" not in bad.output
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

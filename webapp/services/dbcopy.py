@@ -70,13 +70,17 @@ def open_engine(url: str) -> sa.engine.Engine:
     """An engine on another database; a new SQLite file is made private (0600) first, as the
     app's own is. Foreign keys stay off on it: rows go in parents first, and a --force clear
     deletes children first."""
+    hint = ("Give e.g. postgresql+psycopg://user:password@host/dbname or "
+            "sqlite:////absolute/path/sslmanager.db.")
     try:
         parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:  # not echoed: it may hold a password
+        raise ConfigError("--to: not a database URL.", hint=hint) from None
+    try:
         engine = sa.create_engine(parsed)
-    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
-        raise ConfigError(f"--to: {url!r} is not a database URL SSL Manager can use ({exc}).",
-                          hint="Give e.g. postgresql+psycopg://user:password@host/dbname or "
-                               "sqlite:////absolute/path/sslmanager.db.") from None
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError):
+        raise ConfigError(f"--to: {shown(parsed)} is not a database URL SSL Manager can use "
+                          f"(no driver {parsed.drivername!r}).", hint=hint) from None
     if engine.dialect.name == "sqlite" and parsed.database:
         instance.private_sqlite_file(parsed.database)
     return engine
