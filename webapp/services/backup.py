@@ -260,6 +260,12 @@ def restore(path: str, *, force: bool = False) -> RestoreResult:
         raise Conflict(f"{path} is a {kind} snapshot but this instance uses {engine.dialect.name}.",
                        hint="Restore it on an instance of the same kind, then move it over with "
                             "`sslmanager db copy --to URL`.")
+    state = current_app.extensions["sslmanager"]
+    if kind == "sqlite" and not state.standalone and not current_app.config.get("SSLMANAGER_DATABASE_URL"):
+        # the file is the host panel's database too: replacing it would replace the panel's rows
+        raise Conflict("SSL Manager shares the host panel's SQLite database here: restoring a "
+                       "whole-file snapshot would overwrite the panel's own tables.",
+                       hint="Restore the file with the panel's own backup procedure.")
     if kind == "sqlite":
         revision, samples, total = _sqlite_contents(path)
     else:
