@@ -32,22 +32,25 @@ def head_revision() -> str:
     return ScriptDirectory.from_config(_alembic_config()).get_current_head() or ""
 
 
-def current_revision() -> str:
-    """The migration the database is at ("" when it has none)."""
+def current_revision(engine=None) -> str:
+    """The migration the database (or `engine`'s) is at ("" when it has none)."""
     # start-up: Alembic loads only when a revision is compared (see above)
     from alembic.runtime.migration import MigrationContext
-    engine = current_app.extensions["sslmanager"].engine
+    engine = engine if engine is not None else current_app.extensions["sslmanager"].engine
     with engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"version_table": "sslm_alembic_version"})
         return ctx.get_current_revision() or ""
 
 
-def upgrade(revision: str = "head") -> None:
-    """Apply migrations up to `revision`."""
+def upgrade(revision: str = "head", engine=None) -> None:
+    """Apply migrations up to `revision`, on the app's database or on `engine` (the target of
+    `db copy`)."""
     # start-up: Alembic loads only when a revision is compared (see above)
     from alembic import command
     cfg = _alembic_config()
-    with current_app.extensions["sslmanager"].engine.connect() as conn:
+    ours = engine is None
+    engine = engine if engine is not None else current_app.extensions["sslmanager"].engine
+    with engine.connect() as conn:
         sqlite = conn.dialect.name == "sqlite"
         if sqlite:
             # SQLite alters a table by copying it and dropping the old one; with foreign keys
@@ -63,7 +66,8 @@ def upgrade(revision: str = "head") -> None:
             if sqlite:  # back on before the connection returns to the pool
                 conn.exec_driver_sql("PRAGMA foreign_keys=ON")
                 conn.commit()
-    current_app.extensions["sslmanager"].schema_current = current_revision() == head_revision()
+    if ours:
+        current_app.extensions["sslmanager"].schema_current = current_revision() == head_revision()
 
 
 def revision(message: str) -> None:

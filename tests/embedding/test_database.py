@@ -119,3 +119,15 @@ def _profile_with_channel():
     s.add(profile)
     s.commit()
     return profile, _channel("ops", profile.id)
+
+
+def test_a_restore_never_replaces_the_host_panels_shared_sqlite_file(host, tmp_path):
+    import hashlib
+
+    from webapp.services import backup
+    with host.app_context():
+        snapshot = backup.backup(str(tmp_path / "snap.sqlite3")).path
+        before = hashlib.sha256((tmp_path / "panel.db").read_bytes()).hexdigest()
+        with pytest.raises(Conflict, match="shares the host panel's SQLite database"):
+            backup.restore(snapshot, force=True)
+    assert hashlib.sha256((tmp_path / "panel.db").read_bytes()).hexdigest() == before

@@ -61,7 +61,7 @@ def enable_admin(username: str) -> None:
     click.echo(f"Admin {username!r} enabled.")
 
 
-@click.group("db", help="Database schema migrations.")
+@click.group("db", help="Database schema migrations, and copying the database elsewhere.")
 def db_group() -> None:
     pass
 
@@ -213,14 +213,15 @@ def register_cli(app) -> None:
 
 
 def _load_subcommands() -> None:
-    from . import ca, cert, notify, renew, zone  # noqa: F401  (each registers its commands)
+    from . import ca, cert, database, notify, renew, zone  # noqa: F401  (each registers its commands)
     for cmd in commands:
         _guard_schema(cmd)
 
 
 # Commands that take care of the schema themselves, and set-up commands that bring a new
-# instance's database up to date before they run; every other one says what to run.
-SCHEMA_FREE = {"db", "run"}
+# instance's database up to date before they run; every other one says what to run. A backup
+# of an older schema is what one wants before an upgrade; a restore fills an empty database.
+SCHEMA_FREE = {"db", "run", "backup", "restore"}
 UPGRADES_FIRST = {"create-admin"}
 
 
