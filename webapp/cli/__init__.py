@@ -61,25 +61,6 @@ def enable_admin(username: str) -> None:
     click.echo(f"Admin {username!r} enabled.")
 
 
-@click.group("db", help="Database schema migrations, and copying the database elsewhere.")
-def db_group() -> None:
-    pass
-
-
-@db_group.command("upgrade", help="Apply every pending migration (safe to run again).")
-@with_appcontext
-def db_upgrade() -> None:
-    db.upgrade()
-    click.echo(f"Database at revision {db.current_revision()}.")
-
-
-@db_group.command("current", help="Show the database's revision and the newest one shipped.")
-@with_appcontext
-def db_current() -> None:
-    click.echo(f"database: {db.current_revision() or '(empty)'}; newest: {db.head_revision()}")
-
-
-commands.append(db_group)
 
 
 @command("rotate-encryption-key", help="Re-encrypt every stored secret under a new data key. "

@@ -1,12 +1,35 @@
-"""`sslmanager db copy`, `sslmanager backup` and `sslmanager restore`: moving and keeping the
-database (the work is in services.dbcopy and services.backup)."""
+"""`sslmanager db ...` (upgrade, current, copy), `sslmanager backup` and `sslmanager restore`:
+the schema, and moving and keeping the database (the work is in db, services.dbcopy and
+services.backup)."""
 from __future__ import annotations
 
 import click
 from flask.cli import with_appcontext
 
+from .. import db
 from ..errors import SSLManagerError
-from . import command, db_group, fail
+from .base import command, commands, fail
+
+
+@click.group("db", help="Database schema migrations, and copying the database elsewhere.")
+def db_group() -> None:
+    pass
+
+
+@db_group.command("upgrade", help="Apply every pending migration (safe to run again).")
+@with_appcontext
+def db_upgrade() -> None:
+    db.upgrade()
+    click.echo(f"Database at revision {db.current_revision()}.")
+
+
+@db_group.command("current", help="Show the database's revision and the newest one shipped.")
+@with_appcontext
+def db_current() -> None:
+    click.echo(f"database: {db.current_revision() or '(empty)'}; newest: {db.head_revision()}")
+
+
+commands.append(db_group)
 
 
 @db_group.command("copy", help="Copy this database, as one consistent snapshot, into another "
