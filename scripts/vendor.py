@@ -1,6 +1,7 @@
 """Copy the pinned front-end files (package.json) from node_modules into webapp/static/vendor,
 running `npm ci` first when they are missing, and derive Pico scoped under our root element.
-Used by ./dev and by the wheel build."""
+Used by ./dev and by the wheel build. `--test` also copies the test-only files (axe-core, a
+devDependency the app never serves) into tests/browser/vendor."""
 from __future__ import annotations
 
 import os
@@ -17,6 +18,10 @@ FILES = {  # node_modules path -> name served under static/vendor/
 # Pages rendered inside a host panel's layout use this one: every Pico rule applies under
 # .sslm only, so the host's body, nav and headings keep their looks. Pico's own
 # pico.conditional.css still styles :root, body, nav items and form controls page-wide.
+# Test-only (devDependencies): node_modules path -> name under tests/browser/vendor/, never
+# under static/, so neither the app nor the wheel carries them.
+TEST_FILES = {"axe-core/axe.min.js": "axe.min.js"}
+TEST_TARGET = os.path.join(ROOT, "tests", "browser", "vendor")
 SCOPED = {"pico.min.css": ("pico.scoped.min.css", ".sslm")}
 
 # A selector that names the document root (or body) becomes the scope root itself.
@@ -29,11 +34,7 @@ def vendor(force: bool = False) -> None:
     wanted = [*FILES.values(), *(name for name, _ in SCOPED.values())]
     if not force and all(os.path.exists(os.path.join(target, n)) for n in wanted):
         return
-    modules = os.path.join(ROOT, "node_modules")
-    if not all(os.path.exists(os.path.join(modules, p)) for p in FILES):
-        if shutil.which("npm") is None:
-            sys.exit("npm is needed to fetch htmx and Pico CSS (Debian: apt-get install npm).")
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--silent"], cwd=ROOT, check=True)
+    modules = _node_modules(FILES)
     os.makedirs(target, exist_ok=True)
     for path, name in FILES.items():
         shutil.copyfile(os.path.join(modules, path), os.path.join(target, name))
@@ -42,6 +43,27 @@ def vendor(force: bool = False) -> None:
             css = fh.read()
         with open(os.path.join(target, name), "w", encoding="utf-8") as fh:
             fh.write(scope_css(css, root))
+
+
+def vendor_test(force: bool = False) -> str:
+    """Copy the test-only files into tests/browser/vendor; returns that folder."""
+    if force or not all(os.path.exists(os.path.join(TEST_TARGET, n)) for n in TEST_FILES.values()):
+        modules = _node_modules(TEST_FILES)
+        os.makedirs(TEST_TARGET, exist_ok=True)
+        for path, name in TEST_FILES.items():
+            shutil.copyfile(os.path.join(modules, path), os.path.join(TEST_TARGET, name))
+    return TEST_TARGET
+
+
+def _node_modules(files: dict[str, str]) -> str:
+    """node_modules, after `npm ci` when any of `files` is missing from it (package-lock.json
+    moved on, or a fresh checkout)."""
+    modules = os.path.join(ROOT, "node_modules")
+    if not all(os.path.exists(os.path.join(modules, p)) for p in files):
+        if shutil.which("npm") is None:
+            sys.exit("npm is needed to fetch the pinned front-end files (Debian: apt-get install npm).")
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--silent"], cwd=ROOT, check=True)
+    return modules
 
 
 def scope_css(css: str, root: str) -> str:
@@ -141,3 +163,5 @@ def _block_end(css: str, open_at: int) -> int:
 
 if __name__ == "__main__":
     vendor(force="--force" in sys.argv)
+    if "--test" in sys.argv:
+        vendor_test(force="--force" in sys.argv)

@@ -3,6 +3,7 @@ with its in-process scheduler, against the real lab (Pebble, BIND, Unbound); Deb
 driven by Playwright. Every page watches for CSP violations and script errors."""
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import threading
@@ -141,6 +142,38 @@ def new_page(browser, live_server, console):
 @pytest.fixture
 def page(new_page):
     return new_page()
+
+
+# axe-core's impacts that fail a test; "minor" and "moderate" ones are left to review.
+AXE_FAILING = ("serious", "critical")
+
+
+@functools.cache
+def axe_source() -> str:
+    """axe.min.js, pinned in package.json's devDependencies (copied by scripts/vendor.py --test)."""
+    import importlib
+    import sys
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        folder = importlib.import_module("vendor").vendor_test()
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    return (Path(folder) / "axe.min.js").read_text(encoding="utf-8")
+
+
+def assert_accessible(page, label: str) -> None:
+    """Run axe-core over the page as it is now; fail on any serious or critical violation.
+    page.evaluate goes through the DevTools protocol, so the CSP (no inline scripts) allows it."""
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.evaluate(axe_source())
+    violations = page.evaluate("axe.run(document, {resultTypes: ['violations']}).then(r => r.violations)")
+    bad = [v for v in violations if v["impact"] in AXE_FAILING]
+    lines = []
+    for v in bad:
+        targets = ", ".join(" ".join(map(str, node["target"])) for node in v["nodes"][:3])
+        more = f" (+{len(v['nodes']) - 3} more)" if len(v["nodes"]) > 3 else ""
+        lines.append(f"  [{v['impact']}] {v['id']}: {v['help']} at {targets}{more}")
+    assert not bad, f"axe-core, {label} ({page.url}):\n" + "\n".join(lines)
 
 
 def sign_in(page) -> None:

@@ -11,7 +11,7 @@ import pytest
 from cryptography import x509
 from playwright.sync_api import expect
 
-from tests.browser.conftest import PHONE, screenshot, sign_in
+from tests.browser.conftest import PHONE, assert_accessible, screenshot, sign_in
 from tests.conftest import add_lab_profile
 from tests.lab.servers import TECH_ZONE
 
@@ -59,7 +59,9 @@ def test_admin_journey_from_ca_profile_to_an_active_wildcard_certificate(page, n
     # -- sign in ----------------------------------------------------------------------------
     page.goto("/login")
     screenshot(page, "login")
+    assert_accessible(page, "sign-in page")
     sign_in(page)
+    assert_accessible(page, "dashboard, before")
     active_before = status_count(page, "active")
 
     # -- a CA profile for Pebble, Save and Test ----------------------------------------------
@@ -91,6 +93,7 @@ def test_admin_journey_from_ca_profile_to_an_active_wildcard_certificate(page, n
     expect(dialog.get_by_text(re.compile(r"/my-account/"))).to_be_visible()  # the ACME account
     dialog.evaluate("d => { d.scrollTop = 0; d.querySelectorAll('article').forEach(a => a.scrollTop = 0); }")
     screenshot(page, "ca-save-and-test", full_page=False)
+    assert_accessible(page, "CA edit with the Save and Test dialog open")
     page.keyboard.press("Escape")
     expect(dialog).to_be_hidden()
     expect(save_and_test).to_be_focused()  # back where the keyboard user was
@@ -100,6 +103,7 @@ def test_admin_journey_from_ca_profile_to_an_active_wildcard_certificate(page, n
     row = page.get_by_role("row").filter(has_text="Pebble lab")
     expect(row.get_by_text("API is available")).to_be_visible()
     screenshot(page, "ca-list")
+    assert_accessible(page, "CA list")
 
     # -- a certificate for customer.test and *.customer.test ---------------------------------
     nav(page, "Certificates")
@@ -107,6 +111,7 @@ def test_admin_journey_from_ca_profile_to_an_active_wildcard_certificate(page, n
     page.get_by_label("Domains").fill("customer.test\n*.customer.test")
     page.get_by_label("CA profile").select_option(label="Pebble lab (wildcards allowed)")
     screenshot(page, "certificate-new")
+    assert_accessible(page, "certificate create")
     page.get_by_role("button", name="Create and request").click()
 
     expect(page.get_by_role("heading", name="customer.test", level=1)).to_be_visible()
@@ -119,6 +124,7 @@ def test_admin_journey_from_ca_profile_to_an_active_wildcard_certificate(page, n
     assert name == "_acme-challenge.customer.test" and target.endswith("." + TECH_ZONE)
     expect(page.locator("#cname-checks")).to_contain_text("_acme-challenge.customer.test")
     screenshot(page, "certificate-cname")
+    assert_accessible(page, "Pending certificate, CNAME instructions")
     detail_url = page.url
 
     # -- the domain owner creates the CNAME; the status moves to Active by itself -------------
@@ -131,6 +137,7 @@ def test_admin_journey_from_ca_profile_to_an_active_wildcard_certificate(page, n
     expect(page.locator("#cert-step")).to_contain_text("Issued and valid until")
     expect(page.get_by_role("heading", name="Downloads")).to_be_visible()
     screenshot(page, "certificate-active")
+    assert_accessible(page, "Active certificate")
 
     # -- download the full chain: it parses, and it is for both names ------------------------
     with page.expect_download() as info:
@@ -150,6 +157,15 @@ def test_admin_journey_from_ca_profile_to_an_active_wildcard_certificate(page, n
     expect(page.locator("#scheduler")).to_contain_text("Last run:")
     expect(page.locator("#scheduler")).not_to_contain_text("never")
     screenshot(page, "dashboard")
+    assert_accessible(page, "dashboard, after")
+
+    # -- the zone page and the notifications, as they stand now ------------------------------
+    nav(page, "DNS Manager")
+    expect(page.locator("main h1")).to_be_visible()
+    assert_accessible(page, "DNS Manager (zones)")
+    nav(page, "Notifications")
+    expect(page.locator("main h1")).to_be_visible()
+    assert_accessible(page, "notifications")
 
     # -- and the audit log tells the story ---------------------------------------------------
     nav(page, "Audit log")
@@ -158,6 +174,7 @@ def test_admin_journey_from_ca_profile_to_an_active_wildcard_certificate(page, n
                    "certificate created", "certificate issued"):
         expect(table.get_by_role("cell", name=action, exact=True).first).to_be_visible()
     screenshot(page, "audit-log")
+    assert_accessible(page, "audit log")
     page.get_by_label("Action").select_option("certificate issued")
     expect(table.get_by_role("row")).to_have_count(1)
     expect(page).to_have_url(re.compile(r"action=certificate(\+|%20)issued"))  # the filter is in the URL
@@ -176,6 +193,7 @@ def test_admin_journey_from_ca_profile_to_an_active_wildcard_certificate(page, n
         expect(phone.locator("main h1")).to_be_visible()
         screenshot(phone, shot)
         assert no_horizontal_scroll(phone), f"{path} scrolls sideways at 375 px"
+        assert_accessible(phone, f"{shot} at 375 px")
 
 
 def profile_edit_path(page, name: str) -> str:
@@ -245,3 +263,14 @@ def wait_until(page, predicate, timeout_ms: int = 2000) -> bool:
             return True
         page.wait_for_timeout(25)
     return predicate()
+
+
+def test_the_axe_audit_fails_on_a_serious_violation(page):
+    """The audit the journey relies on does run and does fail: a button without a name is
+    axe-core's "button-name", critical."""
+    sign_in(page)
+    assert_accessible(page, "dashboard")
+    page.evaluate("""document.querySelector("main").insertAdjacentHTML("beforeend", '<button id="nameless"></button>')""")
+    with pytest.raises(AssertionError) as failed:
+        assert_accessible(page, "dashboard with a nameless button")
+    assert "[critical] button-name: Buttons must have discernible text at #nameless" in str(failed.value)
