@@ -1,7 +1,9 @@
 """An admin's journey in a real browser, click by click, asserting what the user sees: sign in,
 create and Save and Test a CA profile for Pebble, request a certificate for customer.test and
 *.customer.test, watch it go Active by itself once the CNAME exists, download the full chain,
-find it on the dashboard. Then the failure journeys, the phone width, and the keyboard."""
+find it on the dashboard, with an axe-core audit of each page state. Then the failure journeys,
+the phone width, and the keyboard (test_journey_variants.py runs the first half at 375 px and
+by keyboard only)."""
 from __future__ import annotations
 
 import re
@@ -270,7 +272,8 @@ def test_the_axe_audit_fails_on_a_serious_violation(page):
     axe-core's "button-name", critical."""
     sign_in(page)
     assert_accessible(page, "dashboard")
-    page.evaluate("""document.querySelector("main").insertAdjacentHTML("beforeend", '<button id="nameless"></button>')""")
+    page.evaluate("""document.querySelector("main")
+                     .insertAdjacentHTML("beforeend", '<button id="nameless"></button>')""")
     with pytest.raises(AssertionError) as failed:
         assert_accessible(page, "dashboard with a nameless button")
     assert "[critical] button-name: Buttons must have discernible text at #nameless" in str(failed.value)
