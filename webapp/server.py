@@ -75,7 +75,10 @@ def _stop(server: Any, running: bool) -> None:
                 pass
         done.set()
     if running:
-        server.trigger.pull_trigger(close_all)
+        try:
+            server.trigger.pull_trigger(close_all)
+        except OSError:  # the loop already closed its trigger (it stopped): close from here
+            running = False
     if not done.wait(5 if running else 0):
         close_all()
     server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
