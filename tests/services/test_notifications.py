@@ -464,13 +464,13 @@ def test_issuance_notifies_even_when_one_channel_is_down(lab_app, cnames):
 
 
 def test_a_failed_renewal_notifies_with_the_error(lab_app, lab_bind, cnames):
-    from tests.services.test_renewals import issued
+    from tests.services.test_renewals import ca_unreachable, issued
     from webapp.services import certificates
     receiver = Receiver()
     with http_server(receiver) as base, lab_app.app_context():
         cert = issued("other.test", cnames)
         webhook_channel(base + "/hook")
-        lab_bind.clear("_acme-challenge.other.test")  # the delegation is gone: validation fails
+        ca_unreachable()
         assert pipeline.renew(cert.id, reason="test") == "active"
         cert = certificates.get(cert.id)
     (headers, body), = receiver.requests
