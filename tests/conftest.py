@@ -54,6 +54,19 @@ def app(tmp_path):
     yield app
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_db_app(request, tmp_path):
+    """An app on SQLite, then on a fresh PostgreSQL database: a test that must hold on both."""
+    config = {}
+    if request.param == "postgresql":
+        config["SSLMANAGER_DATABASE_URL"] = request.getfixturevalue("pg_database")
+    app = make_app(tmp_path, **config)
+    yield app
+    with app.app_context():
+        db.session().remove()
+        app.extensions["sslmanager"].engine.dispose()
+
+
 @pytest.fixture
 def client(app):
     return app.test_client()

@@ -1,24 +1,11 @@
 """Models and migrations on SQLite and on real PostgreSQL."""
 from __future__ import annotations
 
-import pytest
 import sqlalchemy as sa
 
 from tests.conftest import make_app
 from webapp import db
 from webapp.models import Base, CAProfile
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def any_db_app(request, tmp_path):
-    config = {}
-    if request.param == "postgresql":
-        config["SSLMANAGER_DATABASE_URL"] = request.getfixturevalue("pg_database")
-    app = make_app(tmp_path, **config)
-    yield app
-    with app.app_context():
-        db.session().remove()
-        app.extensions["sslmanager"].engine.dispose()
 
 
 def test_migrations_reach_head_and_match_the_models(any_db_app):

@@ -110,22 +110,10 @@ def test_the_command_prints_the_tables_and_how_to_switch(tmp_path):
     assert "pw-secret" not in bad.output
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def any_app(request, tmp_path):
-    config = {}
-    if request.param == "postgresql":
-        config["SSLMANAGER_DATABASE_URL"] = request.getfixturevalue("pg_database")
-    app = make_app(tmp_path, **config)
-    yield app
-    with app.app_context():
-        db.session().remove()
-        app.extensions["sslmanager"].engine.dispose()
-
-
-def test_the_copy_reads_one_snapshot_while_others_write(any_app):
+def test_the_copy_reads_one_snapshot_while_others_write(any_db_app):
     """Rows committed by another connection after the snapshot's first read are not in it."""
-    with any_app.app_context():
-        engine = any_app.extensions["sslmanager"].engine
+    with any_db_app.app_context():
+        engine = any_db_app.extensions["sslmanager"].engine
         settings = next(t for t in dbcopy.raw_tables() if t.name == "sslm_setting")
         with dbcopy.snapshot(engine) as conn:
             assert conn.execute(sa.select(sa.func.count()).select_from(settings)).scalar() == 0
