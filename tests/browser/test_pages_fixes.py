@@ -8,7 +8,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import screenshot, sign_in
+from tests.browser.conftest import assert_accessible, screenshot, sign_in
 from tests.conftest import add_lab_profile
 from tests.lab.servers import TECH_ZONE
 from webapp import db
@@ -263,6 +263,34 @@ def test_skip_link_warning_contrast_and_favicon(new_page, live_server):
     assert resp.ok and resp.headers["content-type"].startswith("image/svg+xml")
     page.goto("/login")  # the sign-in page has it too
     assert page.locator("link[rel=icon]").count() == 1
+
+
+def test_forms_with_errors_pass_axe_and_the_contrast_it_leaves_for_review(new_page, live_server, lab_pebble):
+    """axe leaves the contrast of invalid fields "for review" (Pico draws an icon as their
+    background image; empty fields have no text): assert_accessible reviews them, and fails
+    when one is too faint."""
+    with live_server.app.app_context():
+        add_lab_profile(lab_pebble, name="Errors CA", allow_wildcard="")
+        db.session().remove()
+    page = new_page(WIDE)
+    sign_in(page)
+    page.goto("/certificates/new")
+    page.get_by_label("Domains").fill("*.other.test")
+    page.get_by_label("CA profile").select_option(label="Errors CA (never tested)")
+    page.get_by_role("button", name="Create and request").click()
+    expect(page.get_by_label("Domains")).to_have_attribute("aria-invalid", "true")
+    assert_accessible(page, "certificate form with an error")
+
+    page.goto("/ca/new")
+    page.locator("form#ca-form, main form").last.evaluate("f => f.noValidate = true")  # the server's errors
+    page.get_by_role("button", name="Save", exact=True).click()  # every required field empty
+    expect(page.get_by_label("Name")).to_have_attribute("aria-invalid", "true")
+    assert_accessible(page, "CA profile form with errors")
+
+    page.get_by_label("Name").evaluate("el => { el.value = 'x'; el.style.transition = 'none'; el.style.color = '#bbbbbb'; }")
+    with pytest.raises(AssertionError) as failed:
+        assert_accessible(page, "a faint invalid field")
+    assert "contrast axe left for review" in str(failed.value) and "#f-name" in str(failed.value)
 
 
 def test_the_ca_profile_list_fits_at_1366_with_its_actions_in_a_menu(new_page, live_server, lab_pebble):
