@@ -255,11 +255,12 @@ class Decision:
     retry_within: timedelta | None = None  # try again no later than this (the rules may change)
 
 
-def decide(cert: Certificate, exc: SSLManagerError, *, attempts_exhausted: bool = False) -> Decision:
+def decide(cert: Certificate, exc: SSLManagerError, *, attempts_exhausted: bool = False,
+           now: datetime | None = None) -> Decision:
     """After a failed attempt: record the profile's health, then fail over when the rules say so
     (the certificate's attempt_profile_id, failover_reason, timeline and audit set here; the
     caller commits and notifies). Nothing happens to a certificate without fallbacks."""
-    now = utcnow()
+    now = now or utcnow()
     current = attempt_profile(cert)
     record(current, exc, now)
     if isinstance(exc, AcmeRateLimited) and exc.retry_after:

@@ -193,7 +193,7 @@ def handle_failure(cert: Certificate, exc: SSLManagerError) -> None:
     retry_after = getattr(exc, "retry_after", None) or 0
     transient = _transient(exc)
     decision = failover.decide(cert, exc, attempts_exhausted=transient and (
-        cert.attempts >= current_app.config["SSLMANAGER_MAX_ATTEMPTS"]))
+        cert.attempts >= current_app.config["SSLMANAGER_MAX_ATTEMPTS"]), now=now)
     delay = timedelta(seconds=max(backoff, retry_after))
     if decision.retry_within is not None:  # the CA may count as down by then: look again in time
         delay = min(delay, decision.retry_within)
