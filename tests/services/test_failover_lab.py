@@ -1,6 +1,7 @@
 """CA failover end to end against two real Pebbles: the primary stops, the renewal comes from
 the fallback (a chain that verifies against the fallback's root, ARI asked of the fallback, a
-notification sent); the primary starts again, and the next renewal is the primary's."""
+notification sent); the primary starts again, and the next renewal is the primary's. A first
+issuance fails over too, and its revocation goes to the CA that issued it."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -94,3 +95,34 @@ def test_a_renewal_fails_over_while_the_primary_is_down_and_returns_to_it_after(
         assert version.number == 3 and version.profile_id == primary.id and version.failover_reason == ""
         assert_verifies(cert, primary_ca, tmp_path)
         assert ca_profiles.get(primary.id).unreachable_since is None
+
+
+def test_a_first_issuance_fails_over_and_revocation_goes_to_the_ca_that_issued_it(
+        app, lab_bind, lab_unbound, pebble_factory, cnames, names, tmp_path):
+    app.config.update(SSLMANAGER_DNS_RESOLVERS=[f"127.0.0.1:{lab_unbound.port}"],
+                      SSLMANAGER_FAILOVER_UNREACHABLE=0)
+    primary_ca, fallback_ca = pebble_factory(), pebble_factory()
+    with app.app_context():
+        add_lab_zone(lab_bind)
+        primary = add_lab_profile(primary_ca, name="Primary")
+        fallback = add_lab_profile(fallback_ca, name="Fallback")
+        assert ca_profiles.test(primary).ok and ca_profiles.test(fallback).ok
+        ca_profiles.update(primary, {**_fields(primary), "fallback_1": str(fallback.id)})  # the default
+        primary_ca.halt()
+        cert = certificates.request(certificates.create({"profile_id": primary.id,
+                                                         "domains": names("customer.test")}))
+        cnames(cert)
+        assert pipeline.process(cert.id) == "processing"  # the primary's attempt failed: failed over
+        assert certificates.get(cert.id).attempt_profile_id == fallback.id
+        assert pipeline.process(cert.id) == "active", certificates.get(cert.id).last_error
+        cert = certificates.get(cert.id)
+        assert certificates.current_version(cert).profile_id == fallback.id
+        assert_verifies(cert, fallback_ca, tmp_path)
+        certificates.revoke(cert, 4)  # the primary is still down: only the fallback can revoke it
+        assert certificates.get(cert.id).status == "revoked"
+
+
+def _fields(profile) -> dict:
+    return {"name": profile.name, "directory_url": profile.directory_url, "ca_bundle": profile.ca_bundle,
+            "email": profile.email, "dns_zone": profile.dns_zone, "allow_wildcard": "1",
+            "dns_ttl": "30", "api_timeout": "10"}
