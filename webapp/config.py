@@ -107,6 +107,13 @@ DEFAULTS: dict[str, Any] = {
     "SSLMANAGER_ISSUANCE_TIMEOUT": 300,
     # Transient failures (network, 5xx, DNS provider) retried this many times before Failed.
     "SSLMANAGER_MAX_ATTEMPTS": 5,
+    # CA failover (a certificate's or its profile's fallback list; services/failover.py): seconds
+    # a CA profile's directory must have been unreachable before its certificates fail over (only
+    # within the last third of their lifetime; a first issuance also fails over once its attempts
+    # run out). 0: at the first unreachable attempt.
+    "SSLMANAGER_FAILOVER_UNREACHABLE": 3600,
+    # ...and how many serverInternal answers in a row (from any certificate) mean it cannot issue.
+    "SSLMANAGER_FAILOVER_SERVER_ERRORS": 3,
     # Seconds between scheduler looks at Pending certificates' CNAMEs.
     "SSLMANAGER_CNAME_POLL_INTERVAL": 60,
     # ACME Renewal Information (RFC 9773): seconds between polls of a certificate's renewalInfo.

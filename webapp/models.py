@@ -159,8 +159,31 @@ class CAProfile(Base):
     renew_days_before: Mapped[int | None] = mapped_column(Integer)
     # The CA said rateLimited: no new order for this profile before this time (kept across restarts).
     rate_limited_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Health as issuance saw it, for CA failover (services/failover.py): cheap counters that any
+    # certificate's attempt updates and any success (issuance, ARI, Save and Test) clears.
+    unreachable_since: Mapped[datetime | None] = mapped_column(UTCDateTime)   # first failure of a streak
+    unreachable_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # its latest failure
+    server_errors: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # serverInternal in a row
+    account_refused: Mapped[str] = mapped_column(Text, default="", server_default="")  # the CA's words
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    def healthy_again(self) -> None:
+        """The CA answered and did its part: forget the failures failover counts."""
+        self.unreachable_since = self.unreachable_seen_at = None
+        self.server_errors, self.account_refused = 0, ""
+
+
+class CAFallback(Base):
+    """One entry of an ordered fallback list: a certificate's own (certificate_id) or a CA
+    profile's default for its certificates (owner_profile_id). Exactly one owner is set."""
+
+    __tablename__ = "sslm_ca_fallback"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    certificate_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    owner_profile_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    fallback_id: Mapped[int] = mapped_column(ForeignKey("sslm_ca_profile.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer, default=1)
 
 
 class AuditEvent(Base):
@@ -260,6 +283,10 @@ class Certificate(Base):
     deploy_last_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     deploy_last_ok: Mapped[bool | None] = mapped_column(Boolean)
     deploy_last_message: Mapped[str] = mapped_column(Text, default="")
+    # CA failover: the profile the attempt in flight uses when it is not profile_id (a fallback),
+    # and why it failed over. Cleared when a version is issued: the next renewal tries the primary.
+    attempt_profile_id: Mapped[int | None] = mapped_column(Integer)
+    failover_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -289,6 +316,10 @@ class CertificateVersion(Base):
     not_after: Mapped[datetime] = mapped_column(UTCDateTime)
     order_url: Mapped[str] = mapped_column(String(500), default="")
     account_url: Mapped[str] = mapped_column(String(500), default="")
+    # The CA profile that issued it (None: before failover existed, the certificate's own), and
+    # why it came from a fallback ("" from the primary).
+    profile_id: Mapped[int | None] = mapped_column(Integer)
+    failover_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

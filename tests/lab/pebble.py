@@ -72,9 +72,18 @@ class Pebble(ManagedServer):
     def restart(self) -> None:
         """Stop and start again on the same ports with the same listener certificate: Pebble
         keeps nothing, so every account, order and certificate is forgotten (a CA reset)."""
+        self.halt()
+        self.resume()
+
+    def halt(self) -> None:
+        """Stop answering (a CA outage): the ports close until resume()."""
         proc, self.proc = self.proc, None
         if proc is not None:
             _terminate(proc, self.stop_signal)
+
+    def resume(self) -> None:
+        """Start again after halt(), on the same ports and listener certificate (a new CA state:
+        new roots, every account forgotten)."""
         self._spawn(self._argv, env={**os.environ, **self.env})
         self._wait_ready()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, redirect, render_template, request, url_for
 from ..errors import Conflict, NotFound, ValidationError
 from ..services import ca_profiles as service
+from ..services import failover
 from .common import htmx
 from .flashes import flash
 
@@ -33,6 +34,9 @@ def _form_context(profile, values=None, errors=None):
         "ttl_min": service.TTL_MIN, "ttl_max": service.TTL_MAX,
         "timeout_min": service.TIMEOUT_MIN, "timeout_max": service.TIMEOUT_MAX,
         "description_max": service.DESCRIPTION_MAX,
+        "all_profiles": service.all_profiles(), "health": failover.health_line(profile),
+        "fallback_selected": ([values.get(f"fallback_{i}", "") for i in (1, 2, 3)] if values
+                              else [p.id for p in failover.profile_fallbacks(profile)]),
     }
 
 

@@ -10,7 +10,7 @@ from werkzeug.exceptions import NotFound as HTTPNotFound
 from .. import db
 from ..crypto import KEY_TYPES, cert_info
 from ..errors import NotFound, SSLManagerError, ValidationError
-from ..services import audit, ca_profiles, certificates as service, delegation, domains, pipeline, tags
+from ..services import audit, ca_profiles, certificates as service, delegation, domains, failover, pipeline, tags
 from ..services import deploy as deploys
 from ..services.inputs import page_number
 from .common import htmx
@@ -127,6 +127,7 @@ def new():
         except ValidationError as exc:
             errors = exc.errors
         else:
+            _flag_other_zones(cert)
             if values.get("create_cnames"):
                 for result in service.create_customer_cnames(cert):
                     flash(f"{result.name}: {result.message}", "info" if result.status in ("created", "present") else "error")
@@ -137,7 +138,31 @@ def new():
             return redirect(url_for(".detail", cert_id=cert.id))
     chosen = ca_profiles.preselected(profiles, values.get("profile_id"))
     return render_template(T + "new.html", profiles=profiles, chosen=chosen, offered=_offered(chosen),
-                           values=values, errors=errors), 422 if errors else 200
+                           values=values, errors=errors,
+                           fallback_selected=[values.get(f"fallback_{i}", "") for i in (1, 2, 3)]
+                           ), 422 if errors else 200
+
+
+def _flag_other_zones(cert) -> None:
+    """No surprise at failover: say which fallbacks would need other CNAMEs."""
+    for profile, records in service.fallback_instructions(cert):
+        flash(f"Fallback {profile.name} uses the technical zone {profile.dns_zone}: failing over to it "
+              f"needs {', '.join(r.name for r in records)} to point into that zone instead. Preflight "
+              "checks them.", "error")
+
+
+@bp.route("/<int:cert_id>/fallbacks", methods=["POST"])
+def fallbacks(cert_id: int):
+    """Change the certificate's own fallback list (all none: its CA profile's default)."""
+    cert = _cert(cert_id)
+    try:
+        chosen = service.set_fallbacks(cert, request.form.to_dict())
+    except ValidationError as exc:
+        db.session().rollback()
+        return _detail(_cert(cert_id), exc.errors, 422)
+    flash("Fallbacks saved: " + (", ".join(p.name for p in chosen) or "none") + ".", "info")
+    _flag_other_zones(cert)
+    return redirect(url_for(".detail", cert_id=cert_id))
 
 
 @bp.route("/acme-profiles")
@@ -182,6 +207,11 @@ def _detail(cert, errors: dict[str, str] | None = None, code: int = 200, templat
         reissue_profiles=reissue_profiles, done=done,
         reissue_chosen=ca_profiles.preselected(reissue_profiles, request.form.get("profile_id")),
         reasons=service.REVOCATION_REASONS, downloads=DOWNLOADS, errors=errors or {}, cert_tags=tags.of(cert.id),
+        fallbacks=failover.fallbacks(cert), own_fallbacks=failover.own_fallbacks(cert),
+        fallback_selected=([request.form.get(f"fallback_{i}", "") for i in (1, 2, 3)]
+                           if "fallback_1" in request.form else [p.id for p in failover.own_fallbacks(cert)]),
+        all_profiles=service.profiles_for_select(), attempt_profile=failover.attempt_profile(cert),
+        profile_names=service.profile_names(), other_zone=failover.other_zone,
         form=request.form if request.method == "POST" else {}), code
 
 

@@ -9,6 +9,7 @@ from flask.cli import with_appcontext
 
 from ..errors import SSLManagerError
 from ..services import ca_profiles as service
+from ..services import failover
 from .base import commands, fail
 
 
@@ -31,6 +32,8 @@ def _row(profile, counts) -> dict:
             "account_url": profile.account_url, "last_test_ok": profile.last_test_ok,
             "last_test_at": profile.last_test_at.isoformat() if profile.last_test_at else None,
             "last_test_message": profile.last_test_message,
+            "fallbacks": [p.name for p in failover.profile_fallbacks(profile)],
+            "health": failover.health_line(profile) or "ok",
             "certificates": counts.get(profile.id, 0)}
 
 
@@ -63,6 +66,9 @@ def _profile_options(fn):
         click.option("--ttl", "dns_ttl", type=str, help=f"DNS record TTL, {service.TTL_MIN}-{service.TTL_MAX} s (30-60 recommended)."),
         click.option("--timeout", "api_timeout", type=str, help=f"API timeout, {service.TIMEOUT_MIN}-{service.TIMEOUT_MAX} s."),
         click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False), help="PEM file to trust for the CA's TLS."),
+        click.option("--fallback", "fallbacks", multiple=True, metavar="NAME",
+                     help="Default fallback CA profile for this profile's certificates (repeat, in order)."),
+        click.option("--no-fallbacks", is_flag=True, help="Clear the default fallback list."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -79,6 +85,9 @@ def _values(profile, given: dict) -> dict:
     if given.pop("eab_hmac_stdin", False):
         # All of it: a key copied from a mail may be wrapped; validation joins the lines.
         given["eab_hmac"] = sys.stdin.read().strip()
+    fallbacks, clear = given.pop("fallbacks", ()), given.pop("no_fallbacks", False)
+    if fallbacks or clear:  # neither given: the list stays as it is
+        values["fallbacks"] = list(fallbacks)
     bundle = given.pop("ca_bundle", None)
     if bundle:
         with open(bundle) as fh:

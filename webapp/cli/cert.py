@@ -9,7 +9,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from ..errors import SSLManagerError
-from ..services import ca_profiles, certificates as service
+from ..services import ca_profiles, certificates as service, failover
 from .base import commands, fail
 
 
@@ -24,6 +24,8 @@ commands.append(cert)
 def _summary(c) -> dict:
     profile = ca_profiles.get(c.profile_id)
     return {"id": c.id, "domains": c.domains, "status": c.status, "ca": profile.name,
+            "fallbacks": [p.name for p in failover.fallbacks(c)],
+            "attempt_ca": failover.attempt_profile(c).name, "failover_reason": c.failover_reason,
             "key_type": c.key_type, "auto_renew": c.auto_renew,
             "not_after": c.not_after.isoformat() if c.not_after else None,
             "days_remaining": service.days_remaining(c), "serial": c.serial,
@@ -49,14 +51,16 @@ def _iso(when) -> str | None:
               "zones SSL Manager manages (DNS Manager); they are removed with the certificate.")
 @click.option("--tag", "tags", multiple=True, help="A tag (repeatable): lists filter on it, API tokens "
               "may be restricted to it (e.g. the server that serves the certificate).")
+@click.option("--fallback", "fallbacks", multiple=True, metavar="NAME",
+              help="A fallback CA profile (repeat, in order); none: the CA profile's default list.")
 @click.argument("domains", nargs=-1, required=True)
 @with_appcontext
-def add(ca_name, key_type, no_auto_renew, acme_profile, create_cnames, tags, domains) -> None:
+def add(ca_name, key_type, no_auto_renew, acme_profile, create_cnames, tags, fallbacks, domains) -> None:
     try:
         profile = ca_profiles.by_name(ca_name)
         c = service.create({"profile_id": profile.id, "domains": " ".join(domains), "key_type": key_type,
                             "auto_renew": "" if no_auto_renew else "1", "acme_profile": acme_profile,
-                            "tags": list(tags)})
+                            "tags": list(tags), "fallbacks": list(fallbacks)})
         service.request(c)
         made = service.create_customer_cnames(c) if create_cnames else []
     except SSLManagerError as exc:
@@ -66,6 +70,31 @@ def add(ca_name, key_type, no_auto_renew, acme_profile, create_cnames, tags, dom
     click.echo(f"Certificate {c.id} created for {', '.join(c.domains)} (pending). Create these records:")
     for item in service.instructions(c):
         click.echo(f"  {item.record}")
+    _other_zones(c)
+
+
+def _other_zones(c) -> None:
+    for profile, records in service.fallback_instructions(c):
+        click.echo(f"Note: fallback {profile.name} uses the technical zone {profile.dns_zone}; failing "
+                   "over to it needs these CNAMEs instead (a name has one CNAME):")
+        for item in records:
+            click.echo(f"  {item.record}")
+
+
+@cert.command("fallback", help="Set a certificate's own fallback CA profiles, in order (none given: "
+                               "its CA profile's default list applies again).")
+@click.argument("cert_id", type=int)
+@click.argument("names", nargs=-1)
+@with_appcontext
+def fallback(cert_id, names) -> None:
+    try:
+        c = service.get(cert_id)
+        chosen = service.set_fallbacks(c, {"fallbacks": list(names)})
+    except SSLManagerError as exc:
+        fail(exc)
+    click.echo(f"Certificate {c.id} falls back to: {', '.join(p.name for p in chosen) or 'nothing'}"
+               + ("" if names or not chosen else " (the CA profile's default)") + ".")
+    _other_zones(c)
 
 
 @cert.command("list", help="List certificates.")
@@ -95,6 +124,7 @@ def show(cert_id, as_json) -> None:
     data = _summary(c)
     data["versions"] = [{"number": v.number, "serial": v.serial, "not_before": v.not_before.isoformat(),
                          "not_after": v.not_after.isoformat(), "issuer": v.issuer,
+                         "ca": failover.issuing_profile(c, v).name, "failover_reason": v.failover_reason,
                          "revoked": v.revoked_at is not None} for v in service.versions(c)]
     data["cnames"] = [i.record for i in service.instructions(c)]
     if as_json:

@@ -15,7 +15,7 @@ from ..ca_plugins import ProfileView
 from ..eab import BadEabKey, normalise_hmac_key
 from ..errors import AcmeError, Conflict, NotFound, SSLManagerError, ValidationError
 from ..models import CAProfile, Certificate, NotificationChannel, NotificationSent, utcnow
-from . import audit
+from . import audit, failover
 # The profile's plugin, client and account live in accounts; callers reach them through here too.
 from .accounts import (acme_client, ca_bundle_path, directory_url, ensure_account,  # noqa: F401
                        plugin_for, recover_account, registry, view_of)
@@ -131,12 +131,16 @@ def create(values: dict[str, Any], *, complete: bool = False) -> CAProfile:
                         ca_key=plugin.default_key or next(iter(plugin.directories), ""),
                         directory_url="", ca_bundle="", email="", eab_kid="", dns_zone="",
                         dns_ttl=60, api_timeout=20, allow_wildcard=False)
+    fallback_ids = None
     if complete:
         for key, value in validate(profile, {"ca_key": profile.ca_key, "dns_ttl": 60,
                                              "api_timeout": 20, **values}).items():
             setattr(profile, key, value)
+        fallback_ids = failover.parse(values, None)
     db.session().add(profile)
     db.session().flush()
+    if fallback_ids:
+        failover.set_profile_fallbacks(profile, fallback_ids)
     audit.record("CA profile created", "ca_profile", profile.id, f"{profile.name} ({profile.module})")
     db.session().commit()
     return profile
@@ -245,7 +249,11 @@ def _truthy(value: Any) -> bool:
 def update(profile: CAProfile, values: dict[str, Any]) -> CAProfile:
     """Save the edit form; nothing is written when a field is wrong."""
     clean = validate(profile, values)
+    fallback_ids = failover.parse(values, profile.id)  # None: the values do not touch the list
     changed = sorted(k for k, v in clean.items() if getattr(profile, k) != v)
+    if fallback_ids is not None and fallback_ids != [p.id for p in failover.profile_fallbacks(profile)]:
+        failover.set_profile_fallbacks(profile, fallback_ids)
+        changed.append("fallbacks")
     for key, value in clean.items():
         setattr(profile, key, value)
     # What was saved is listed by field name only: secrets never enter the audit log.
@@ -281,6 +289,11 @@ def delete(profile: CAProfile) -> None:
         raise Conflict(f"{profile.name} is used by {used} certificate{'s' if used != 1 else ''}; "
                        "it cannot be deleted.",
                        hint="Reissue or delete those certificates first.")
+    listed = failover.fallback_users(profile)
+    if listed:
+        raise Conflict(f"{profile.name} is a fallback in {listed} fallback list{'s' if listed != 1 else ''}; "
+                       "it cannot be deleted.",
+                       hint="Remove it from those certificates' and CA profiles' fallbacks first.")
     audit.record("CA profile deleted", "ca_profile", profile.id, profile.name)
     # Our children go by hand, never by ON DELETE CASCADE: in a host's SQLite database foreign
     # keys are not enforced (we leave its connections alone). For the same reason the delete
@@ -289,6 +302,7 @@ def delete(profile: CAProfile) -> None:
     channels = select(NotificationChannel.id).where(NotificationChannel.profile_id == profile.id)
     s.execute(sql_delete(NotificationSent).where(NotificationSent.channel_id.in_(channels)))
     s.execute(sql_delete(NotificationChannel).where(NotificationChannel.profile_id == profile.id))
+    failover.forget_profile(profile.id)
     gone = s.execute(sql_delete(CAProfile).where(
         CAProfile.id == profile.id, ~exists().where(Certificate.profile_id == profile.id)))
     if not gone.rowcount:
@@ -320,6 +334,8 @@ def test(profile: CAProfile) -> TestResult:
         result.account_url, result.account_status = profile.account_url, profile.account_status
     profile.directory_meta = result.directory.meta if result.directory else profile.directory_meta
     profile.last_test_ok, profile.last_test_at = result.ok, utcnow()
+    if result.ok:
+        profile.healthy_again()  # failover counts from here: a tested CA can issue
     profile.last_test_message = result.message if result.ok else str_of(result)
     audit.record("CA profile tested", "ca_profile", profile.id,
                  f"{profile.name}: {'API is available' if result.ok else 'failed at ' + (result.step or 'test')}")

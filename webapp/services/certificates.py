@@ -14,7 +14,7 @@ from .. import db
 from ..crypto import KEY_TYPES, generate_private_key, make_csr, pkcs12
 from ..errors import Conflict, NotFound, ValidationError
 from ..models import CAProfile, Certificate, CertificateVersion, Status, TimelineEvent, utcnow
-from . import audit, ca_profiles, dns_manager, domains, tags
+from . import audit, ca_profiles, dns_manager, domains, failover, tags
 from .timeline import Timeline
 
 STATUSES = tuple(Status)
@@ -33,7 +33,8 @@ def get(cert_id: int) -> Certificate:
 
 def create(values: dict[str, Any]) -> Certificate:
     """A Draft from the form, a command or the API: domains (a string of names, or a list),
-    CA profile, key type, auto-renew, ACME profile, tags. Every rule a new certificate obeys is
+    CA profile, key type, auto-renew, ACME profile, tags, and the fallback profiles (fallback_1..
+    or `fallbacks`; none: the profile's default list). Every rule a new certificate obeys is
     here (the API's schema only checks the JSON types), so each caller refuses the same input
     with the same words."""
     errors: dict[str, str] = {}
@@ -71,6 +72,11 @@ def create(values: dict[str, Any]) -> Certificate:
         if acme_profile and acme_profile not in offered:
             errors["acme_profile"] = (f"The CA offers no profile {acme_profile!r}"
                                       + (f"; choose one of {', '.join(offered)}." if offered else "."))
+    fallback_ids: list[int] = []
+    try:
+        fallback_ids = failover.parse(values, profile.id if profile else None) or []
+    except ValidationError as exc:
+        errors.update(exc.errors)
     if errors:
         raise ValidationError(errors)
     cert = Certificate(profile_id=profile.id, domains=names, common_name=names[0],
@@ -81,8 +87,12 @@ def create(values: dict[str, Any]) -> Certificate:
                        reuse_key=_truthy(values.get("reuse_key")))
     db.session().add(cert)
     db.session().flush()
+    zones = dict.fromkeys([profile.dns_zone] + [ca_profiles.get(i).dns_zone for i in fallback_ids])
     for base in domains.challenge_bases(names):
-        domains.label_for(base, profile.dns_zone)  # fixed now: the instructions never change
+        for zone in zones:
+            domains.label_for(base, zone)  # fixed now: the instructions never change
+    if fallback_ids:
+        failover.set_certificate_fallbacks(cert, fallback_ids)
     audit.record("certificate created", "certificate", cert.id, ", ".join(names))
     if tag_list:
         tags.replace(cert, tag_list, commit=False)
@@ -134,9 +144,9 @@ class CnameInstruction:
     record: str  # the zone-file line to paste
 
 
-def instructions(cert: Certificate) -> list[CnameInstruction]:
-    """The one CNAME per base domain the domain owner must create."""
-    zone = ca_profiles.get(cert.profile_id).dns_zone
+def instructions(cert: Certificate, zone: str = "") -> list[CnameInstruction]:
+    """The one CNAME per base domain the domain owner must create (into `zone`: a fallback's)."""
+    zone = zone or ca_profiles.get(cert.profile_id).dns_zone
     out = []
     for base in domains.challenge_bases(cert.domains):
         target = domains.cname_target(base, zone)
@@ -237,9 +247,10 @@ def revoke(cert: Certificate, reason: int = 0) -> None:
     version = current_version(cert)
     if cert.status != Status.ACTIVE or version is None:
         raise Conflict(f"Only an Active certificate can be revoked; this one is {cert.status}.")
-    profile = ca_profiles.get(cert.profile_id)
+    profile = failover.issuing_profile(cert, version)  # the CA that issued this version
     timeline_ = Timeline(cert)
-    key, url = (cert.account_key, cert.account_url) if cert.account_url else (profile.account_key, profile.account_url)
+    own = cert.account_url and profile.id == cert.profile_id  # ZeroSSL without keys: its own account
+    key, url = (cert.account_key, cert.account_url) if own else (profile.account_key, profile.account_url)
     client = ca_profiles.acme_client(profile, account_key=key, account_url=url, log=timeline_)
     try:
         client.revoke(version.cert_pem, reason)
@@ -261,6 +272,7 @@ def delete(cert: Certificate, confirm: str = "") -> None:
     db.session().execute(TimelineEvent.__table__.delete().where(TimelineEvent.certificate_id == cert.id))
     db.session().execute(CertificateVersion.__table__.delete().where(CertificateVersion.certificate_id == cert.id))
     tags.delete_for(cert.id)
+    failover.forget_certificate(cert.id)
     db.session().delete(cert)
     db.session().commit()
 
@@ -280,6 +292,25 @@ def reissue_under(cert: Certificate, profile_id: int) -> Certificate:
                      f"from certificate {cert.id} to profile {profile.name}")
     db.session().commit()
     return new
+
+
+def set_fallbacks(cert: Certificate, values: dict[str, Any]) -> list[CAProfile]:
+    """Change the certificate's own fallback list (empty: its profile's default applies)."""
+    ids = failover.parse(values, cert.profile_id) or []
+    for base in domains.challenge_bases(cert.domains):
+        for fallback_id in ids:
+            domains.label_for(base, ca_profiles.get(fallback_id).dns_zone)
+    failover.set_certificate_fallbacks(cert, ids)
+    db.session().commit()
+    return failover.fallbacks(cert)
+
+
+def fallback_instructions(cert: Certificate) -> list[tuple[CAProfile, list[CnameInstruction]]]:
+    """For each fallback on another technical zone: the CNAMEs failing over to it would need
+    (a name has one CNAME: the domain owner would have to switch it)."""
+    primary = ca_profiles.get(cert.profile_id)
+    return [(p, instructions(cert, p.dns_zone)) for p in failover.fallbacks(cert)
+            if failover.other_zone(primary, p)]
 
 
 def create_customer_cnames(cert: Certificate) -> list:

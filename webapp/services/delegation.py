@@ -15,7 +15,7 @@ from .. import db
 from ..dns import checks
 from ..errors import SSLManagerError
 from ..models import CAProfile, Certificate, utcnow
-from . import ca_profiles, domains
+from . import ca_profiles, domains, failover
 from .timeline import Timeline
 
 log = logging.getLogger("sslmanager.delegation")
@@ -80,12 +80,39 @@ def preflight(cert: Certificate) -> Preflight:
     resolvers = configured_resolvers()
     cnames = {c.domain: c for c in cname_report(cert)}
     caa = _caa_checks(cert, resolvers)
+    fallback = _fallback_checks(cert, resolvers)
     report = Preflight(cert, [])
     for base in domains.challenge_bases(cert.domains):
         names = [n for n in cert.domains if domains.base_domain(n) == base]
         found = [_cname_check(cnames[base]), _stale_check(base, resolvers)]
-        report.domains.append(DomainPreflight(base, names, found + [caa[n] for n in names]))
+        report.domains.append(DomainPreflight(base, names, found + [caa[n] for n in names]
+                                              + fallback.get(base, [])))
     return report
+
+
+def _fallback_checks(cert: Certificate, resolvers: list[str] | None) -> dict[str, list[Check]]:
+    """No surprise at failover: per base domain, each fallback's CAA for every name, and for a
+    fallback on another technical zone the CNAME it would need (a name has one CNAME, so the
+    owner would have to switch it: a warning, not an error, while the primary's is in place)."""
+    primary = cert_profile(cert)
+    found: dict[str, list[Check]] = {}
+    for profile in failover.fallbacks(cert):
+        caa = _caa_checks(cert, resolvers, profile)
+        for base in domains.challenge_bases(cert.domains):
+            checks_ = found.setdefault(base, [])
+            if failover.other_zone(primary, profile):
+                c = checks.check_cname(base, domains.cname_target(base, profile.dns_zone), resolvers)
+                checks_.append(Check(
+                    "CNAME", f"{c.name} for fallback {profile.name}", "ok" if c.status == "ok" else "warning",
+                    f"Failing over to {profile.name} needs this CNAME into its technical zone "
+                    f"{profile.dns_zone} instead: {c.message}",
+                    c.fix or f"Choose a fallback on the technical zone {primary.dns_zone}, or switch "
+                             "the CNAME when failing over."))
+            for name in (n for n in cert.domains if domains.base_domain(n) == base):
+                c = caa[name]
+                checks_.append(Check("CAA", f"{name} for fallback {profile.name}", c.status,
+                                     f"Fallback {profile.name}: {c.diagnosis}", c.fix))
+    return found
 
 
 def blocking_problems(cert: Certificate) -> list[str]:
@@ -118,9 +145,11 @@ def _stale_check(base: str, resolvers: list[str] | None) -> Check:
                  "only the CNAME.")
 
 
-def _caa_checks(cert: Certificate, resolvers: list[str] | None) -> dict[str, Check]:
-    """CAA per certificate name against the profile's CAA identities (issuewild for wildcards)."""
-    profile = ca_profiles.get(cert.profile_id)
+def _caa_checks(cert: Certificate, resolvers: list[str] | None,
+                profile: CAProfile | None = None) -> dict[str, Check]:
+    """CAA per certificate name against the profile's CAA identities (issuewild for wildcards):
+    the certificate's own profile, or `profile` (a fallback's)."""
+    profile = profile or ca_profiles.get(cert.profile_id)
     identities = list((profile.directory_meta or {}).get("caaIdentities") or [])
     found = {}
     for name in cert.domains:

@@ -21,7 +21,7 @@ from ..acme.client import AcmeClient, OrderInfo, account_lost, generate_account_
 from ..crypto import cert_info, key_matches_cert, split_pem_chain
 from ..dns import checks
 from ..errors import AcmeError, AcmeRateLimited, DnsError, SSLManagerError
-from ..models import Certificate, CertificateVersion, DnsRecord, Status, Step, utcnow
+from ..models import CAProfile, Certificate, CertificateVersion, DnsRecord, Status, Step, utcnow
 from . import audit, ca_profiles, domains, zones
 from .timeline import Timeline
 
@@ -88,18 +88,19 @@ def _open_order(client: AcmeClient, cert: Certificate, profile, timeline: Timeli
     if order is None:
         _respect_rate_limit(profile)
         order = client.new_order(cert.domains, profile=cert.acme_profile or None,
-                                 replaces=_replaces(cert))
+                                 replaces=_replaces(cert, profile))
         cert.order_url, cert.step = order.url, Step.ORDER_CREATED
         db.session().commit()
     return order
 
 
-def _replaces(cert: Certificate) -> str | None:
-    """The ARI CertID of the version this order renews (RFC 9773 5), if any."""
+def _replaces(cert: Certificate, profile: CAProfile) -> str | None:
+    """The ARI CertID of the version this order renews (RFC 9773 5), if any: only at the CA
+    that issued it (after a failover, the other CA never saw that certificate)."""
     version = db.session().execute(
         select(CertificateVersion).filter_by(certificate_id=cert.id)
         .order_by(CertificateVersion.number.desc()).limit(1)).scalar_one_or_none()
-    if version is None or version.revoked_at is not None:
+    if version is None or version.revoked_at is not None or (version.profile_id or cert.profile_id) != profile.id:
         return None
     return ari_cert_id(x509.load_pem_x509_certificate(version.cert_pem.encode()))
 
@@ -114,11 +115,12 @@ class Issued:
     renewal_info_error: str    # why it could not be had, else ""
 
 
-def issue(cert: Certificate) -> Issued:
+def issue(cert: Certificate, profile: CAProfile | None = None) -> Issued:
     """Take a certificate in Processing through its order to a new version: account, order,
-    TXT values, challenges, finalize, download, then the TXT values removed. Raises
+    TXT values, challenges, finalize, download, then the TXT values removed. `profile`: the CA
+    profile to order from (a fallback after failing over), else the certificate's own. Raises
     SSLManagerError on failure; the caller decides what a failure means."""
-    profile = ca_profiles.get(cert.profile_id)
+    profile = profile or ca_profiles.get(cert.profile_id)
     timeline = Timeline(cert)
     timeout = current_app.config["SSLMANAGER_ISSUANCE_TIMEOUT"]
     deadline = time.monotonic() + timeout

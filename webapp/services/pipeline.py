@@ -22,7 +22,7 @@ from .. import db
 from ..acme.problems import problem_hint
 from ..errors import AcmeError, AcmeNetworkError, AcmeRateLimited, DnsError, SSLManagerError
 from ..models import Certificate, Status, utcnow
-from . import (audit, ca_profiles, certificates, claims, delegation, deploy, issuance,
+from . import (audit, certificates, claims, delegation, deploy, failover, issuance,
                notifications, renewals, slots)
 from .timeline import Timeline
 
@@ -82,9 +82,10 @@ def process(cert_id: int, holder: str | None = None) -> str:
 def issue(cert: Certificate) -> None:
     """Issuance, then what follows it: the renewal plan (saved with the version), deploy and
     notifications (after the save: their failures never undo an issued certificate)."""
-    issued = issuance.issue(cert)
-    renewals.plan(cert, issued.version, ca_profiles.get(cert.profile_id), issued.renewal_info,
-                  issued.renewal_info_error)
+    profile = failover.attempt_profile(cert)  # the primary, or a fallback after failing over
+    issued = issuance.issue(cert, profile)
+    failover.issued(cert, issued.version)
+    renewals.plan(cert, issued.version, profile, issued.renewal_info, issued.renewal_info_error)
     db.session().commit()
     timeline = Timeline(cert)
     _never_fails(timeline, "deploy", deploy.run, cert)
@@ -152,7 +153,7 @@ def _one_pass(cert_id: int, hold: Hold | None, patience: float | None = None) ->
     if patience is None:
         patience = float(current_app.config["SSLMANAGER_ISSUANCE_TIMEOUT"])
     cert = certificates.get(cert_id)
-    profile_id, status = cert.profile_id, cert.status
+    profile_id, status = failover.attempt_profile(cert).id, cert.status  # the CA it will ask
     db.session().commit()  # no transaction held open while waiting for a slot
     started = time.monotonic()
     try:
@@ -195,8 +196,9 @@ def process_in_background(*cert_ids: int) -> None:
 # -- what a failure means ------------------------------------------------------------------------
 
 def handle_failure(cert: Certificate, exc: SSLManagerError) -> None:
-    """Decide what a failed attempt means: wait and retry, or Failed with the reason. A failed
-    renewal never takes the current version away: it stays Active and is retried with backoff."""
+    """Decide what a failed attempt means: fail over to the next CA profile (services/failover),
+    wait and retry, or Failed with the reason. A failed renewal never takes the current version
+    away: it stays Active and is retried with backoff."""
     timeline = Timeline(cert)
     now = utcnow()
     cert.attempts += 1
@@ -205,17 +207,27 @@ def handle_failure(cert: Certificate, exc: SSLManagerError) -> None:
     # Exponential backoff with jitter: minutes first, capped at six hours.
     backoff = min(60 * 2 ** (cert.attempts - 1), 6 * 3600) * random.uniform(0.8, 1.2)
     retry_after = getattr(exc, "retry_after", None) or 0
-    if isinstance(exc, AcmeRateLimited) and retry_after:
+    transient = _transient(exc)
+    decision = failover.decide(cert, exc, attempts_exhausted=transient and (
+        cert.attempts >= current_app.config["SSLMANAGER_MAX_ATTEMPTS"]), now=now)
+    delay = timedelta(seconds=max(backoff, retry_after))
+    if decision.retry_within is not None:  # the CA may count as down by then: look again in time
+        delay = min(delay, decision.retry_within)
+    if decision.to is not None:
+        if not renewals.recover_failed_renewal(cert, timedelta(0)):
+            cert.next_run_at = now  # a first issuance stays Processing: the fallback's turn now
+        else:
+            timeline(f"renewal attempt failed, current version keeps serving; retrying now through "
+                     f"{decision.to.name}: {exc}", "warning")
+    elif isinstance(exc, AcmeRateLimited) and retry_after:
         until = now + timedelta(seconds=retry_after)
-        profile = ca_profiles.get(cert.profile_id)
-        profile.rate_limited_until = max(profile.rate_limited_until or until, until)
         cert.next_run_at = until
         timeline(f"rate limited until {until:%Y-%m-%d %H:%M:%S} UTC: {exc}", "warning")
-    elif renewals.recover_failed_renewal(cert, timedelta(seconds=max(backoff, retry_after))):
+    elif renewals.recover_failed_renewal(cert, delay):
         timeline(f"renewal attempt {cert.attempts} failed, current version keeps serving; "
                  f"retrying at {cert.next_run_at:%Y-%m-%d %H:%M} UTC: {exc}", "warning")
-    elif _transient(exc) and cert.attempts < current_app.config["SSLMANAGER_MAX_ATTEMPTS"]:
-        cert.next_run_at = now + timedelta(seconds=max(backoff, retry_after))
+    elif transient and cert.attempts < current_app.config["SSLMANAGER_MAX_ATTEMPTS"]:
+        cert.next_run_at = now + delay
         timeline(f"attempt {cert.attempts} failed, retrying at {cert.next_run_at:%Y-%m-%d %H:%M:%S} UTC: {exc}",
                  "warning")
     else:
@@ -223,7 +235,12 @@ def handle_failure(cert: Certificate, exc: SSLManagerError) -> None:
         timeline(f"failed: {exc}", "error")
         audit.record("certificate failed", "certificate", cert.id, str(exc)[:500])
     db.session().commit()
-    if cert.serial:  # a version was issued before: this is a renewal failing (sent once a day)
+    if decision.to is not None:
+        _never_fails(timeline, "notification", lambda: notifications.emit(
+            "failover", cert, reason=f"{decision.reason}; issuing through {decision.to.name}",
+            error=str(exc)))
+        db.session().commit()
+    elif cert.serial:  # a version was issued before: this is a renewal failing (sent once a day)
         _never_fails(timeline, "notification", notifications.emit, "renewal-failed", cert)
         db.session().commit()
 

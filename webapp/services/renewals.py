@@ -14,7 +14,7 @@ from ..acme.client import generate_account_key
 from ..crypto import generate_private_key, make_csr
 from ..errors import SSLManagerError
 from ..models import CAProfile, Certificate, CertificateVersion, Status, Step, utcnow
-from . import audit, ca_profiles, certificates, claims
+from . import audit, ca_profiles, certificates, claims, failover
 from .timeline import Timeline
 
 log = logging.getLogger("sslmanager.renewals")
@@ -122,7 +122,7 @@ def poll_ari(cert_id: int) -> str:
             cert.ari_next_poll_at = None
             db.session().commit()
             return "skipped"
-        profile = ca_profiles.get(cert.profile_id)
+        profile = failover.issuing_profile(cert, version)  # ARI follows the CA that issued it
         key = profile.account_key or cert.account_key or generate_account_key().decode()
         client = ca_profiles.acme_client(profile, account_key=key)  # renewalInfo is a plain GET
         try:
@@ -136,6 +136,7 @@ def poll_ari(cert_id: int) -> str:
             return "failed"
         finally:
             client.close()
+        profile.unreachable_since = profile.unreachable_seen_at = None  # it answered
         if ari is None:  # the CA has no renewalInfo (any more): the plan stands, polls stop
             cert.ari_next_poll_at = None
         else:
