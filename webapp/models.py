@@ -159,6 +159,8 @@ class CAProfile(Base):
     renew_days_before: Mapped[int | None] = mapped_column(Integer)
     # The CA said rateLimited: no new order for this profile before this time (kept across restarts).
     rate_limited_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Prefer the chain whose top certificate's issuer has this name (services/chains.py); "" = the CA's default.
+    preferred_chain: Mapped[str] = mapped_column(String(255), default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -282,6 +284,7 @@ class CertificateVersion(Base):
     cert_pem: Mapped[str] = mapped_column(Text)
     chain_pem: Mapped[str] = mapped_column(Text)
     alternates: Mapped[list] = mapped_column(JSON, default=list)  # other full chains offered
+    chain_choice: Mapped[str] = mapped_column(Text, default="", server_default="")  # which chain, and why
     private_key: Mapped[str] = mapped_column(Encrypted)
     serial: Mapped[str] = mapped_column(String(64))
     issuer: Mapped[str] = mapped_column(Text, default="")

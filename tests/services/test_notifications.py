@@ -113,6 +113,8 @@ def certificate(p, names=("shop.example", "www.shop.example"), **fields):
                   serial="1a2b3c", not_before=utcnow() - timedelta(days=1), not_after=utcnow() + timedelta(days=89),
                   renew_at=utcnow() + timedelta(days=59), renew_reason="rule: a third of the 90-day lifetime remains")
     values.update(fields)
+    if "not_before" not in fields:  # a 90-day certificate (shorter ones have scaled reminders)
+        values["not_before"] = values["not_after"] - timedelta(days=90)
     cert = Certificate(**values)
     db.session().add(cert)
     db.session().commit()

@@ -30,7 +30,7 @@ def _row(profile, counts) -> dict:
             "eab_hmac_set": bool(profile.eab_hmac), "api_key_set": bool(profile.api_key),
             "account_url": profile.account_url, "last_test_ok": profile.last_test_ok,
             "last_test_at": profile.last_test_at.isoformat() if profile.last_test_at else None,
-            "last_test_message": profile.last_test_message,
+            "last_test_message": profile.last_test_message, "preferred_chain": profile.preferred_chain,
             "certificates": counts.get(profile.id, 0)}
 
 
@@ -63,6 +63,8 @@ def _profile_options(fn):
         click.option("--ttl", "dns_ttl", type=str, help=f"DNS record TTL, {service.TTL_MIN}-{service.TTL_MAX} s (30-60 recommended)."),
         click.option("--timeout", "api_timeout", type=str, help=f"API timeout, {service.TIMEOUT_MIN}-{service.TIMEOUT_MAX} s."),
         click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False), help="PEM file to trust for the CA's TLS."),
+        click.option("--preferred-chain", help="Prefer the alternate chain whose top certificate is issued by this "
+                                               "name (CN, or part of the DN), e.g. 'ISRG Root X1'; '' for the CA's default."),
     ]
     for option in reversed(options):
         fn = option(fn)
