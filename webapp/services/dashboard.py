@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import and_, case, func, literal, or_, select
+from sqlalchemy import and_, case, extract, func, literal, or_, select
 
 from .. import db
 from ..models import CAProfile, Certificate, TechZone, TimelineEvent, UTCDateTime, utcnow
@@ -116,7 +116,7 @@ def _last_third(now: datetime):
 def _days(x):
     """A timestamp as a number of days, for arithmetic between columns on either database."""
     if db.session().get_bind(Certificate).dialect.name == "postgresql":
-        return func.extract("epoch", x) / 86400.0
+        return extract("epoch", x) / 86400.0
     return func.julianday(x)
 
 
