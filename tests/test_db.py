@@ -115,6 +115,31 @@ def _certificate_row(profile_id: int, name: str):
     return s.execute(sa.select(Certificate.id).where(Certificate.common_name == name)).one()
 
 
+def _profile_row(name: str) -> int:
+    """A CA profile row written with the columns of schema 0006."""
+    s = db.session()
+    s.execute(sa.text(
+        "insert into sslm_ca_profile (name, description, module, ca_key, directory_url, ca_bundle, "
+        "email, eab_kid, dns_zone, allow_wildcard, dns_ttl, api_timeout, account_url, account_status, "
+        "account_email, account_directory, last_test_message, created_at, updated_at) values "
+        "(:n, '', 'custom', '', '', '', '', '', '', false, 60, 20, '', '', '', '', '', "
+        "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"), {"n": name}, bind_arguments={"mapper": CAProfile})
+    s.commit()
+    return s.execute(sa.select(CAProfile.id).where(CAProfile.name == name)).scalar_one()
+
+
+def _version_row(cert_id: int, serial: str) -> None:
+    """A certificate version row written with the columns of schema 0006."""
+    from webapp.models import CertificateVersion, Encrypted, UTCDateTime, utcnow
+    statement = sa.text(
+        "insert into sslm_certificate_version (certificate_id, number, cert_pem, chain_pem, alternates, "
+        "private_key, serial, issuer, not_before, not_after, order_url, account_url, created_at) values "
+        "(:c, 1, 'PEM', '', '[]', :k, :s, '', :t, :t, '', '', :t)").bindparams(
+        sa.bindparam("k", type_=Encrypted()), sa.bindparam("t", type_=UTCDateTime()))
+    db.session().execute(statement, {"c": cert_id, "k": "KEY", "s": serial, "t": utcnow()},
+                         bind_arguments={"mapper": CertificateVersion})
+
+
 def _certificate(profile_id: int, name: str):
     from webapp.models import Certificate
     cert = Certificate(profile_id=profile_id, domains=[name], common_name=name, status="draft")
@@ -159,22 +184,16 @@ def test_migration_0007_keeps_every_row_and_counts_past_ids_the_audit_log_names(
         Certificate,
         CertificateVersion,
         TimelineEvent,
-        utcnow,
     )
     with any_db_app.app_context():
         engine = any_db_app.extensions["sslmanager"].engine
         db.session().remove()
         _downgrade(engine, "0006")
         s = db.session()
-        profile = CAProfile(name="P", module="custom")
-        s.add(profile)
-        s.commit()
-        profile_id = profile.id
+        profile_id = _profile_row("P")
         certs = [_certificate_row(profile_id, f"{n}.test") for n in "abc"]
         for cert in certs:
-            s.add(CertificateVersion(certificate_id=cert.id, number=1, cert_pem="PEM", chain_pem="",
-                                     private_key="KEY", serial=f"s{cert.id}", not_before=utcnow(),
-                                     not_after=utcnow()))
+            _version_row(cert.id, f"s{cert.id}")
             s.add(TimelineEvent(certificate_id=cert.id, message=f"issued {cert.id}"))
         s.commit()
         ids = [c.id for c in certs]

@@ -61,11 +61,14 @@ def adjective(span: timedelta) -> str:
 
 
 def remaining(not_after: datetime | None, now: datetime) -> str:
-    """Time left as the list shows it: whole days, or hours/minutes in the last two days."""
+    """Time left as the list shows it: whole days, or "20 h", "5 min" in the last two days."""
     if not_after is None:
         return ""
     left = not_after - now
     if left >= timedelta(days=2) or left < timedelta(0):
         return str(left.days)
-    text = duration(left).replace(" hours", " h").replace(" minutes", " min").replace(" seconds", " s")
-    return text.replace(" days", " d").replace(" second", " s")
+    number, unit = duration(left).split()
+    return f"{number} {SHORT_UNITS[unit.rstrip('s')]}"
+
+
+SHORT_UNITS = {"day": "d", "hour": "h", "minute": "min", "second": "s"}

@@ -29,9 +29,9 @@ def build(event: str, cert: Certificate | None = None, profile: CAProfile | None
     now = now or utcnow()
     today = f"{now:%Y-%m-%d}"
     title = EVENTS.get(event, "Test notification")
-    short = cert is not None and cert.not_after is not None and (
-        lifetimes.scaled(lifetimes.REFERENCE, lifetimes.lifetime(cert.not_before, cert.not_after))
-        < lifetimes.REFERENCE)  # a short-lived certificate: its thresholds were scaled down
+    # A certificate shorter than 90 days had its thresholds scaled down: say hours, not "0 days".
+    life = lifetimes.lifetime(cert.not_before, cert.not_after) if cert is not None else None
+    short = life is not None and life < lifetimes.REFERENCE
     if event == "expiring":
         title = (f"Certificate expiring in {lifetimes.duration(cert.not_after - now)}" if short
                  else f"Certificate expiring in {days} day{'s' if days != 1 else ''}")
