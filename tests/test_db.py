@@ -128,6 +128,18 @@ def _profile_row(name: str) -> int:
     return s.execute(sa.select(CAProfile.id).where(CAProfile.name == name)).scalar_one()
 
 
+def _version_row(cert_id: int, serial: str) -> None:
+    """A certificate version row written with the columns of schema 0006."""
+    from webapp.models import CertificateVersion, Encrypted, UTCDateTime, utcnow
+    statement = sa.text(
+        "insert into sslm_certificate_version (certificate_id, number, cert_pem, chain_pem, alternates, "
+        "private_key, serial, issuer, not_before, not_after, order_url, account_url, created_at) values "
+        "(:c, 1, 'PEM', '', '[]', :k, :s, '', :t, :t, '', '', :t)").bindparams(
+        sa.bindparam("k", type_=Encrypted()), sa.bindparam("t", type_=UTCDateTime()))
+    db.session().execute(statement, {"c": cert_id, "k": "KEY", "s": serial, "t": utcnow()},
+                         bind_arguments={"mapper": CertificateVersion})
+
+
 def _certificate(profile_id: int, name: str):
     from webapp.models import Certificate
     cert = Certificate(profile_id=profile_id, domains=[name], common_name=name, status="draft")
@@ -172,7 +184,6 @@ def test_migration_0007_keeps_every_row_and_counts_past_ids_the_audit_log_names(
         Certificate,
         CertificateVersion,
         TimelineEvent,
-        utcnow,
     )
     with any_db_app.app_context():
         engine = any_db_app.extensions["sslmanager"].engine
@@ -181,13 +192,8 @@ def test_migration_0007_keeps_every_row_and_counts_past_ids_the_audit_log_names(
         s = db.session()
         profile_id = _profile_row("P")
         certs = [_certificate_row(profile_id, f"{n}.test") for n in "abc"]
-        for cert in certs:  # 0006-era versions: the model has columns since (migration 0013)
-            s.execute(sa.text(
-                "insert into sslm_certificate_version (certificate_id, number, cert_pem, chain_pem, "
-                "alternates, private_key, serial, issuer, not_before, not_after, order_url, account_url, "
-                "created_at) values (:c, 1, 'PEM', '', '[]', :k, :s, '', :t, :t, '', '', :t)"),
-                {"c": cert.id, "s": f"s{cert.id}", "t": utcnow(),
-                 "k": any_db_app.extensions["sslmanager"].keyring.encrypt("KEY")}, bind_arguments={"mapper": CertificateVersion})
+        for cert in certs:
+            _version_row(cert.id, f"s{cert.id}")
             s.add(TimelineEvent(certificate_id=cert.id, message=f"issued {cert.id}"))
         s.commit()
         ids = [c.id for c in certs]

@@ -165,6 +165,8 @@ class CAProfile(Base):
     unreachable_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # its latest failure
     server_errors: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # serverInternal in a row
     account_refused: Mapped[str] = mapped_column(Text, default="", server_default="")  # the CA's words
+    # Prefer the chain whose top certificate's issuer has this name (services/chains.py); "" = the CA's default.
+    preferred_chain: Mapped[str] = mapped_column(String(255), default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -309,6 +311,7 @@ class CertificateVersion(Base):
     cert_pem: Mapped[str] = mapped_column(Text)
     chain_pem: Mapped[str] = mapped_column(Text)
     alternates: Mapped[list] = mapped_column(JSON, default=list)  # other full chains offered
+    chain_choice: Mapped[str] = mapped_column(Text, default="", server_default="")  # which chain, and why
     private_key: Mapped[str] = mapped_column(Encrypted)
     serial: Mapped[str] = mapped_column(String(64))
     issuer: Mapped[str] = mapped_column(Text, default="")

@@ -196,3 +196,16 @@ def test_a_description_over_500_characters_is_refused_beside_its_field(admin_cli
     assert "Keep the description to 500 characters (it has 501)" in html and "d" * 501 in html
     form["description"] = "d" * 500
     assert admin_client.post(f"/ca/{profile_id}/edit", data=form).status_code == 302
+
+
+def test_the_preferred_chain_is_saved_by_issuer_name_and_a_fingerprint_is_refused(admin_client, app):
+    pid = create(admin_client)
+    assert 'name="preferred_chain"' in admin_client.get(f"/ca/{pid}/edit").get_data(as_text=True)
+    admin_client.post(f"/ca/{pid}/edit", data=form(preferred_chain="  ISRG Root   X1 "))
+    with app.app_context():
+        assert db.session().get(CAProfile, pid).preferred_chain == "ISRG Root X1"
+    pin = ":".join(["ab"] * 32)  # an intermediate's SHA-256 fingerprint: pinning, refused
+    html = admin_client.post(f"/ca/{pid}/edit", data=form(preferred_chain=pin), headers=HX).get_data(as_text=True)
+    assert 'id="err-preferred_chain"' in html and "never by pinning an intermediate" in html
+    with app.app_context():
+        assert db.session().get(CAProfile, pid).preferred_chain == "ISRG Root X1"

@@ -446,3 +446,23 @@ def test_pages_need_a_signed_in_admin_and_posts_need_the_csrf_token(client, admi
     assert client.get("/certificates/").status_code == 302
     cid = make(app, profile_id, "draft.customer.test")
     assert admin_client.post(f"/certificates/{cid}/delete", no_csrf=True).status_code == 400
+
+
+def test_the_lists_colours_scale_to_the_certificates_lifetime(admin_client, app, profile_id):
+    """Red within 14 days of a 90-day certificate; a 6-day one just issued is not red (nor
+    amber), and in its last day it is, with hours shown instead of "0"."""
+    now = utcnow()
+    long_ = make(app, profile_id, "long.customer.test", status="active", not_before=now - timedelta(days=85),
+                 not_after=now + timedelta(days=5, hours=1))
+    fresh = make(app, profile_id, "fresh.customer.test", status="active", not_before=now - timedelta(hours=1),
+                 not_after=now + timedelta(days=5, hours=23))
+    last = make(app, profile_id, "last.customer.test", status="active", not_before=now - timedelta(days=5, hours=4),
+                not_after=now + timedelta(hours=20, minutes=30))
+    html = admin_client.get("/certificates/").get_data(as_text=True)
+
+    def days_cell(cert_id):
+        row = re.search(rf'<tr id="cert-{cert_id}".*?</tr>', html, re.DOTALL).group(0)
+        return re.search(r'data-label="Days left">(.*?)</td>', row, re.DOTALL).group(1).strip()
+    assert days_cell(long_) == '<span class="sslm-bad">5</span>'
+    assert days_cell(fresh) == "5"
+    assert days_cell(last) == '<span class="sslm-bad">20 h</span>'

@@ -253,3 +253,58 @@ def test_the_dashboard_figures_are_the_same_on_postgresql(tmp_path, pg_database)
         with app.app_context():
             db.session().remove()
             app.extensions["sslmanager"].engine.dispose()
+
+
+# -- short-lived certificates -------------------------------------------------------------------
+
+def _short_fleet_app(app):
+    with app.app_context():
+        return ca_profiles.create({"name": "LE", "module": "letsencrypt", "email": "ops@example.com",
+                                   "dns_zone": TECH_ZONE}, complete=True).id
+
+
+def test_a_short_lived_certificate_needs_attention_only_in_its_last_third(any_db_app):
+    """Auto-renew off: a 90-day certificate is listed within 30 days of expiry, a 6-day one
+    only in the last 2 days of its life, not the day it is issued (SQLite and PostgreSQL)."""
+    app, now = any_db_app, utcnow()
+    pid = _short_fleet_app(app)
+    fresh = make(app, pid, "fresh.customer.test", status="active", auto_renew=False,
+                 not_before=now - timedelta(hours=2), not_after=now + timedelta(days=6) - timedelta(hours=2))
+    late = make(app, pid, "late.customer.test", status="active", auto_renew=False,
+                not_before=now - timedelta(days=4, hours=12), not_after=now + timedelta(days=1, hours=12))
+    long_ = make(app, pid, "long.customer.test", status="active", auto_renew=False,
+                 not_before=now - timedelta(days=65), not_after=now + timedelta(days=25))
+    with app.app_context():
+        expiring = next(a for a in dashboard.overview(now).attention if a.key == "expiring")
+    assert {item.id for item in expiring.items} == {late, long_} and fresh not in {i.id for i in expiring.items}
+    assert expiring.count == 2
+
+
+def test_a_fleet_of_short_lived_certificates_is_charted_per_day(any_db_app):
+    app, now = any_db_app, utcnow()
+    pid = _short_fleet_app(app)
+    for i in range(3):
+        make(app, pid, f"s{i}.customer.test", status="active", not_before=now - timedelta(days=i),
+             not_after=now + timedelta(days=6 - i), renew_at=now + timedelta(days=3 - i, hours=1))
+    with app.app_context():
+        figures = dashboard.overview(now)
+    # Days from today 00:00 UTC to now + 14 days: the last one partial.
+    assert figures.bucket == "day" and len(figures.weeks) == dashboard.SHORT_TIMELINE_DAYS + 1
+    assert [d.expiring for d in figures.weeks][:8] == [0, 0, 0, 0, 1, 1, 1, 0]
+    assert sum(d.renewals for d in figures.weeks) == 3
+    # One 90-day certificate among them: back to weeks over 90 days.
+    make(app, pid, "long.customer.test", status="active", not_before=now - timedelta(days=10),
+         not_after=now + timedelta(days=80))
+    with app.app_context():
+        figures = dashboard.overview(now)
+    assert figures.bucket == "week" and len(figures.weeks) == 13 and figures.weeks[0].expiring == 3
+
+
+def test_the_short_fleet_chart_says_days(admin_client, app, profile_id):
+    now = utcnow()
+    make(app, profile_id, "s.customer.test", status="active", not_before=now - timedelta(days=1),
+         not_after=now + timedelta(days=5))
+    box = section(text(admin_client.get("/")), "expiry-timeline")
+    assert "Expiry timeline: the next 14 days" in box and "Certificates expiring per day" in box
+    table = re.search(r'<table id="timeline-table">.*?</table>', box, re.DOTALL).group(0)
+    assert table.count('<th scope="row">') == 15 and '<th scope="col">Day</th>' in table

@@ -13,11 +13,18 @@ def test_add_list_edit_delete(runner, app):
     assert result.exit_code == 0, result.output
     listing = json.loads(runner.invoke(args=["sslmanager", "ca", "list", "--json"]).output)
     assert listing[0]["name"] == "LE STAGING" and listing[0]["ttl"] == 45 and listing[0]["ca"] == "staging"
-    result = runner.invoke(args=["sslmanager", "ca", "edit", "LE STAGING", "--allow-wildcard", "--timeout", "30"])
+    result = runner.invoke(args=["sslmanager", "ca", "edit", "LE STAGING", "--allow-wildcard", "--timeout", "30",
+                                 "--preferred-chain", "ISRG Root X2"])
     assert result.exit_code == 0, result.output
     with app.app_context():
         profile = db.session().query(CAProfile).one()
         assert profile.allow_wildcard and profile.api_timeout == 30 and profile.dns_ttl == 45
+        assert profile.preferred_chain == "ISRG Root X2"
+    assert json.loads(runner.invoke(args=["sslmanager", "ca", "list", "--json"]).output)[0]["preferred_chain"] \
+        == "ISRG Root X2"
+    result = runner.invoke(args=["sslmanager", "ca", "edit", "LE STAGING", "--preferred-chain", ""])
+    with app.app_context():
+        assert result.exit_code == 0 and db.session().query(CAProfile).one().preferred_chain == ""
     assert runner.invoke(args=["sslmanager", "ca", "delete", "LE STAGING", "--yes"]).exit_code == 0
 
 

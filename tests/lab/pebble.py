@@ -45,8 +45,10 @@ class Pebble(ManagedServer):
         *,
         eab_keys: dict[str, str] | None = None,
         env: dict[str, str] | None = None,
+        validity_seconds: int | None = None,
     ) -> None:
         super().__init__()
+        self.validity_seconds = validity_seconds  # certificateValidityPeriod (Pebble >= 2.4)
         self.dns_server = dns_server
         self.eab_keys: dict[str, str] = dict(eab_keys or {})
         self.env: dict[str, str] = {**PEBBLE_DEFAULT_ENV, **(env or {})}
@@ -102,6 +104,8 @@ class Pebble(ManagedServer):
         }
         if self.eab_keys:
             conf["externalAccountMACKeys"] = self.eab_keys
+        if self.validity_seconds:
+            conf["certificateValidityPeriod"] = self.validity_seconds
         return {"pebble": conf}
 
     def _ready(self) -> bool:

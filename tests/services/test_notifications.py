@@ -113,6 +113,8 @@ def certificate(p, names=("shop.example", "www.shop.example"), **fields):
                   serial="1a2b3c", not_before=utcnow() - timedelta(days=1), not_after=utcnow() + timedelta(days=89),
                   renew_at=utcnow() + timedelta(days=59), renew_reason="rule: a third of the 90-day lifetime remains")
     values.update(fields)
+    if "not_before" not in fields:  # a 90-day certificate (shorter ones have scaled reminders)
+        values["not_before"] = values["not_after"] - timedelta(days=90)
     cert = Certificate(**values)
     db.session().add(cert)
     db.session().commit()
@@ -476,3 +478,33 @@ def test_a_failed_renewal_notifies_with_the_error(lab_app, lab_bind, cnames):
     (headers, body), = receiver.requests
     payload = json.loads(body)
     assert payload["event"] == "renewal-failed" and payload["error"] == cert.last_error and cert.last_error
+
+
+def test_a_short_lived_certificate_is_not_expiring_the_day_it_is_issued(ctx):
+    """Reminders are set in days for 90-day certificates; a 6-day one's shrink with its
+    lifetime (30 days -> 2 days, 7 days -> 11.2 hours), and the message says hours, not days."""
+    receiver = Receiver()
+    with http_server(receiver) as base:
+        webhook_channel(base + "/hook")
+        issued = utcnow()
+        certificate(profile(), names=("six.example",), auto_renew=False, not_before=issued,
+                    not_after=issued + timedelta(days=6))
+        assert notifications.scan(issued + timedelta(minutes=5)) == {}   # unscaled: "expiring in 30 days" now
+        assert notifications.scan(issued + timedelta(days=3)) == {}      # 3 days left: still early
+        assert notifications.scan(issued + timedelta(days=4, hours=1)) == {"expiring": 1}  # < 2 days: the 30
+        assert notifications.scan(issued + timedelta(days=4, hours=2)) == {"expiring": 0}
+        assert notifications.scan(issued + timedelta(days=5, hours=13)) == {"expiring": 1}  # < 11.2 h: the 7
+    payloads = [json.loads(b) for _, b in receiver.requests]
+    assert [p_["days"] for p_ in payloads] == [30, 7]
+    assert payloads[0]["title"] == "Certificate expiring in 47 hours"
+    assert payloads[1]["title"] == "Certificate expiring in 11 hours"
+
+
+def test_a_short_lived_renewal_is_overdue_after_a_share_of_its_lifetime(ctx):
+    now = utcnow()
+    p = profile()
+    six = certificate(p, names=("six.example",), not_before=now - timedelta(days=3),
+                      not_after=now + timedelta(days=3), renew_at=now - timedelta(hours=2))
+    ninety = certificate(p, names=("ninety.example",), renew_at=now - timedelta(hours=2))
+    assert "overdue" in notifications.will_not_renew(six, now)   # 2 h late of 6 days: the scheduler is down
+    assert notifications.will_not_renew(ninety, now) == ""       # 2 h late of 90 days: not yet

@@ -68,3 +68,49 @@ def test_issuance_is_followed_by_its_plan_in_the_same_commit(lab_app, cnames):
         lines = [e.message for e in certificates.timeline(cert)]
         assert lines.index(next(line for line in lines if line.startswith("active:"))) < \
             lines.index(next(line for line in lines if line.startswith("next renewal")))
+
+
+# -- the DNS check before every order -----------------------------------------------------------
+
+def _after(lines, marker):
+    return lines[max(i for i, line in enumerate(lines) if line.startswith(marker)):]
+
+
+def test_a_renewal_checks_the_cnames_first_and_a_broken_one_costs_no_order(lab_app, lab_bind, cnames):
+    """Authorization reuse is shrinking (7 hours at Let's Encrypt from 2028): every order
+    validates, so every renewal checks the CNAMEs before it orders. Broken: the renewal fails
+    like any other (current version serving, retried later) without asking the CA."""
+    with lab_app.app_context():
+        cert = certificates.request(certificates.create(
+            {"profile_id": db.session().query(CAProfile).one().id, "domains": "customer.test"}))
+        cnames(cert)
+        assert pipeline.process(cert.id) == "active"
+        serial = cert.serial
+        for item in certificates.instructions(cert):
+            lab_bind.clear(item.name)
+        assert pipeline.renew(cert.id, reason="test") == "active"
+        cert = certificates.get(cert.id)
+        lines = _after([e.message for e in certificates.timeline(cert)], "renewal started")
+        assert cert.serial == serial and len(certificates.versions(cert)) == 1
+        assert cert.failing_since is not None and "CNAME check before the order" in cert.last_error
+        assert "_acme-challenge.customer.test" in cert.last_error and cert.next_run_at > utcnow()
+        assert not any(line.startswith(("new order", "resume order")) for line in lines), lines
+        cnames(cert)  # restored: the next renewal checks again, then orders
+        assert pipeline.renew(cert.id, reason="test") == "active"
+        cert = certificates.get(cert.id)
+        lines = _after([e.message for e in certificates.timeline(cert)], "renewal started")
+        assert len(certificates.versions(cert)) == 2 and cert.failing_since is None
+        checked = lines.index(next(l for l in lines if l.startswith("dns: every CNAME still resolves")))
+        ordered = lines.index(next(l for l in lines if l.startswith("new order")))
+        assert checked < ordered
+
+
+def test_a_first_issuance_retried_without_an_order_goes_back_to_pending_when_a_cname_broke(lab_app):
+    with lab_app.app_context():
+        cert = certificates.request(certificates.create(
+            {"profile_id": db.session().query(CAProfile).one().id, "domains": "nocname.customer.test"}))
+        cert.status = Status.PROCESSING  # e.g. a retry after the CA was unreachable, no order yet
+        db.session().commit()
+        assert pipeline.process(cert.id) == "pending"
+        cert = certificates.get(cert.id)
+        assert "_acme-challenge.nocname.customer.test" in cert.last_error and cert.next_run_at > utcnow()

@@ -33,9 +33,19 @@ def ca_unreachable() -> None:
 def test_lifetime_rule_renews_with_a_third_left_or_half_when_short():
     start = utcnow()
     at, reason = renewals.lifetime_rule(start, start + timedelta(days=90))
-    assert at == start + timedelta(days=60) and "a third" in reason
-    at, reason = renewals.lifetime_rule(start, start + timedelta(days=6))
-    assert at == start + timedelta(days=3) and "half" in reason
+    assert at == start + timedelta(days=60) and reason == "rule: a third of the 90-day lifetime remains"
+    at, reason = renewals.lifetime_rule(start, start + timedelta(hours=160))
+    assert at == start + timedelta(hours=80) and reason == "rule: half of the 6-day lifetime remains"
+    at, reason = renewals.lifetime_rule(start, start + timedelta(minutes=40))
+    assert at == start + timedelta(minutes=20) and "half of the 40-minute lifetime" in reason
+
+
+def test_lifetime_rule_jitter_renews_up_to_a_twentieth_of_the_lifetime_earlier_never_later():
+    start = utcnow()
+    at, reason = renewals.lifetime_rule(start, start + timedelta(days=90), spread=1.0)
+    assert at == start + timedelta(days=60) - timedelta(days=4.5) and "4 days earlier at random" in reason
+    at, _ = renewals.lifetime_rule(start, start + timedelta(days=6), spread=0.5)
+    assert at == start + timedelta(days=3) - timedelta(hours=3.6)
 
 
 def test_issued_certificate_gets_its_renewal_time_and_why(lab_app, cnames):

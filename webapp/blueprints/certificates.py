@@ -10,7 +10,8 @@ from werkzeug.exceptions import NotFound as HTTPNotFound
 from .. import db
 from ..crypto import KEY_TYPES, cert_info
 from ..errors import NotFound, SSLManagerError, ValidationError
-from ..services import audit, ca_profiles, certificates as service, delegation, domains, failover, pipeline, tags
+from ..models import utcnow
+from ..services import audit, ca_profiles, certificates as service, delegation, domains, failover, lifetimes, pipeline, tags
 from ..services import deploy as deploys
 from ..services.inputs import page_number
 from .common import htmx
@@ -35,7 +36,9 @@ DOWNLOADS = ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem")
 def _helpers():
     return {"status_labels": STATUS_LABELS, "steps": STEPS, "polling_statuses": POLLING, "done_statuses": DONE,
             "key_types": KEY_TYPES, "to_unicode": domains.to_unicode,
-            "days_remaining": service.days_remaining, "check_labels": CHECK_LABELS}
+            "days_remaining": service.days_remaining, "check_labels": CHECK_LABELS,
+            "expiry_level": lambda c: lifetimes.level(c.not_before, c.not_after, utcnow()),
+            "time_left": lambda c: lifetimes.remaining(c.not_after, utcnow())}
 
 
 @bp.errorhandler(SSLManagerError)

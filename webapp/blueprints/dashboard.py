@@ -28,7 +28,7 @@ def index():
         "sslmanager/dashboard/index.html",
         counts=figures.counts, total=figures.total, statuses=certificates.STATUSES,
         status_labels=STATUS_LABELS, attention=figures.attention,
-        weeks=figures.weeks, chart=chart(figures.weeks), scheduler=scheduler,
+        weeks=figures.weeks, chart=chart(figures.weeks, figures.bucket, figures.span_days), scheduler=scheduler,
         scheduler_age=age_text(now - scheduler.last_run) if scheduler.last_run else None,
         profiles=service.profile_count(), failing_profiles=service.failing_profiles(),
         failing_zones=service.failing_zones())
@@ -45,8 +45,9 @@ def _nice_ceiling(value: int) -> int:
     return 10 * power
 
 
-def chart(weeks: list[service.Week]) -> dict:
-    """Bars (expiring per week), renewal markers and axis ticks in SVG coordinates."""
+def chart(weeks: list[service.Week], bucket: str = "week", span: int = service.TIMELINE_DAYS) -> dict:
+    """Bars (expiring per week, or per day for a short-lived fleet), renewal markers and axis
+    ticks in SVG coordinates."""
     top = _nice_ceiling(max([w.expiring for w in weeks] + [0]))
     height = PLOT_BOTTOM - PLOT_TOP
     slot = (CHART_W - PLOT_LEFT - PLOT_RIGHT) / max(len(weeks), 1)
@@ -68,4 +69,5 @@ def chart(weeks: list[service.Week]) -> dict:
             "label_y": PLOT_BOTTOM + 22, "marker_y": PLOT_BOTTOM + 50,
             "middle_x": (PLOT_LEFT + CHART_W - PLOT_RIGHT) / 2, "middle_y": (PLOT_TOP + PLOT_BOTTOM) / 2,
             "expiring": sum(w.expiring for w in weeks), "renewals": sum(w.renewals for w in weeks),
-            "busiest": max(weeks, key=lambda w: w.expiring) if weeks else None}
+            "busiest": max(weeks, key=lambda w: w.expiring) if weeks else None,
+            "bucket": bucket, "span": span}

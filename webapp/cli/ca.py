@@ -31,7 +31,7 @@ def _row(profile, counts) -> dict:
             "eab_hmac_set": bool(profile.eab_hmac), "api_key_set": bool(profile.api_key),
             "account_url": profile.account_url, "last_test_ok": profile.last_test_ok,
             "last_test_at": profile.last_test_at.isoformat() if profile.last_test_at else None,
-            "last_test_message": profile.last_test_message,
+            "last_test_message": profile.last_test_message, "preferred_chain": profile.preferred_chain,
             "fallbacks": [p.name for p in failover.profile_fallbacks(profile)],
             "health": failover.health_line(profile) or "ok",
             "certificates": counts.get(profile.id, 0)}
@@ -69,6 +69,8 @@ def _profile_options(fn):
         click.option("--fallback", "fallbacks", multiple=True, metavar="NAME",
                      help="Default fallback CA profile for this profile's certificates (repeat, in order)."),
         click.option("--no-fallbacks", is_flag=True, help="Clear the default fallback list."),
+        click.option("--preferred-chain", help="Prefer the alternate chain whose top certificate is issued by this "
+                                               "name (CN, or part of the DN), e.g. 'ISRG Root X1'; '' for the CA's default."),
     ]
     for option in reversed(options):
         fn = option(fn)

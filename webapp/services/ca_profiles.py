@@ -15,7 +15,7 @@ from ..ca_plugins import ProfileView
 from ..eab import BadEabKey, normalise_hmac_key
 from ..errors import AcmeError, Conflict, NotFound, SSLManagerError, ValidationError
 from ..models import CAProfile, Certificate, NotificationChannel, NotificationSent, utcnow
-from . import audit, failover
+from . import audit, chains, failover
 # The profile's plugin, client and account live in accounts; callers reach them through here too.
 from .accounts import (acme_client, ca_bundle_path, directory_url, ensure_account,  # noqa: F401
                        plugin_for, recover_account, registry, view_of)
@@ -221,6 +221,10 @@ def validate(profile: CAProfile, values: dict[str, Any]) -> dict[str, Any]:
     timeout = _int_field(values, "api_timeout", "API Timeout", TIMEOUT_MIN, TIMEOUT_MAX, errors)
     clean["dns_ttl"], clean["api_timeout"] = ttl, timeout
 
+    clean["preferred_chain"], problem = chains.validate(values.get("preferred_chain", profile.preferred_chain))
+    if problem:
+        errors["preferred_chain"] = problem
+
     bundle = str(values.get("ca_bundle", profile.ca_bundle) or "").strip()
     if bundle:
         problem = _check_ca_bundle(bundle)
@@ -274,7 +278,7 @@ def duplicate(profile: CAProfile) -> CAProfile:
                      ca_bundle=profile.ca_bundle, email=profile.email, eab_kid=profile.eab_kid,
                      eab_hmac=profile.eab_hmac, api_key=profile.api_key, dns_zone=profile.dns_zone,
                      allow_wildcard=profile.allow_wildcard, dns_ttl=profile.dns_ttl,
-                     api_timeout=profile.api_timeout)
+                     api_timeout=profile.api_timeout, preferred_chain=profile.preferred_chain)
     db.session().add(copy)
     db.session().flush()
     audit.record("CA profile duplicated", "ca_profile", copy.id, f"{profile.name} → {copy.name}")

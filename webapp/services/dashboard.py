@@ -7,16 +7,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import and_, case, extract, func, literal, or_, select
 
 from .. import db
-from ..models import CAProfile, Certificate, TechZone, TimelineEvent, utcnow
+from ..models import CAProfile, Certificate, TechZone, TimelineEvent, UTCDateTime, utcnow
 from . import claims
 
 ATTENTION_LIMIT = 10          # rows listed per category; the count says how many in all
 PENDING_TOO_LONG = timedelta(days=1)
 EXPIRY_WARNING = timedelta(days=30)
 TIMELINE_DAYS = 90
+# When every certificate still serving lives less than this many days (a fleet of short-lived
+# certificates), the chart counts per day over that span instead of per week over 90 days.
+SHORT_TIMELINE_DAYS = 14
 # certificates.request() writes this timeline line each time a certificate enters Pending.
 PENDING_MARK = "pending: waiting%"
 
@@ -55,6 +58,8 @@ class Overview:
     counts: dict[str, int]            # status -> certificates
     attention: list[Attention]
     weeks: list[Week]
+    bucket: str = "week"              # or "day": the chart's bars
+    span_days: int = TIMELINE_DAYS
 
     @property
     def total(self) -> int:
@@ -72,7 +77,8 @@ CATEGORIES = (
      ("The _acme-challenge CNAME no longer points into the technical zone: the next renewal will fail "
       "until it is restored.")),
     ("expiring", "Expiring without renewal",
-     "Auto-renew is off and it expires within 30 days: renew it or turn auto-renew on."),
+     ("Auto-renew is off and it expires within 30 days (within the last third of a shorter "
+      "lifetime): renew it or turn auto-renew on.")),
 )
 
 
@@ -94,18 +100,35 @@ def conditions(now: datetime) -> dict:
         "pending": and_(c.status == "pending", c.created_at < cutoff, _pending_since() < cutoff),
         "delegation": c.delegation_ok.is_(False),
         "expiring": and_(c.auto_renew.is_(False), c.status.not_in(("revoked", "expired")),
-                         c.not_after >= now, c.not_after <= now + EXPIRY_WARNING),
+                         c.not_after >= now, c.not_after <= now + EXPIRY_WARNING, _last_third(now)),
     }
 
 
-def weeks_ahead(now: datetime, days: int = TIMELINE_DAYS) -> list[Week]:
-    """Week buckets from today 00:00 UTC until now + days (the last one may be shorter)."""
+def _last_third(now: datetime):
+    """In the last third of its lifetime (a 6-day certificate is not "expiring" the day it is
+    issued): not_after - now <= (not_after - not_before) / 3, i.e. 2 not_after + not_before <=
+    3 now. With the 30-day bound beside it, a 90-day or longer certificate keeps 30 days."""
+    c = Certificate
+    return or_(c.not_before.is_(None),
+               2 * _days(c.not_after) + _days(c.not_before) <= 3 * _days(literal(now, UTCDateTime())))
+
+
+def _days(x):
+    """A timestamp as a number of days, for arithmetic between columns on either database."""
+    if db.session().get_bind(Certificate).dialect.name == "postgresql":
+        return extract("epoch", x) / 86400.0
+    return func.julianday(x)
+
+
+def weeks_ahead(now: datetime, days: int = TIMELINE_DAYS, step: int = 7) -> list[Week]:
+    """Buckets of `step` days (weeks) from today 00:00 UTC until now + days (the last one may
+    be shorter)."""
     start = now.replace(hour=0, minute=0, second=0, microsecond=0)
     end = now + timedelta(days=days)
     weeks, edge = [], start
     while edge < end:
-        weeks.append(Week(edge, min(edge + timedelta(days=7), end)))
-        edge += timedelta(days=7)
+        weeks.append(Week(edge, min(edge + timedelta(days=step), end)))
+        edge += timedelta(days=step)
     return weeks
 
 
@@ -125,10 +148,16 @@ def overview(now: datetime | None = None, limit: int = ATTENTION_LIMIT) -> Overv
     c = Certificate
     s = db.session()
     counts = {status: n for status, n in s.execute(select(c.status, func.count()).group_by(c.status))}
-    weeks = weeks_ahead(now)
+    serving = c.status.not_in(("revoked", "expired"))
+    # Per day when something serves and nothing serving lives SHORT_TIMELINE_DAYS or longer.
+    live = and_(serving, c.not_after >= now)
+    long_lived = or_(c.not_before.is_(None), _days(c.not_after) - _days(c.not_before) >= SHORT_TIMELINE_DAYS)
+    by_day = (s.execute(select(c.id).where(live).limit(1)).first() is not None
+              and s.execute(select(c.id).where(live, long_lived).limit(1)).first() is None)
+    weeks = weeks_ahead(now, SHORT_TIMELINE_DAYS, 1) if by_day else weeks_ahead(now)
     conds = conditions(now)
     # What still serves and will lapse: Active, Failed or Processing (a renewal under way).
-    expiry_week = _week_of(c.not_after, weeks, now, c.status.not_in(("revoked", "expired"))).label("expiry_week")
+    expiry_week = _week_of(c.not_after, weeks, now, serving).label("expiry_week")
     renew_week = _week_of(c.renew_at, weeks, now, c.status == "active", c.auto_renew.is_(True)).label("renew_week")
     flags = [func.sum(case((cond, 1), else_=0)).label(key) for key, cond in conds.items()]
     flagged = dict.fromkeys(conds, 0)
@@ -144,7 +173,8 @@ def overview(now: datetime | None = None, limit: int = ATTENTION_LIMIT) -> Overv
     for group in attention:
         if group.count:
             group.items = _items(group.key, conds[group.key], now, limit)
-    return Overview(counts, attention, weeks)
+    return Overview(counts, attention, weeks, "day" if by_day else "week",
+                    SHORT_TIMELINE_DAYS if by_day else TIMELINE_DAYS)
 
 
 def _items(key: str, cond, now: datetime, limit: int) -> list[AttentionItem]:

@@ -22,7 +22,7 @@ from ..crypto import cert_info, key_matches_cert, split_pem_chain
 from ..dns import checks
 from ..errors import AcmeError, AcmeRateLimited, DnsError, SSLManagerError
 from ..models import CAProfile, Certificate, CertificateVersion, DnsRecord, Status, Step, utcnow
-from . import audit, ca_profiles, domains, zones
+from . import audit, ca_profiles, chains, domains, zones
 from .timeline import Timeline
 
 
@@ -173,6 +173,9 @@ def issue(cert: Certificate, profile: CAProfile | None = None) -> Issued:
 
         # 7. Download (7.4.2), with alternate chains.
         fullchain, alternates = client.download(order)
+        chain = chains.choose(fullchain, alternates, profile.preferred_chain)  # by the top issuer's name
+        fullchain, alternates = chain.fullchain, chain.alternates
+        timeline(chain.note, "warning" if chain.matched is False else "info")
         leaf, _chain = split_pem_chain(fullchain)
         if not key_matches_cert(cert.private_key, leaf):
             raise AcmeError("the CA returned a certificate for another key",
@@ -194,6 +197,7 @@ def issue(cert: Certificate, profile: CAProfile | None = None) -> Issued:
         db.session().commit()
     # Not committed here: the caller saves the version together with its renewal plan.
     version = _store_version(cert, fullchain, alternates, order.url, account_url)
+    version.chain_choice = chain.note.removeprefix("chain: ")
     timeline(f"active: serial {cert.serial}, valid until {cert.not_after:%Y-%m-%d %H:%M} UTC "
              f"({time.monotonic() - timeline.started:.2f}s)")
     return Issued(version, renewal_info, renewal_info_error)

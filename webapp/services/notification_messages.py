@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from ..models import CAProfile, Certificate, utcnow
-from . import domains
+from . import domains, lifetimes
 from .notification_senders import Message
 
 EVENTS = {
@@ -30,8 +30,12 @@ def build(event: str, cert: Certificate | None = None, profile: CAProfile | None
     now = now or utcnow()
     today = f"{now:%Y-%m-%d}"
     title = EVENTS.get(event, "Test notification")
+    # A certificate shorter than 90 days had its thresholds scaled down: say hours, not "0 days".
+    life = lifetimes.lifetime(cert.not_before, cert.not_after) if cert is not None else None
+    short = life is not None and life < lifetimes.REFERENCE
     if event == "expiring":
-        title = f"Certificate expiring in {days} day{'s' if days != 1 else ''}"
+        title = (f"Certificate expiring in {lifetimes.duration(cert.not_after - now)}" if short
+                 else f"Certificate expiring in {days} day{'s' if days != 1 else ''}")
     about = _names(cert) if cert is not None else (profile.name if profile is not None else "")
     subject = f"[SSL Manager] {title}" + (f": {about}" if about else "")
     if dedupe_key is None:
@@ -54,7 +58,8 @@ def build(event: str, cert: Certificate | None = None, profile: CAProfile | None
         if cert.serial:
             lines.append(f"Serial:       {cert.serial}")
         if cert.not_after:
-            lines.append(f"Valid until:  {cert.not_after:%Y-%m-%d %H:%M} UTC ({left} days left)")
+            lines.append(f"Valid until:  {cert.not_after:%Y-%m-%d %H:%M} UTC ("
+                         + (f"{lifetimes.duration(cert.not_after - now)} left)" if short else f"{left} days left)"))
         if cert.renew_at and cert.auto_renew:
             lines.append(f"Next renewal: {cert.renew_at:%Y-%m-%d %H:%M} UTC ({cert.renew_reason})")
         if cert.deploy_last_at and event in ("issued", "renewed"):

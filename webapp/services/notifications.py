@@ -20,7 +20,7 @@ from sqlalchemy.orm import defer
 
 from .. import db
 from ..models import CAProfile, Certificate, NotificationChannel, NotificationSent, utcnow
-from . import addresses, audit
+from . import addresses, audit, lifetimes
 from . import notification_senders as senders
 from .notification_messages import EVENTS, build
 from .notification_senders import SIGNATURE_HEADER, DeliveryError, Message  # noqa: F401 (the page shows it)
@@ -197,7 +197,7 @@ def will_not_renew(cert: Certificate, now: datetime) -> str:
         return "no renewal is planned"
     if cert.not_after and cert.renew_at >= cert.not_after:
         return "the renewal is planned after expiry"
-    if cert.renew_at < now - timedelta(days=1):
+    if cert.renew_at < now - lifetimes.overdue_grace(lifetimes.lifetime(cert.not_before, cert.not_after)):
         return (f"renewal overdue since {cert.renew_at:%Y-%m-%d %H:%M} UTC: is the scheduler "
                 "(`sslmanager run` or `sslmanager worker`) running?")
     return ""
@@ -231,7 +231,9 @@ def scan(now: datetime | None = None) -> dict[str, int]:
     profiles = {p.id: p for p in db.session().execute(select(CAProfile)).scalars()} if enabled else {}
     for cert in certs:
         why = will_not_renew(cert, now)
-        crossed = [d for d in days if cert.not_after - now <= timedelta(days=d)]
+        # The days are set for 90-day certificates; a shorter one's shrink with its lifetime.
+        life = lifetimes.lifetime(cert.not_before, cert.not_after)
+        crossed = [d for d in days if cert.not_after - now <= lifetimes.scaled(timedelta(days=d), life)]
         profile = profiles.get(cert.profile_id)
         if why and crossed:
             count("expiring", emit("expiring", cert, profile=profile, days=crossed[0], reason=why,

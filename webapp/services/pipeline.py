@@ -34,12 +34,18 @@ FINAL = {Status.ACTIVE, Status.FAILED, Status.EXPIRED, Status.REVOKED}
 Hold = Callable[[int, float | None], AbstractContextManager]
 
 
-def check_cnames(cert: Certificate) -> bool:
-    """Pending: check every CNAME; move to Processing when all resolve into the technical zone."""
-    report = delegation.cname_report(cert)
-    bad = [(f"{c.name}: {c.message}", c.fix) for c in report if not c.ok]
+def dns_problems(cert: Certificate) -> list[tuple[str, str]]:
+    """(problem, fix) for each CNAME not resolving into the technical zone, else for what the
+    CA would refuse anyway (CAA); [] when an order can go ahead."""
+    bad = [(f"{c.name}: {c.message}", c.fix) for c in delegation.cname_report(cert) if not c.ok]
     if not bad:  # the CNAMEs are right: would the CA refuse anyway (CAA)?
         bad = [(problem, "") for problem in delegation.blocking_problems(cert)]
+    return bad
+
+
+def check_cnames(cert: Certificate) -> bool:
+    """Pending: check every CNAME; move to Processing when all resolve into the technical zone."""
+    bad = dns_problems(cert)
     if bad:
         message = " ".join(m for m, _ in bad)
         if message != cert.last_error:
@@ -54,6 +60,26 @@ def check_cnames(cert: Certificate) -> bool:
     return True
 
 
+def recheck_dns(cert: Certificate) -> bool:
+    """Before every new order past Pending (a renewal, a retry): the CNAMEs again. CAs reuse
+    authorizations for less and less time (Let's Encrypt: 7 hours from 2028), so every order
+    validates afresh; a broken delegation found here costs no order at the CA. A renewal
+    fails as renewals do (the current version keeps serving, retried with backoff); a first
+    issuance goes back to Pending."""
+    bad = dns_problems(cert)
+    if not bad:
+        Timeline(cert)("dns: every CNAME still resolves into the technical zone (checked before the order)")
+        db.session().commit()
+        return True
+    if cert.serial:
+        handle_failure(cert, DnsError(f"CNAME check before the order: {' '.join(m for m, _ in bad)}",
+                                      step="CNAME check", hint=" ".join(f for _, f in bad if f)))
+    else:
+        cert.status = Status.PENDING
+        check_cnames(cert)
+    return False
+
+
 def process(cert_id: int, holder: str | None = None) -> str:
     """Run the pipeline once for one certificate: CNAME check, then issuance. Returns the status
     (or "busy" when another process or thread holds it)."""
@@ -64,8 +90,11 @@ def process(cert_id: int, holder: str | None = None) -> str:
         db.session().refresh(cert)
         if cert.status == Status.CSR:
             certificates.request(cert)
-        if cert.status == Status.PENDING and not check_cnames(cert):
-            return cert.status
+        if cert.status == Status.PENDING:
+            if not check_cnames(cert):
+                return cert.status
+        elif cert.status == Status.PROCESSING and not cert.order_url and not recheck_dns(cert):
+            return certificates.get(cert_id).status
         if cert.status != Status.PROCESSING:
             return cert.status
         try:

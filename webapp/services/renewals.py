@@ -14,17 +14,27 @@ from ..acme.client import generate_account_key
 from ..crypto import generate_private_key, make_csr
 from ..errors import SSLManagerError
 from ..models import CAProfile, Certificate, CertificateVersion, Status, Step, utcnow
-from . import audit, ca_profiles, certificates, claims, failover
+from . import audit, ca_profiles, certificates, claims, failover, lifetimes
 from .timeline import Timeline
 
 log = logging.getLogger("sslmanager.renewals")
 
 
-def lifetime_rule(not_before: datetime, not_after: datetime) -> tuple[datetime, str]:
-    """Renew when a third of the lifetime remains (half for lifetimes under 10 days)."""
-    lifetime = not_after - not_before
-    share, words = (2, "half") if lifetime < timedelta(days=10) else (3, "a third")
-    return not_after - lifetime / share, f"rule: {words} of the {lifetime.days}-day lifetime remains"
+JITTER = 1 / 20  # the rule's renewal comes up to this share of the lifetime earlier, at random
+
+
+def lifetime_rule(not_before: datetime, not_after: datetime, spread: float = 0.0) -> tuple[datetime, str]:
+    """Renew when a third of the lifetime remains (half for lifetimes under 10 days), and
+    `spread` (0..1) times a twentieth of the lifetime earlier: certificates issued together
+    (a bulk import, a CA's outage) then do not all renew in the same minute. No later than
+    the rule, so the margin for retries only grows."""
+    life = not_after - not_before
+    share, words = (2, "half") if life < timedelta(days=10) else (3, "a third")
+    at = not_after - life / share - life * JITTER * spread
+    reason = f"rule: {words} of the {lifetimes.adjective(life)} lifetime remains"
+    if spread:
+        reason += f", {lifetimes.duration(life * JITTER * spread)} earlier at random"
+    return at, reason
 
 
 def plan(cert: Certificate, version: CertificateVersion, profile: CAProfile,
@@ -47,7 +57,7 @@ def plan(cert: Certificate, version: CertificateVersion, profile: CAProfile,
         if at < earliest:  # an override longer than the lifetime would renew in a loop
             at, reason = earliest, reason + " (capped: never before half the lifetime)"
     else:
-        at, reason = lifetime_rule(version.not_before, version.not_after)
+        at, reason = lifetime_rule(version.not_before, version.not_after, random.random())
     cert.renew_at, cert.renew_reason = at, reason
     Timeline(cert)(f"next renewal {at:%Y-%m-%d %H:%M} UTC ({reason})")
 
