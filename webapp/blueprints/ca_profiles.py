@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, redirect, render_template, request, url_for
 from ..errors import Conflict, NotFound, ValidationError
 from ..services import ca_profiles as service
+from ..services import persist
 from .common import htmx
 from .flashes import flash
 
@@ -33,6 +34,8 @@ def _form_context(profile, values=None, errors=None):
         "ttl_min": service.TTL_MIN, "ttl_max": service.TTL_MAX,
         "timeout_min": service.TIMEOUT_MIN, "timeout_max": service.TIMEOUT_MAX,
         "description_max": service.DESCRIPTION_MAX,
+        "persist_certs": persist.certificates_using(profile) if profile.id else 0,
+        "persist_offered": persist.offer(profile)[0],
     }
 
 

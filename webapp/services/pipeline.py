@@ -23,7 +23,7 @@ from ..acme.problems import problem_hint
 from ..errors import AcmeError, AcmeNetworkError, AcmeRateLimited, DnsError, SSLManagerError
 from ..models import Certificate, Status, utcnow
 from . import (audit, ca_profiles, certificates, claims, delegation, deploy, issuance,
-               notifications, renewals, slots)
+               notifications, persist, renewals, slots)
 from .timeline import Timeline
 
 log = logging.getLogger("sslmanager.pipeline")
@@ -35,8 +35,9 @@ Hold = Callable[[int, float | None], AbstractContextManager]
 
 
 def check_cnames(cert: Certificate) -> bool:
-    """Pending: check every CNAME; move to Processing when all resolve into the technical zone."""
-    report = delegation.cname_report(cert)
+    """Pending: check every CNAME (or dns-persist-01 record); move to Processing when all are
+    right."""
+    report = delegation.validation_report(cert)
     bad = [(f"{c.name}: {c.message}", c.fix) for c in report if not c.ok]
     if not bad:  # the CNAMEs are right: would the CA refuse anyway (CAA)?
         bad = [(problem, "") for problem in delegation.blocking_problems(cert)]
@@ -49,7 +50,9 @@ def check_cnames(cert: Certificate) -> bool:
         db.session().commit()
         return False
     cert.status, cert.step, cert.last_error, cert.last_error_hint = Status.PROCESSING, "", "", ""
-    Timeline(cert)("processing: every CNAME resolves into the technical zone")
+    Timeline(cert)("processing: every _validation-persist record authorizes this account"
+                   if cert.validation == persist.PERSIST else
+                   "processing: every CNAME resolves into the technical zone")
     db.session().commit()
     return True
 
