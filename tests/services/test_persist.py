@@ -103,3 +103,59 @@ def test_not_offered_by_a_ca_without_it_and_the_reason_is_said(app, lab_bind, la
             certificates.create({"profile_id": profile.id, "domains": "customer.test",
                                  "validation": "persist"})
         assert "not available" in caught.value.errors["validation"]
+
+
+@pytest.mark.parametrize("value, status, words", [
+    ("other-ca.test; accounturi={account}", "issuer", "not a2c.lab.test"),
+    (f"{ISSUER}; accounturi=https://127.0.0.1:1/acme/acct/old", "accounturi", "did the profile's account change"),
+    (f"{ISSUER}; accounturi={{account}}", "policy", "lacks policy=wildcard"),
+    (f"{ISSUER}; accounturi={{account}}; policy=wildcard; persistUntil=1000000000", "expired", "expired at 2001-09-09"),
+    (f"{ISSUER}; accounturi={{account}}; policy=wildcard; persistUntil={{soon}}", "warning", "in 9 days"),
+    ("not a record", "malformed", "not in the form"),
+])
+def test_preflight_at_the_authoritative_servers_names_each_problem_and_its_fix(
+        app, a2c, names, persist_records, value, status, words):
+    import time
+    with app.app_context():
+        base = names("customer.test")
+        cert = persistent(f"{base} *.{base}")
+        account = ca_profiles.by_name("acme2certifier").account_url
+        persist_records.set(f"_validation-persist.{base}",
+                            value.format(account=account, soon=int(time.time()) + 9 * 86400 + 3600))
+        [check] = persist.report(cert)
+        assert (check.status, check.ok) == (status, status == "warning"), check.message
+        assert words in check.message
+        assert f"policy=wildcard" in check.fix and account in check.fix  # the value to set
+        [d] = delegation.preflight(cert).domains
+        kinds = {c.kind: c.status for c in d.checks}
+        assert kinds["TXT"] == ("warning" if status == "warning" else "error") and "CNAME" not in kinds
+        assert (pipeline.check_cnames(certificates.get(cert.id))) == (status == "warning")
+
+
+def test_preflight_asks_the_authoritative_servers_not_a_resolver(app, a2c, names, persist_records):
+    with app.app_context():
+        base = names("customer.test")
+        cert = persistent(base)
+        persist_records(cert)
+        app.config["SSLMANAGER_DNS_NS_PORT"] = 9  # nothing answers there: no resolver stands in
+        [check] = persist.report(cert)
+        assert check.status == "error" and "no authoritative server answered" in check.message
+        app.config["SSLMANAGER_DNS_NS_PORT"] = a2c.bind.port
+        assert persist.report(cert)[0].status == "ok"
+
+
+def test_the_delegation_watch_rechecks_persist_records_between_renewals(app, a2c, names, persist_records, lab_bind):
+    with app.app_context():
+        base = names("customer.test")
+        cert = persistent(base)
+        persist_records(cert)
+        assert pipeline.process(cert.id) == "active", certificates.get(cert.id).last_error
+        assert delegation.delegation_watch() == []
+        lab_bind.clear(f"_validation-persist.{base}")
+        [(cert_id, problems)] = delegation.delegation_watch()
+        assert cert_id == cert.id and "has no TXT record" in problems[0]
+        assert certificates.get(cert.id).delegation_ok is False
+        persist_records(cert)
+        assert delegation.delegation_watch() == []
+        lines = [e.message for e in certificates.timeline(certificates.get(cert.id))]
+        assert "every _validation-persist record authorizes this account again" in lines[-1]
