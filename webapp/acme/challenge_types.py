@@ -6,7 +6,7 @@ CA reads `_validation-persist.<domain>` and checks the issuer domain and our acc
 No Flask here."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import josepy as jose
 from acme import challenges as acme_challenges
@@ -14,9 +14,6 @@ from acme import messages
 
 from webapp.acme.results import Challenge, status_of
 from webapp.errors import AcmeError
-
-if TYPE_CHECKING:
-    from webapp.acme.client import AcmeClient
 
 PERSIST = "dns-persist-01"
 DNS01 = "dns-01"
@@ -83,8 +80,9 @@ def answer_of(chall: Challenge, jwk: jose.JWK) -> tuple[messages.ChallengeBody,
     return challb, challb.chall.response(jwk)
 
 
-def probe(client: "AcmeClient", name: str) -> dict:
-    """Which challenge types the CA offers for `name`, asked with an order that is never
+def probe(client: Any, name: str) -> dict:
+    """Which challenge types the CA offers for `name` (`client`: an AcmeClient with an account),
+    asked with an order that is never
     answered: {"types", "issuer_domain_names", "accounturi"}. Its authorization is then
     deactivated where the CA allows it (else it expires by itself)."""
     order = client.new_order([name])
