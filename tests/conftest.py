@@ -165,6 +165,29 @@ def cnames(lab_bind):
         lab_bind.clear(name)
 
 
+@pytest.fixture
+def persist_records(lab_bind):
+    """Create TXT records at _validation-persist names in BIND, as a domain owner would:
+    `persist_records(cert)` makes the ones the certificate's page shows, `persist_records.set(
+    name, *values)` any others. Removed after the test."""
+    from webapp.services import certificates
+    made = []
+
+    def put(name, *values):
+        zone = lab_bind.zone_of(name)
+        lab_bind.update(zone, delete=[(name, 0, "TXT", None)],
+                        add=[(name, 60, "TXT", '"' + v.replace('"', '\\"') + '"') for v in values])
+        made.append(name)
+
+    def create(cert):
+        for item in certificates.persist_instructions(cert):
+            put(item.name, item.value)
+    create.set = put
+    yield create
+    for name in made:
+        lab_bind.clear(name)
+
+
 def make_certificate(app, profile_id, domains, **fields):
     """A certificate made by the service, then with model fields set directly (status, not_after…)."""
     from webapp.services import certificates

@@ -98,6 +98,20 @@ def _downgrade(engine, revision: str) -> None:
             conn.commit()
 
 
+def _profile_row(name: str) -> int:
+    """A CA profile row written with the columns of schema 0006 (the model has more since)."""
+    s = db.session()
+    s.execute(sa.text(
+        "insert into sslm_ca_profile (name, description, module, ca_key, directory_url, ca_bundle, "
+        "email, eab_kid, dns_zone, allow_wildcard, dns_ttl, api_timeout, account_url, "
+        "account_status, account_email, account_directory, last_test_message, created_at, "
+        "updated_at) values (:n, '', 'custom', '', '', '', '', '', '', false, 60, 20, '', '', '', "
+        "'', '', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"), {"n": name},
+        bind_arguments={"mapper": CAProfile})
+    s.commit()
+    return s.execute(sa.select(CAProfile.id).where(CAProfile.name == name)).scalar_one()
+
+
 def _certificate_row(profile_id: int, name: str):
     """A certificate row written with the columns of schema 0006 (the model has more since)."""
     from webapp.models import Certificate

@@ -155,6 +155,9 @@ class CAProfile(Base):
     last_test_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_test_message: Mapped[str] = mapped_column(Text, default="")
     directory_meta: Mapped[dict | None] = mapped_column(JSON)
+    # What the CA's authorizations offer (challenge types, dns-persist-01's issuer domain
+    # names), learned by Save and Test's probe order and by every order since (services/persist.py).
+    challenge_info: Mapped[dict | None] = mapped_column(JSON)
     # Renew this many days before expiry instead of the lifetime rule (ARI still wins).
     renew_days_before: Mapped[int | None] = mapped_column(Integer)
     # The CA said rateLimited: no new order for this profile before this time (kept across restarts).
@@ -247,6 +250,9 @@ class Certificate(Base):
     key_type: Mapped[str] = mapped_column(String(16), default="ec-p256")
     auto_renew: Mapped[bool] = mapped_column(Boolean, default=True)
     acme_profile: Mapped[str] = mapped_column(String(64), default="")
+    # How the CA validates the names: "cname" (dns-01 through the technical zone) or
+    # "dns-persist-01" (one TXT record the domain owner sets once; no DNS write at issuance).
+    validation: Mapped[str] = mapped_column(String(16), default="cname", server_default="cname")
     reuse_key: Mapped[bool] = mapped_column(Boolean, default=False)
     private_key: Mapped[str | None] = mapped_column(Encrypted)   # the key of the CSR in flight
     csr: Mapped[str] = mapped_column(Text, default="")

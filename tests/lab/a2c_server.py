@@ -21,6 +21,7 @@ import io
 import json
 import os
 import socketserver
+import sqlite3
 import ssl
 import sys
 import threading
@@ -29,6 +30,18 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 NEW_ORDER_PATH = "/acme/neworders"
 NONCE_PATH = "/acme/newnonce"
+ORDER_PATH = "/acme/order/"
+
+# acme2certifier 0.46.3 marks a failed challenge and its authorization invalid but leaves the
+# order "pending" for ever, against RFC 8555 7.1.6 ("invalid": an authorization failed). The
+# lab repairs that before each order request, so a client polling the order sees what the CA
+# decided: invalid, and the authorization's error.
+INVALIDATE_ORDER = """
+UPDATE orders SET status_id = (SELECT id FROM status WHERE name = 'invalid')
+WHERE name = :name AND status_id = (SELECT id FROM status WHERE name = 'pending')
+  AND EXISTS (SELECT 1 FROM "authorization" a WHERE a.order_id = orders.id
+              AND a.status_id = (SELECT id FROM status WHERE name = 'invalid'))
+"""
 
 
 def _b64json(text: str):
@@ -48,6 +61,7 @@ class LabMiddleware:
         self.app = app
         self.config = config
         self.log_path = os.path.join(workdir, "requests.jsonl")
+        self.db_path = os.path.join(workdir, "acme_srv.db")
         self.control_path = os.path.join(workdir, "control.json")
         self.lock = threading.Lock()
 
@@ -83,6 +97,8 @@ class LabMiddleware:
             status, headers, chunks = self.already_replaced(environ)
             entry["answered_by"] = "lab"
         else:
+            if entry["path"].startswith(ORDER_PATH) and not entry["path"].endswith("/finalize"):
+                self.order_follows_authorizations(entry["path"][len(ORDER_PATH):])
             status, headers, chunks = self.call_app(environ)
         entry["status"] = int(status.split()[0])
         nonce = [value for name, value in headers if name.lower() == "replay-nonce"]
@@ -93,6 +109,11 @@ class LabMiddleware:
             log.write(json.dumps(entry) + "\n")
         start_response(status, headers)
         return chunks
+
+    def order_follows_authorizations(self, order_name: str) -> None:
+        """See INVALIDATE_ORDER: a pending order with an invalid authorization is invalid."""
+        with sqlite3.connect(self.db_path, timeout=10) as db:
+            db.execute(INVALIDATE_ORDER, {"name": order_name})
 
     def call_app(self, environ):
         """Run the real app to completion: (status, headers, body chunks)."""
@@ -143,10 +164,33 @@ class QuietHandler(WSGIRequestHandler):
         pass
 
 
+def keep_validation_errors() -> None:
+    """acme2certifier 0.46.3's SQLite handler drops a failed challenge's error: its
+    challenge_update() never writes the validation_error column it reads back, so the challenge
+    and its authorization come back invalid with no "error" (RFC 8555 7.1.4 and 8: the problem
+    document of a failed challenge). The lab writes the column after the handler's update."""
+    import sqlite3 as sqlite
+
+    from acme2certifier.dbhandlers import wsgi_handler
+
+    original = wsgi_handler.DBstore.challenge_update
+
+    def challenge_update(self, data_dic):
+        error = data_dic.get("validation_error")
+        original(self, data_dic)
+        if error:
+            with sqlite.connect(self.db_name, timeout=10) as db:
+                db.execute("UPDATE challenge SET validation_error = ? WHERE name = ?",
+                           (error, data_dic["name"]))
+    wsgi_handler.DBstore.challenge_update = challenge_update
+
+
 def main() -> None:
     host, port, cert, key, workdir = sys.argv[1:6]
     # Imported only now: the module reads ACME_SRV_CONFIGFILE and opens the database at import.
     from acme2certifier.share import acme2certifier_wsgi as a2c
+
+    keep_validation_errors()
 
     app = LabMiddleware(a2c.application, a2c.CONFIG, workdir)
     server = make_server(host, int(port), app, server_class=ThreadingWSGIServer,

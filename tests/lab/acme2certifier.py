@@ -26,6 +26,12 @@ Pitfalls met while building it (and facts checked in acme2certifier 0.46.3's sou
 - The directory carries RFC 8555's optional `newAuthz` (it has no such endpoint) and a random
   key pointing at a forum post, the way Let's Encrypt does.
 - The chain it returns is leaf + issuing CA; root_pem() is the trust anchor.
+- dns-persist-01 (`extra_config={"Challenge": {"dns_persist_01_support": "True"}}`; wildcards
+  also need `dns_persist_allow_policy_wildcard`): issuer-domain-names is [Directory]
+  caaidentities, accounturi the account URL. Two contract breaks, repaired in a2c_server.py
+  (lab only): a failed challenge's error is never stored (its SQLite handler's
+  challenge_update() skips validation_error), and the order stays "pending" after an
+  authorization went invalid (RFC 8555 7.1.6). It also validated a challenge on a POST-as-GET.
 """
 
 from __future__ import annotations

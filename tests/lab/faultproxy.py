@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler
 
 import requests
 
+from .dnsservers import TECH_ZONE
 from .http import http_server, pebble_tls
 
 # Pebble's paths, for counting and matching (Pebble 2.4).
@@ -61,6 +62,7 @@ class FaultProxy:
         self.seen: list[tuple[str, str, bytes]] = []
         self.answered: list[tuple[str, str, int]] = []  # what Pebble said (badNonce included)
         self.orders: list[list[str]] = []  # the names of each order Pebble created
+        self.probe_orders: list[list[str]] = []  # Save and Test's probe orders (TECH_ZONE)
         self.directory_extra: dict[str, str] = {}
         self.meta_extra: dict = {}
         self.ari: dict[str, tuple[dict, dict[str, str]]] = {}
@@ -131,8 +133,8 @@ class FaultProxy:
                    if m == method and p.startswith(path_prefix) and s == status)
 
     def new_orders(self) -> int:
-        """Orders Pebble created (newOrder answered 201)."""
-        return self.count("POST", NEW_ORDER, status=201)
+        """Orders Pebble created for certificates (newOrder answered 201; probe_orders apart)."""
+        return len(self.orders)
 
     def ordered_names(self) -> Counter[str]:
         """How many created orders named each identifier."""
@@ -198,7 +200,10 @@ class FaultProxy:
         headers = {k: upstream.headers[k] for k in keep if k in upstream.headers}
         self.answered.append((req.command, req.path, upstream.status_code))
         if req.command == "POST" and req.path.startswith(NEW_ORDER) and upstream.status_code == 201:
-            self.orders.append([i["value"] for i in _payload(body).get("identifiers", [])])
+            names = [i["value"] for i in _payload(body).get("identifiers", [])]
+            # Save and Test's probe order (which challenges does the CA offer?) is for the
+            # technical zone's own name: kept apart, it is no certificate's order.
+            (self.probe_orders if names == [TECH_ZONE] else self.orders).append(names)
         for prefix, extra in self.extra_headers.items():
             if req.path.startswith(prefix):
                 headers.update(extra)

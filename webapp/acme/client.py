@@ -26,6 +26,7 @@ from acme.client import ClientV2
 
 from webapp.acme.keys import (ari_cert_id, generate_account_key, load_account_key,
                               load_certificate, load_csr)
+from webapp.acme.challenge_types import DNS01, answer_of, challenge_of, challenge_type
 from webapp.acme.problems import problem_detail, problem_from_json, problem_hint
 from webapp.acme.transport import (DirectoryInfo, LogFn, RetryingNetwork, fetch_directory,
                                    probe_directory, retry_after_seconds)
@@ -267,21 +268,23 @@ class AcmeClient:
             response = self._post(url, None)
             return order_info(url, messages.Order.from_json(response.json())), response
 
-    def _fetch_authz(self, url: str, *, step: str) -> messages.Authorization:
+    def authorization(self, url: str, *, step: str = "get authorization") -> messages.Authorization:
+        """An authorization's current state (POST-as-GET)."""
         with self._net.step(step, url):
             return messages.Authorization.from_json(self._post(url, None).json())
 
     # -- challenges -----------------------------------------------------------------------
 
-    def challenges(self, order: OrderInfo) -> list[Challenge]:
-        """The dns-01 challenge of every authorization still to be validated."""
+    def challenges(self, order: OrderInfo, method: str = DNS01) -> list[Challenge]:
+        """The challenge of type `method` (dns-01 or dns-persist-01) of every authorization
+        still to be validated."""
         step = "get authorization"
         self._require_account(step)
         # Sequential on purpose: measured against Pebble, threads were slower at 2 to 50
         # authorizations (JWS signing is CPU-bound), and acme's nonce pool is not thread-safe.
         found: list[Challenge] = []
         for url in order.authorizations:
-            authz = self._fetch_authz(url, step=step)
+            authz = self.authorization(url, step=step)
             name = ("*." if authz.wildcard else "") + authz.identifier.value
             status = status_of(authz.status)
             if status == "valid":
@@ -289,32 +292,32 @@ class AcmeClient:
                 continue
             if status != "pending":
                 raise self._authz_error(authz, url, step=step)
-            dns01 = [c for c in authz.challenges if isinstance(c.chall, acme_challenges.DNS01)]
-            if not dns01:
-                offered = ", ".join(str(c.chall.typ) for c in authz.challenges)
-                raise AcmeError(f"the CA offers no dns-01 challenge for {name}", step=step,
+            matching = [c for c in authz.challenges if challenge_type(c) == method]
+            if not matching:
+                offered = ", ".join(challenge_type(c) for c in authz.challenges)
+                raise AcmeError(f"the CA offers no {method} challenge for {name}", step=step,
                                 url=url, detail=f"offered: {offered or 'none'}")
-            challb = dns01[0]
-            found.append(Challenge(
-                authz_url=url, identifier=name, wildcard=bool(authz.wildcard), url=challb.uri,
-                token=jose.b64encode(challb.chall.token).decode(),
-                txt_name=challb.chall.validation_domain_name(authz.identifier.value),
-                txt_value=challb.chall.validation(self._jwk), status=status_of(challb.status)))
-            self._log(f"{step}: POST {url} -> {name} pending, dns-01 TXT at "
+            found.append(challenge_of(url, authz, matching[0], method, self._jwk))
+            self._log(f"{step}: POST {url} -> {name} pending, {method} TXT at "
                       f"{found[-1].txt_name}")
         return found
+
+    def deactivate_authorization(self, url: str) -> None:
+        """Give up an authorization nobody will answer (RFC 8555 7.5.2)."""
+        with self._net.step("deactivate authorization", url):
+            self._post(url, messages.UpdateAuthorization(status=messages.STATUS_DEACTIVATED))
+        self._log(f"deactivate authorization: POST {url} -> deactivated")
 
     def answer_challenges(self, challenges: list[Challenge]) -> None:
         """Tell the CA every challenge is ready, one POST after another without waiting."""
         step = "answer challenge"
         self._require_account(step)
         for chall in challenges:
-            challb = messages.ChallengeBody(
-                chall=acme_challenges.DNS01(token=jose.b64decode(chall.token)), uri=chall.url)
+            challb, response = answer_of(chall, self._jwk)
             with self._net.step(step, chall.url):
-                result = self.v2.answer_challenge(challb, challb.chall.response(self._jwk))
+                result = self.v2.answer_challenge(challb, response)
             self._log(f"{step}: POST {chall.url} -> {status_of(result.body.status)} "
-                      f"({chall.identifier})")
+                      f"({chall.identifier}, {chall.type})")
 
     # -- waiting and finalizing -----------------------------------------------------------
 
@@ -376,7 +379,7 @@ class AcmeClient:
     def _raise_invalid(self, order: OrderInfo, *, step: str) -> NoReturn:
         """Raise the most specific reason an order went invalid: a failed challenge first."""
         for authz_url in order.authorizations:
-            authz = self._fetch_authz(authz_url, step=step)
+            authz = self.authorization(authz_url, step=step)
             if status_of(authz.status) == "invalid":
                 raise self._authz_error(authz, authz_url, step=step)
         problem = problem_from_json(order.error)
@@ -388,7 +391,7 @@ class AcmeClient:
         name = ("*." if authz.wildcard else "") + authz.identifier.value
         for challb in authz.challenges:
             if challb.error is not None:
-                return AcmeError(f"validation of {name} failed ({challb.chall.typ})", step=step,
+                return AcmeError(f"validation of {name} failed ({challenge_type(challb)})", step=step,
                                  url=url, detail=problem_detail(challb.error),
                                  problem_type=str(challb.error.typ),
                                  hint=problem_hint(str(challb.error.typ), validation=True))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import josepy as jose
 import requests
@@ -25,7 +25,8 @@ class AccountInfo:
 
 @dataclass
 class Challenge:
-    """One pending dns-01 challenge and the TXT record that answers it."""
+    """One pending challenge: dns-01 and the TXT record that answers it, or dns-persist-01
+    (no token, no value: the CA reads the domain owner's `_validation-persist` record)."""
 
     authz_url: str
     identifier: str      # as ordered: "*.example.com" for a wildcard authorization
@@ -33,8 +34,11 @@ class Challenge:
     url: str
     token: str
     txt_name: str        # _acme-challenge.<identifier without *.>
-    txt_value: str       # base64url(SHA-256(key authorization))
+    txt_value: str       # base64url(SHA-256(key authorization)); "" for dns-persist-01
     status: str
+    type: str = "dns-01"
+    issuer_domain_names: list[str] = field(default_factory=list)  # dns-persist-01 only
+    accounturi: str = ""                                           # dns-persist-01, if the CA says
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, redirect, render_template, request, url_for
 from ..errors import Conflict, NotFound, ValidationError
 from ..services import ca_profiles as service
-from ..services import failover
+from ..services import failover, persist
 from .common import htmx
 from .flashes import flash
 
@@ -37,6 +37,8 @@ def _form_context(profile, values=None, errors=None):
         "all_profiles": service.all_profiles(), "health": failover.health_line(profile),
         "fallback_selected": ([values.get(f"fallback_{i}", "") for i in (1, 2, 3)] if values
                               else [p.id for p in failover.profile_fallbacks(profile)]),
+        "persist_certs": persist.certificates_using(profile) if profile.id else 0,
+        "persist_offered": persist.offer(profile)[0],
     }
 
 

@@ -11,7 +11,7 @@ from .. import db
 from ..crypto import KEY_TYPES, cert_info
 from ..errors import NotFound, SSLManagerError, ValidationError
 from ..models import utcnow
-from ..services import audit, ca_profiles, certificates as service, delegation, domains, failover, lifetimes, pipeline, tags
+from ..services import audit, ca_profiles, certificates as service, delegation, domains, failover, lifetimes, persist, pipeline, tags
 from ..services import deploy as deploys
 from ..services.inputs import page_number
 from .common import htmx
@@ -28,7 +28,10 @@ STEPS = ("draft", "csr", "pending", "processing", "active")  # the progress indi
 POLLING = ("pending", "processing")  # statuses that change by themselves
 DONE = ("revoked", "expired")  # no longer valid: nothing to renew, deploy or revoke
 CHECK_LABELS = {"ok": "OK", "missing": "Missing", "nxdomain": "NXDOMAIN", "elsewhere": "Points elsewhere",
-                "chain": "CNAME chain", "wildcard": "Wildcard record", "error": "DNS error"}
+                "chain": "CNAME chain", "wildcard": "Wildcard record", "error": "DNS error",
+                # dns-persist-01 records
+                "warning": "OK, expiring soon", "malformed": "Malformed", "issuer": "Wrong issuer domain",
+                "accounturi": "Wrong account", "policy": "No policy=wildcard", "expired": "Expired"}
 DOWNLOADS = ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem")
 
 
@@ -38,7 +41,8 @@ def _helpers():
             "key_types": KEY_TYPES, "to_unicode": domains.to_unicode,
             "days_remaining": service.days_remaining, "check_labels": CHECK_LABELS,
             "expiry_level": lambda c: lifetimes.level(c.not_before, c.not_after, utcnow()),
-            "time_left": lambda c: lifetimes.remaining(c.not_after, utcnow())}
+            "time_left": lambda c: lifetimes.remaining(c.not_after, utcnow()),
+            "validation_modes": persist.MODES}
 
 
 @bp.errorhandler(SSLManagerError)
@@ -131,7 +135,7 @@ def new():
             errors = exc.errors
         else:
             _flag_other_zones(cert)
-            if values.get("create_cnames"):
+            if values.get("create_cnames") and cert.validation == persist.CNAME:
                 for result in service.create_customer_cnames(cert):
                     flash(f"{result.name}: {result.message}", "info" if result.status in ("created", "present") else "error")
             if values.get("action") == "request":
@@ -140,7 +144,9 @@ def new():
                 flash(f"Draft saved for {_names(cert)}. Generate the CSR or request it when ready.", "info")
             return redirect(url_for(".detail", cert_id=cert.id))
     chosen = ca_profiles.preselected(profiles, values.get("profile_id"))
+    persist_offered, persist_why = persist.offer(chosen)
     return render_template(T + "new.html", profiles=profiles, chosen=chosen, offered=_offered(chosen),
+                           persist_offered=persist_offered, persist_why=persist_why,
                            values=values, errors=errors,
                            fallback_selected=[values.get(f"fallback_{i}", "") for i in (1, 2, 3)]
                            ), 422 if errors else 200
@@ -170,12 +176,16 @@ def fallbacks(cert_id: int):
 
 @bp.route("/acme-profiles")
 def acme_profiles():
-    """The ACME profile field for the chosen CA profile (swapped in when the profile changes)."""
+    """The ACME profile field for the chosen CA profile (swapped in when the profile changes),
+    and out of band the validation field (is dns-persist-01 offered by that CA?)."""
     try:
         profile = ca_profiles.get(request.args.get("profile_id", 0, type=int))
     except NotFound:
         profile = None
-    return render_template(T + "_acme_profiles.html", offered=_offered(profile), values={}, errors={})
+    persist_offered, persist_why = persist.offer(profile)
+    return (render_template(T + "_acme_profiles.html", offered=_offered(profile), values={}, errors={})
+            + render_template(T + "_validation.html", persist_offered=persist_offered,
+                              persist_why=persist_why, values={}, errors={}, oob=True))
 
 
 def _request(cert, created: bool = False) -> None:
@@ -184,6 +194,11 @@ def _request(cert, created: bool = False) -> None:
         service.request(cert)
     except SSLManagerError as exc:
         _flash_error(exc, "Saved as a draft, but the request failed: " if created else "")
+        return
+    if cert.validation == persist.PERSIST:
+        flash(f"Requested {_names(cert)}: create the _validation-persist TXT record"
+              f"{'s' if len(service.persist_instructions(cert)) != 1 else ''} below; issuance starts "
+              "by itself once the domain's name servers serve them.", "info")
         return
     flash(f"Requested {_names(cert)}: create the CNAME record{'s' if len(service.instructions(cert)) != 1 else ''} "
           "below; issuance starts by itself once they resolve.", "info")
@@ -207,6 +222,8 @@ def _detail(cert, errors: dict[str, str] | None = None, code: int = 200, templat
         chain=_chain_subjects(version.chain_pem) if version else [],
         versions=service.versions(cert), events=service.timeline(cert), shown=cert.status,
         instructions=service.instructions(cert) if cert.status == "pending" else [],
+        persist_records=service.persist_instructions(cert) if cert.status == "pending" else [],
+        issuer_source=persist.issuer_source(ca_profiles.get(cert.profile_id)),
         reissue_profiles=reissue_profiles, done=done,
         reissue_chosen=ca_profiles.preselected(reissue_profiles, request.form.get("profile_id")),
         reasons=service.REVOCATION_REASONS, downloads=DOWNLOADS, errors=errors or {}, cert_tags=tags.of(cert.id),
@@ -243,7 +260,7 @@ def cname_checks(cert_id: int):
     checks, problem, started = [], "", False
     if cert.status == "pending":
         try:
-            checks = delegation.cname_report(cert)
+            checks = delegation.validation_report(cert)
         except SSLManagerError as exc:
             problem = str(exc)
         # Every CNAME in place: start now, as Check now does, rather than leave the page saying
@@ -259,7 +276,8 @@ def cname_checks(cert_id: int):
 def instructions(cert_id: int):
     """A printable page for the domain owner: the records and what to do, no navigation."""
     cert = _cert(cert_id)
-    return render_template(T + "instructions.html", cert=cert, instructions=service.instructions(cert))
+    return render_template(T + "instructions.html", cert=cert, instructions=service.instructions(cert),
+                           persist_records=service.persist_instructions(cert))
 
 
 # -- actions -----------------------------------------------------------------------------------
@@ -272,7 +290,8 @@ def check(cert_id: int):
         flash(f"Nothing to check: the certificate is {STATUS_LABELS[cert.status]}.", "info")
     elif pipeline.check_cnames(cert):
         pipeline.process_in_background(cert.id)
-        flash("Every CNAME resolves into the technical zone: the certificate is being issued now.", "info")
+        flash(("Every _validation-persist record authorizes this account" if cert.validation == persist.PERSIST
+               else "Every CNAME resolves into the technical zone") + ": the certificate is being issued now.", "info")
     else:
         flash(f"Not yet: {cert.last_error} {cert.last_error_hint}".strip(), "error")
     return redirect(url_for(".detail", cert_id=cert_id))

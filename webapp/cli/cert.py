@@ -30,7 +30,7 @@ def _summary(c) -> dict:
             "not_after": c.not_after.isoformat() if c.not_after else None,
             "days_remaining": service.days_remaining(c), "serial": c.serial,
             "last_error": c.last_error, "step": c.step, "order_url": c.order_url,
-            "acme_profile": c.acme_profile, "renew_at": _iso(c.renew_at), "renew_reason": c.renew_reason,
+            "acme_profile": c.acme_profile, "validation": c.validation, "renew_at": _iso(c.renew_at), "renew_reason": c.renew_reason,
             "ari": {"window_start": _iso(c.ari_window_start), "window_end": _iso(c.ari_window_end),
                     "explanation_url": c.ari_explanation_url or None,
                     "last_poll": _iso(c.ari_checked_at), "next_poll": _iso(c.ari_next_poll_at)}}
@@ -47,6 +47,11 @@ def _iso(when) -> str | None:
               type=click.Choice(["ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096"]))
 @click.option("--no-auto-renew", is_flag=True)
 @click.option("--acme-profile", default="", help="An ACME profile the CA offers (e.g. tlsserver).")
+@click.option("--validation", default="cname", show_default=True,
+              type=click.Choice(["cname", "persist", "dns-persist-01"]),
+              help="cname: _acme-challenge CNAMEs into the technical zone; persist: one "
+                   "_validation-persist TXT record per domain, set once (dns-persist-01, where "
+                   "the CA offers it).")
 @click.option("--create-cnames", is_flag=True, help="Create the _acme-challenge CNAMEs in customer "
               "zones SSL Manager manages (DNS Manager); they are removed with the certificate.")
 @click.option("--tag", "tags", multiple=True, help="A tag (repeatable): lists filter on it, API tokens "
@@ -55,12 +60,12 @@ def _iso(when) -> str | None:
               help="A fallback CA profile (repeat, in order); none: the CA profile's default list.")
 @click.argument("domains", nargs=-1, required=True)
 @with_appcontext
-def add(ca_name, key_type, no_auto_renew, acme_profile, create_cnames, tags, fallbacks, domains) -> None:
+def add(ca_name, key_type, no_auto_renew, acme_profile, validation, create_cnames, tags, fallbacks, domains) -> None:
     try:
         profile = ca_profiles.by_name(ca_name)
         c = service.create({"profile_id": profile.id, "domains": " ".join(domains), "key_type": key_type,
                             "auto_renew": "" if no_auto_renew else "1", "acme_profile": acme_profile,
-                            "tags": list(tags), "fallbacks": list(fallbacks)})
+                            "tags": list(tags), "fallbacks": list(fallbacks), "validation": validation})
         service.request(c)
         made = service.create_customer_cnames(c) if create_cnames else []
     except SSLManagerError as exc:
@@ -68,7 +73,7 @@ def add(ca_name, key_type, no_auto_renew, acme_profile, create_cnames, tags, fal
     for result in made:
         click.echo(f"  {result.name}: {result.message}")
     click.echo(f"Certificate {c.id} created for {', '.join(c.domains)} (pending). Create these records:")
-    for item in service.instructions(c):
+    for item in service.instructions(c) + service.persist_instructions(c):
         click.echo(f"  {item.record}")
     _other_zones(c)
 
@@ -127,6 +132,7 @@ def show(cert_id, as_json) -> None:
                          "ca": failover.issuing_profile(c, v).name, "failover_reason": v.failover_reason,
                          "revoked": v.revoked_at is not None} for v in service.versions(c)]
     data["cnames"] = [i.record for i in service.instructions(c)]
+    data["persist_records"] = [i.record for i in service.persist_instructions(c)]
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return

@@ -245,8 +245,10 @@ def stale_txt(domain: str, resolvers: list[str] | None = None, timeout: float = 
 # -- CAA -------------------------------------------------------------------------------------
 
 def check_caa(domain: str, ca_identities: list[str], wildcard: bool,
-              resolvers: list[str] | None = None, timeout: float = 5.0) -> CaaCheck:
-    """RFC 8659: the closest name (domain, then its parents) with CAA decides."""
+              resolvers: list[str] | None = None, timeout: float = 5.0,
+              method: str = "dns-01") -> CaaCheck:
+    """RFC 8659: the closest name (domain, then its parents) with CAA decides; `method` is the
+    validation method RFC 8657's validationmethods must allow."""
     domain = _bare(domain)
     resolver = make_resolver(resolvers, timeout)
     owner, records = "", []
@@ -284,7 +286,7 @@ def check_caa(domain: str, ca_identities: list[str], wildcard: bool,
     if not relevant:
         return CaaCheck(domain, True, shown,
                         f"CAA at {owner} sets no issue property: any CA may issue {kind}.")
-    allowed = [_caa_value(rr) for rr in relevant]
+    allowed = [_caa_value(rr, method) for rr in relevant]
     names = sorted({ca for ca, _dns01 in allowed if ca})
     listed = ", ".join(names) or "no CA at all"
     why = (" (issuewild overrides issue for wildcard certificates)"
@@ -302,22 +304,22 @@ def check_caa(domain: str, ca_identities: list[str], wildcard: bool,
                         f"CAA at {owner} allows {matching[0]} to issue {kind}{why}.")
     blocked_method = [ca for ca, dns01 in allowed if ca in identities and not dns01]
     detail = (f"; {blocked_method[0]} is listed but only for other validation methods than "
-              "dns-01" if blocked_method else "")
+              f"{method}" if blocked_method else "")
     return CaaCheck(domain, False, shown,
                     f"CAA at {owner} allows only {listed} to issue {kind}{why}, not "
                     f"{' or '.join(identities)}{detail}.",
                     f'Add the record {owner}. CAA 0 {tag} "{identities[0]}" (keep the others).')
 
 
-def _caa_value(rr) -> tuple[str, bool]:
-    """(CA domain, dns-01 allowed) from an issue value like 'ca.example; validationmethods=x'."""
+def _caa_value(rr, method: str = "dns-01") -> tuple[str, bool]:
+    """(CA domain, method allowed) from an issue value like 'ca.example; validationmethods=x'."""
     text = rr.value.decode(errors="replace")
     ca, _, params = text.partition(";")
     dns01 = True
     for param in params.split(";"):
         key, _, value = param.strip().partition("=")
         if key.strip().lower() == "validationmethods":
-            dns01 = "dns-01" in [m.strip().lower() for m in value.split(",")]
+            dns01 = method in [m.strip().lower() for m in value.split(",")]
     return ca.strip().lower().rstrip("."), dns01
 
 

@@ -64,6 +64,34 @@ def zone_delegation(zone: str, resolvers: list[str] | None = None, *, port: int 
     return result
 
 
+def authoritative_servers(name: str, resolvers: list[str] | None = None, *, port: int = 53,
+                          timeout: float = 3.0, address_check: AddressCheck | None = None
+                          ) -> tuple[str, list[tuple[str, str]], str]:
+    """(zone, [(NS host, address)], problem) for the zone that holds `name`: found the way the
+    delegation check finds a zone's servers (the parent's NS records, else the resolver's).
+    Addresses the outbound policy refuses are left out and said in `problem` when none is left."""
+    resolver = make_resolver(resolvers, timeout)
+    try:
+        zone = normalize_name(dns.resolver.zone_for_name(name, resolver=resolver,
+                                                          lifetime=timeout).to_text())
+        ns, glue, _parent, source = _parent_ns(resolver, zone, port, timeout, address_check)
+    except (dns.exception.DNSException, LookupFailed) as exc:
+        return "", [], f"could not find the name servers of the zone holding {name}: {exc}"
+    servers, refused = [], []
+    for host in ns:
+        for address in glue.get(host) or _addresses(resolver, host):
+            why = address_check(address) if address_check else None
+            if why:
+                refused.append(f"{host} ({address}): {why}")
+            else:
+                servers.append((host, address))
+    if servers:
+        return zone, servers, ""
+    if refused:
+        return zone, [], f"no name server of {zone} may be asked: {'; '.join(refused)}"
+    return zone, [], f"no name server of {zone} has an address ({source})"
+
+
 def _parent_ns(resolver, zone: str, port: int, timeout: float,
                address_check: AddressCheck | None = None):
     """(ns hosts, glue, parent zone, source): from the parent's servers, else the resolver."""

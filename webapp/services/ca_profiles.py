@@ -15,7 +15,7 @@ from ..ca_plugins import ProfileView
 from ..eab import BadEabKey, normalise_hmac_key
 from ..errors import AcmeError, Conflict, NotFound, SSLManagerError, ValidationError
 from ..models import CAProfile, Certificate, NotificationChannel, NotificationSent, utcnow
-from . import audit, chains, failover
+from . import audit, chains, failover, persist
 # The profile's plugin, client and account live in accounts; callers reach them through here too.
 from .accounts import (acme_client, ca_bundle_path, directory_url, ensure_account,  # noqa: F401
                        plugin_for, recover_account, registry, view_of)
@@ -336,6 +336,7 @@ def test(profile: CAProfile) -> TestResult:
     result = _probe(profile, lambda _result: ensure_account(profile))
     if result.ok:
         result.account_url, result.account_status = profile.account_url, profile.account_status
+        persist.probe(profile)  # which challenges the CA offers (dns-persist-01?); never fails the test
     profile.directory_meta = result.directory.meta if result.directory else profile.directory_meta
     profile.last_test_ok, profile.last_test_at = result.ok, utcnow()
     if result.ok:

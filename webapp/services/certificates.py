@@ -14,7 +14,7 @@ from .. import db
 from ..crypto import KEY_TYPES, generate_private_key, make_csr, pkcs12
 from ..errors import Conflict, NotFound, ValidationError
 from ..models import CAProfile, Certificate, CertificateVersion, Status, TimelineEvent, utcnow
-from . import audit, ca_profiles, dns_manager, domains, failover, tags
+from . import audit, ca_profiles, dns_manager, domains, failover, persist, tags
 from .timeline import Timeline
 
 STATUSES = tuple(Status)
@@ -67,6 +67,13 @@ def create(values: dict[str, Any]) -> Certificate:
         elif profile.last_test_ok is False:
             errors["profile_id"] = (f"The CA profile {profile.name} fails its test "
                                     f"({profile.last_test_message}); fix it and Save and Test first.")
+        validation = persist.mode(values.get("validation"))
+        if validation is None:
+            errors["validation"] = "Choose the validation: cname or dns-persist-01 (persist)."
+        elif validation == persist.PERSIST:
+            offered, why = persist.offer(profile)
+            if not offered:
+                errors["validation"] = f"dns-persist-01 is not available: {why}"
         acme_profile = (values.get("acme_profile") or "").strip()
         offered = (profile.directory_meta or {}).get("profiles") or {}
         if acme_profile and acme_profile not in offered:
@@ -84,13 +91,14 @@ def create(values: dict[str, Any]) -> Certificate:
                        status=Status.DRAFT, key_type=key_type,
                        auto_renew=_truthy(values.get("auto_renew", "1")),
                        acme_profile=(values.get("acme_profile") or "").strip(),
-                       reuse_key=_truthy(values.get("reuse_key")))
+                       reuse_key=_truthy(values.get("reuse_key")), validation=validation)
     db.session().add(cert)
     db.session().flush()
-    zones = dict.fromkeys([profile.dns_zone] + [ca_profiles.get(i).dns_zone for i in fallback_ids])
-    for base in domains.challenge_bases(names):
-        for zone in zones:
-            domains.label_for(base, zone)  # fixed now: the instructions never change
+    if validation == persist.CNAME:
+        zones = dict.fromkeys([profile.dns_zone] + [ca_profiles.get(i).dns_zone for i in fallback_ids])
+        for base in domains.challenge_bases(names):
+            for zone in zones:
+                domains.label_for(base, zone)  # fixed now: the instructions never change
     if fallback_ids:
         failover.set_certificate_fallbacks(cert, fallback_ids)
     audit.record("certificate created", "certificate", cert.id, ", ".join(names))
@@ -128,7 +136,9 @@ def request(cert: Certificate) -> Certificate:
     cert.status, cert.next_run_at, cert.attempts = Status.PENDING, utcnow(), 0
     cert.last_error = cert.last_error_hint = ""
     cert.failing_since = None
-    Timeline(cert)("pending: waiting for the _acme-challenge CNAMEs")
+    Timeline(cert)("pending: waiting for the _validation-persist records"
+                   if cert.validation == persist.PERSIST else
+                   "pending: waiting for the _acme-challenge CNAMEs")
     if retry:
         audit.record("certificate retried", "certificate", cert.id, ", ".join(cert.domains))
     db.session().commit()
@@ -145,7 +155,10 @@ class CnameInstruction:
 
 
 def instructions(cert: Certificate, zone: str = "") -> list[CnameInstruction]:
-    """The one CNAME per base domain the domain owner must create (into `zone`: a fallback's)."""
+    """The one CNAME per base domain the domain owner must create (into `zone`: a fallback's;
+    none for dns-persist-01: persist_instructions has its records)."""
+    if cert.validation == persist.PERSIST:
+        return []
     zone = zone or ca_profiles.get(cert.profile_id).dns_zone
     out = []
     for base in domains.challenge_bases(cert.domains):
@@ -311,6 +324,11 @@ def fallback_instructions(cert: Certificate) -> list[tuple[CAProfile, list[Cname
     primary = ca_profiles.get(cert.profile_id)
     return [(p, instructions(cert, p.dns_zone)) for p in failover.fallbacks(cert)
             if failover.other_zone(primary, p)]
+
+
+def persist_instructions(cert: Certificate) -> list:
+    """The one `_validation-persist` TXT record per base domain (dns-persist-01 only)."""
+    return persist.instructions(cert) if cert.validation == persist.PERSIST else []
 
 
 def create_customer_cnames(cert: Certificate) -> list:

@@ -15,7 +15,7 @@ from .. import db
 from ..dns import checks
 from ..errors import SSLManagerError
 from ..models import CAProfile, Certificate, utcnow
-from . import ca_profiles, domains, failover
+from . import ca_profiles, domains, failover, persist
 from .timeline import Timeline
 
 log = logging.getLogger("sslmanager.delegation")
@@ -30,6 +30,13 @@ def cname_report(cert: Certificate) -> list[checks.CnameCheck]:
     """The CNAME check of every base domain of the certificate, against its stable target."""
     resolvers = configured_resolvers()
     return [checks.check_cname(base, target, resolvers) for base, target in cname_targets(cert)]
+
+
+def validation_report(cert: Certificate) -> list:
+    """The DNS check the certificate's validation mode needs: its CNAMEs (CnameCheck), or its
+    `_validation-persist` records at the authoritative servers (PersistCheck). Both carry
+    name, status, ok, message and fix; status "error" is a lookup that failed."""
+    return persist.report(cert) if cert.validation == persist.PERSIST else cname_report(cert)
 
 
 def cname_targets(cert: Certificate) -> list[tuple[str, str]]:
@@ -76,15 +83,21 @@ class Preflight:
 
 
 def preflight(cert: Certificate) -> Preflight:
-    """Per base domain: the CNAME, stale TXT at _acme-challenge, and CAA for each name."""
+    """Per base domain: the CNAME and stale TXT at _acme-challenge (or, for dns-persist-01, the
+    `_validation-persist` record at the authoritative servers), and CAA for each name."""
     resolvers = configured_resolvers()
-    cnames = {c.domain: c for c in cname_report(cert)}
+    persistent = cert.validation == persist.PERSIST
+    if persistent:
+        records = {c.domain: c for c in persist.report(cert)}
+    else:
+        cnames = {c.domain: c for c in cname_report(cert)}
     caa = _caa_checks(cert, resolvers)
     fallback = _fallback_checks(cert, resolvers)
     report = Preflight(cert, [])
     for base in domains.challenge_bases(cert.domains):
         names = [n for n in cert.domains if domains.base_domain(n) == base]
-        found = [_cname_check(cnames[base]), _stale_check(base, resolvers)]
+        found = ([_persist_check(records[base])] if persistent else
+                 [_cname_check(cnames[base]), _stale_check(base, resolvers)])
         report.domains.append(DomainPreflight(base, names, found + [caa[n] for n in names]
                                               + fallback.get(base, [])))
     return report
@@ -127,6 +140,11 @@ def _cname_check(c: checks.CnameCheck) -> Check:
     return Check("CNAME", c.name, status, c.message, c.fix)
 
 
+def _persist_check(c) -> Check:
+    status = c.status if c.status in ("ok", "warning") else "warning" if c.status == "error" else "error"
+    return Check("TXT", c.name, status, c.message, c.fix)
+
+
 def _stale_check(base: str, resolvers: list[str] | None) -> Check:
     name = f"_acme-challenge.{base}"
     try:
@@ -151,9 +169,10 @@ def _caa_checks(cert: Certificate, resolvers: list[str] | None,
     the certificate's own profile, or `profile` (a fallback's)."""
     profile = profile or ca_profiles.get(cert.profile_id)
     identities = list((profile.directory_meta or {}).get("caaIdentities") or [])
+    method = persist.PERSIST if cert.validation == persist.PERSIST else "dns-01"
     found = {}
     for name in cert.domains:
-        c = checks.check_caa(name, identities, name.startswith("*."), resolvers)
+        c = checks.check_caa(name, identities, name.startswith("*."), resolvers, method=method)
         if c.ok:
             status = "warning" if c.fix else "ok"
         else:
@@ -165,7 +184,8 @@ def _caa_checks(cert: Certificate, resolvers: list[str] | None,
 
 
 def delegation_watch() -> list[tuple[int, list[str]]]:
-    """Re-check the CNAMEs of Active auto-renewing certificates; (id, problems) of the broken.
+    """Re-check the CNAMEs (or dns-persist-01 records) of Active auto-renewing certificates;
+    (id, problems) of the broken.
 
     A change of state goes to the certificate's timeline; lookups that fail say nothing
     about the records, so they change nothing."""
@@ -189,9 +209,16 @@ def delegation_watch() -> list[tuple[int, list[str]]]:
                 timeline("delegation: renewal will wait until this is fixed: " + " ".join(problems),
                          "warning")
         elif previous is False:
-            timeline("delegation: every CNAME resolves into the technical zone again")
+            timeline("delegation: every _validation-persist record authorizes this account again"
+                     if cert.validation == persist.PERSIST else
+                     "delegation: every CNAME resolves into the technical zone again")
+        # A persistUntil close at hand still works: said once in the timeline, kept as the message.
+        soon = [f"{c.name}: {c.message} Fix: {c.fix}" for c in report if c.status == "warning"]
+        message = " ".join(problems or soon)
+        if soon and not problems and message != cert.delegation_message:
+            timeline("delegation: " + message, "warning")
         cert.delegation_ok, cert.delegation_checked_at = not problems, utcnow()
-        cert.delegation_message = " ".join(problems)
+        cert.delegation_message = message
     db.session().commit()
     return broken
 
@@ -201,15 +228,19 @@ def _cname_reports(certs: list[Certificate]):
     time: with 10,000 certificates one after the other would take minutes of round trips. The
     threads only resolve (dns.checks has no Flask and no database); the rest stays here."""
     resolvers = configured_resolvers()
-    targets: dict[int, list[tuple[str, str]] | SSLManagerError] = {}
+    settings = persist.lookup_settings() if any(c.validation == persist.PERSIST for c in certs) else {}
+    targets: dict[int, list | SSLManagerError] = {}
     for cert in certs:
         try:
-            targets[cert.id] = cname_targets(cert)
+            targets[cert.id] = (persist.targets(cert) if cert.validation == persist.PERSIST
+                                else cname_targets(cert))
         except SSLManagerError as exc:
             targets[cert.id] = exc
 
     def check(pairs):
         try:
+            if pairs and isinstance(pairs[0], persist.Target):
+                return persist.check_targets(pairs, settings)
             return [checks.check_cname(base, target, resolvers) for base, target in pairs]
         except SSLManagerError as exc:
             return exc

@@ -22,7 +22,7 @@ from ..crypto import cert_info, key_matches_cert, split_pem_chain
 from ..dns import checks
 from ..errors import AcmeError, AcmeRateLimited, DnsError, SSLManagerError
 from ..models import CAProfile, Certificate, CertificateVersion, DnsRecord, Status, Step, utcnow
-from . import audit, ca_profiles, chains, domains, zones
+from . import audit, ca_profiles, chains, domains, persist, zones
 from .timeline import Timeline
 
 
@@ -124,7 +124,9 @@ def issue(cert: Certificate, profile: CAProfile | None = None) -> Issued:
     timeline = Timeline(cert)
     timeout = current_app.config["SSLMANAGER_ISSUANCE_TIMEOUT"]
     deadline = time.monotonic() + timeout
-    provider = zones.provider_for(profile.dns_zone, timeout=profile.api_timeout)
+    # dns-persist-01 writes no DNS: it needs no technical zone provider.
+    provider = (None if cert.validation == persist.PERSIST else
+                zones.provider_for(profile.dns_zone, timeout=profile.api_timeout))
     added: list[tuple[str, str]] = []
     client = None
     try:
@@ -141,10 +143,18 @@ def issue(cert: Certificate, profile: CAProfile | None = None) -> Issued:
             client = _recover_account(cert, profile, client, timeline, exc)
             order = _open_order(client, cert, profile, timeline)
 
-        # 3. Authorizations (7.5): every TXT value in one DNS update, add never replace.
+        # 3. Authorizations (7.5): every TXT value in one DNS update, add never replace;
+        #    dns-persist-01 needs no DNS write at all (the owner's record stays as it is).
         if order.status == "pending":
-            challenges = client.challenges(order)
-            if challenges:
+            persistent = cert.validation == persist.PERSIST
+            challenges = client.challenges(order, persist.PERSIST if persistent else "dns-01")
+            if challenges and persistent:
+                persist.learn(profile, challenges)
+                timeline(f"dns-persist-01: no DNS write; the CA reads "
+                         f"{', '.join(sorted({c.txt_name for c in challenges}))}")
+                db.session().commit()  # hold no write transaction while the CA validates
+                client.answer_challenges(challenges)
+            elif challenges:
                 added = [(domains.cname_target(domains.base_domain(c.identifier), profile.dns_zone),
                           c.txt_value) for c in challenges]
                 db.session().commit()  # SQLite has one writer: the builtin provider writes next
@@ -162,6 +172,7 @@ def issue(cert: Certificate, profile: CAProfile | None = None) -> Issued:
                 # 5. Answer every challenge at once (7.5.1), then poll until ready.
                 client.answer_challenges(challenges)
             order = client.wait_order_ready(order.url, deadline=deadline)
+            timeline(_validated_by(cert, profile, challenges))
 
         # 6. Finalize (7.4) with the stored CSR, and wait for the certificate.
         if order.status == "ready":
@@ -201,6 +212,17 @@ def issue(cert: Certificate, profile: CAProfile | None = None) -> Issued:
     timeline(f"active: serial {cert.serial}, valid until {cert.not_after:%Y-%m-%d %H:%M} UTC "
              f"({time.monotonic() - timeline.started:.2f}s)")
     return Issued(version, renewal_info, renewal_info_error)
+
+
+def _validated_by(cert: Certificate, profile, challenges) -> str:
+    """The timeline's line on which method validated the names."""
+    if not challenges:
+        return "validated: every authorization was already valid (the CA reused them)"
+    if cert.validation == persist.PERSIST:
+        return (f"validated by dns-persist-01: the CA accepted the _validation-persist record of "
+                f"{', '.join(sorted({c.identifier for c in challenges}))}")
+    return (f"validated by dns-01 through the CNAMEs into {profile.dns_zone}: "
+            f"{', '.join(sorted({c.identifier for c in challenges}))}")
 
 
 def _renewal_info(client: AcmeClient, leaf: str) -> tuple[dict | None, str]:

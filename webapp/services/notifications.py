@@ -192,7 +192,9 @@ def will_not_renew(cert: Certificate, now: datetime) -> str:
     if cert.failing_since is not None:
         return f"renewal failing since {cert.failing_since:%Y-%m-%d %H:%M} UTC: {cert.last_error}"
     if cert.delegation_ok is False:
-        return f"the _acme-challenge CNAME is broken: {cert.delegation_message}"
+        what = ("its _validation-persist record no longer authorizes it"
+                if cert.validation == "dns-persist-01" else "the _acme-challenge CNAME is broken")
+        return f"{what}: {cert.delegation_message}"
     if cert.renew_at is None:
         return "no renewal is planned"
     if cert.not_after and cert.renew_at >= cert.not_after:

@@ -22,8 +22,8 @@ from .. import db
 from ..acme.problems import problem_hint
 from ..errors import AcmeError, AcmeNetworkError, AcmeRateLimited, DnsError, SSLManagerError
 from ..models import Certificate, Status, utcnow
-from . import (audit, certificates, claims, delegation, deploy, failover, issuance,
-               notifications, renewals, slots)
+from . import (audit, ca_profiles, certificates, claims, delegation, deploy, failover, issuance,
+               notifications, persist, renewals, slots)
 from .timeline import Timeline
 
 log = logging.getLogger("sslmanager.pipeline")
@@ -35,9 +35,10 @@ Hold = Callable[[int, float | None], AbstractContextManager]
 
 
 def dns_problems(cert: Certificate) -> list[tuple[str, str]]:
-    """(problem, fix) for each CNAME not resolving into the technical zone, else for what the
-    CA would refuse anyway (CAA); [] when an order can go ahead."""
-    bad = [(f"{c.name}: {c.message}", c.fix) for c in delegation.cname_report(cert) if not c.ok]
+    """(problem, fix) for each CNAME not resolving into the technical zone (or dns-persist-01
+    record not authorizing this account), else for what the CA would refuse anyway (CAA); []
+    when an order can go ahead."""
+    bad = [(f"{c.name}: {c.message}", c.fix) for c in delegation.validation_report(cert) if not c.ok]
     if not bad:  # the CNAMEs are right: would the CA refuse anyway (CAA)?
         bad = [(problem, "") for problem in delegation.blocking_problems(cert)]
     return bad
@@ -55,7 +56,9 @@ def check_cnames(cert: Certificate) -> bool:
         db.session().commit()
         return False
     cert.status, cert.step, cert.last_error, cert.last_error_hint = Status.PROCESSING, "", "", ""
-    Timeline(cert)("processing: every CNAME resolves into the technical zone")
+    Timeline(cert)("processing: every _validation-persist record authorizes this account"
+                   if cert.validation == persist.PERSIST else
+                   "processing: every CNAME resolves into the technical zone")
     db.session().commit()
     return True
 
@@ -68,11 +71,14 @@ def recheck_dns(cert: Certificate) -> bool:
     issuance goes back to Pending."""
     bad = dns_problems(cert)
     if not bad:
-        Timeline(cert)("dns: every CNAME still resolves into the technical zone (checked before the order)")
+        Timeline(cert)("dns: every _validation-persist record still authorizes this account (checked before the order)"
+                       if cert.validation == persist.PERSIST else
+                       "dns: every CNAME still resolves into the technical zone (checked before the order)")
         db.session().commit()
         return True
     if cert.serial:
-        handle_failure(cert, DnsError(f"CNAME check before the order: {' '.join(m for m, _ in bad)}",
+        what = "dns-persist-01 record" if cert.validation == persist.PERSIST else "CNAME"
+        handle_failure(cert, DnsError(f"{what} check before the order: {' '.join(m for m, _ in bad)}",
                                       step="CNAME check", hint=" ".join(f for _, f in bad if f)))
     else:
         cert.status = Status.PENDING
