@@ -151,11 +151,12 @@ def _one_pass(cert_id: int, hold: Hold | None, patience: float | None = None) ->
 
 
 def due_for_processing(limit: int = 200) -> list[int]:
-    """Pending or Processing certificates whose next look is due."""
+    """Pending or Processing certificates whose next look is due (and no one works on)."""
     now = utcnow()
     rows = db.session().execute(
         select(Certificate.id).where(Certificate.status.in_((Status.PENDING, Status.PROCESSING)),
-                                     or_(Certificate.next_run_at.is_(None), Certificate.next_run_at <= now))
+                                     or_(Certificate.next_run_at.is_(None), Certificate.next_run_at <= now),
+                                     claims.unclaimed(now))
         .order_by(Certificate.next_run_at).limit(limit))
     return [r[0] for r in rows]
 
@@ -230,18 +231,19 @@ def _transient(exc: SSLManagerError) -> bool:
 
 # -- renewing now ---------------------------------------------------------------------------------
 
-def renew(cert_id: int, *, reason: str = "due") -> str:
-    """Renew one certificate now (claimed, so one process at a time)."""
-    if not claims.claim(cert_id):
+def renew(cert_id: int, *, reason: str = "due", holder: str | None = None) -> str:
+    """Renew one certificate now (claimed, so one process at a time; the claim is held from
+    the start of the renewal to its end, so no other node takes it in between)."""
+    if not claims.claim(cert_id, holder):
         return "busy"
     try:
         cert = certificates.get(cert_id)
         if cert.status != Status.ACTIVE:
             return cert.status
         renewals.start(cert, reason=reason)
+        return process(cert_id, holder)
     finally:
-        claims.release(cert_id)
-    return process(cert_id)
+        claims.release(cert_id, holder)
 
 
 def renew_now(cert_ids: list[int], *, reason: str = "requested") -> dict[int, str]:

@@ -104,16 +104,16 @@ def ari_due(limit: int = 500) -> list[int]:
     """Active, auto-renewing certificates whose renewalInfo is due to be asked again."""
     rows = db.session().execute(
         select(Certificate.id).where(Certificate.status == Status.ACTIVE, Certificate.auto_renew.is_(True),
-                                     Certificate.ari_next_poll_at <= utcnow())
+                                     Certificate.ari_next_poll_at <= utcnow(), claims.unclaimed())
         .order_by(Certificate.ari_next_poll_at).limit(limit))
     return [r[0] for r in rows]
 
 
-def poll_ari(cert_id: int) -> str:
+def poll_ari(cert_id: int, holder: str | None = None) -> str:
     """Ask the CA for the certificate's renewal window again (claimed, one process at a time),
     and re-plan when it moved: a window moved into the past ("renew now", e.g. after a mass
     revocation) makes the certificate due at once."""
-    if not claims.claim(cert_id):
+    if not claims.claim(cert_id, holder):
         return "busy"
     try:
         cert = certificates.get(cert_id)
@@ -143,7 +143,7 @@ def poll_ari(cert_id: int) -> str:
         db.session().commit()
         return "polled"
     finally:
-        claims.release(cert_id)
+        claims.release(cert_id, holder)
 
 
 def due(limit: int = 500) -> list[int]:
@@ -152,7 +152,8 @@ def due(limit: int = 500) -> list[int]:
     rows = db.session().execute(
         select(Certificate.id).where(Certificate.status == Status.ACTIVE, Certificate.auto_renew.is_(True),
                                      Certificate.renew_at <= now,
-                                     or_(Certificate.next_run_at.is_(None), Certificate.next_run_at <= now))
+                                     or_(Certificate.next_run_at.is_(None), Certificate.next_run_at <= now),
+                                     claims.unclaimed(now))
         .order_by(Certificate.renew_at).limit(limit))
     return [r[0] for r in rows]
 
