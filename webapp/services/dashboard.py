@@ -89,7 +89,10 @@ def conditions(now: datetime) -> dict:
     c = Certificate
     cutoff = now - PENDING_TOO_LONG
     return {
-        "failing": or_(c.failing_since.is_not(None), c.status == "failed"),
+        # Failing or failed, as a union of two index lookups (an OR of the two made SQLite read
+        # every row).
+        "failing": c.id.in_(select(c.id).where(c.failing_since.is_not(None))
+                            .union(select(c.id).where(c.status == "failed"))),
         # created_at first: only certificates older than the cutoff need the timeline lookup.
         "pending": and_(c.status == "pending", c.created_at < cutoff, _pending_since() < cutoff),
         "delegation": c.delegation_ok.is_(False),
