@@ -4,6 +4,7 @@ then one node killed with -9 in the middle of a second batch."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-from bench.issuance import _RUNNING, ROOT, SSLM_CLI, SslManager, publish_cnames
+from bench.issuance import _RUNNING, PYTHON, ROOT, SSLM_CLI, SslManager, must, publish_cnames, run_child
 from bench.renewals import max_overlap, names_for
 from tests.lab.servers import TECH_ZONE, Bind, Pebble, Unbound
 from webapp.services.claims import CLAIM_SECONDS
@@ -118,7 +119,7 @@ def wait_for(engine, ids: list[int], versions: int, nodes: list[Node], timeout: 
         time.sleep(1)
 
 
-def run_nodes(url: str, key: str, work: Path, args) -> dict:
+def run_nodes(url: str, key: str, work: Path, args, count: int) -> dict:
     """Setup (not measured): the lab, the profile, args.renewals certificates issued and made
     due. Then the nodes start and renew them; then a second batch, one node killed in it."""
     out: dict = {}
@@ -130,10 +131,13 @@ def run_nodes(url: str, key: str, work: Path, args) -> dict:
         sslm.env.update({"SSLMANAGER_DATABASE_URL": url, "SSLMANAGER_ENCRYPTION_KEY": key,
                          "SSLMANAGER_CONCURRENCY_PER_CA": str(args.per_ca)})
         sslm.setup(bind, {"Pebble": (pebble.directory_url, pebble.ca_bundle)})
-        names = names_for(args.renewals)
+        names = names_for(count)
         publish_cnames(bind, unbound, sslm.helper({"op": "labels", "bases": names}))
         log(f"issuing {len(names)} certificates (not measured), then making them due")
-        made = sslm.helper({"op": "issue-due", "profile": "Pebble", "names": names}, module="bench.renewals")
+        spec = json.dumps({"op": "issue-due", "profile": "Pebble", "names": names})
+        made = json.loads(must(run_child([PYTHON, "-m", "bench.renewals", "--helper", spec], sslm.env,
+                                         timeout=max(600, 2 * len(names))), "issue-due")
+                          .stdout.strip().splitlines()[-1])
         ids = made["ids"]
         if made["statuses"] != {"active": len(ids)} or made["due"] != len(ids):
             raise SystemExit(f"setup: {made['statuses']}, {made['due']} due of {len(ids)}")
