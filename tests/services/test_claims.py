@@ -153,3 +153,24 @@ def test_what_is_due_leaves_out_what_another_node_holds(any_db_app):
         claims.release(renewing, "node2")
         claims.release(pending, "node2")
         assert renewals.due() == [renewing]
+
+
+def test_a_claim_from_a_stale_list_is_refused_once_another_node_renewed_it(any_db_app):
+    """Node A read the due list; node B renewed the certificate and let it go; A's claim must
+    not renew it a second time (the claim repeats the "still due" condition)."""
+    from webapp.services import renewals
+    with any_db_app.app_context():
+        pid, (cert_id,) = _certs(1)
+        cert = db.session().get(Certificate, cert_id)
+        cert.status, cert.auto_renew, cert.renew_at = "active", True, utcnow() - timedelta(minutes=1)
+        db.session().commit()
+        assert renewals.due() == [cert_id]  # node A's list
+        cert = db.session().get(Certificate, cert_id)
+        cert.renew_at = utcnow() + timedelta(days=60)  # node B renewed it meanwhile
+        db.session().commit()
+        assert claims.claim_within(cert_id, pid, 4, "nodeA:tick:1", still=renewals.due_clause) == "busy"
+        cert = db.session().get(Certificate, cert_id)
+        cert.renew_at = utcnow() - timedelta(minutes=1)
+        db.session().commit()
+        assert claims.claim_within(cert_id, pid, 4, "nodeA:tick:1", still=renewals.due_clause) == "claimed"
+        claims.release(cert_id, "nodeA:tick:1")

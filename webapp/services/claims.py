@@ -112,13 +112,15 @@ def live_claims(profile_id: int, now=None):
 
 
 def claim_within(cert_id: int, profile_id: int, bound: int, holder: str,
-                 seconds: int = CLAIM_SECONDS) -> str:
+                 seconds: int = CLAIM_SECONDS, still=None) -> str:
     """The scheduler's claim, within the per-CA bound across every process and node: at most
     `bound` certificates of the profile claimed at once, whoever holds them. "claimed", "full"
     (the profile has `bound` live claims) or "busy" (someone else holds this certificate).
     The count and the claim are one UPDATE; on PostgreSQL the profile's row is locked first
     (two claimers of one CA take turns, so both cannot see bound - 1 and pass), on SQLite the
-    single writer does the same."""
+    single writer does the same. `still(now)`: the SQL condition the certificate must still
+    meet (still due: another node may have done it since the caller's list was read); "busy"
+    when it no longer does."""
     s = db.session()
     now = utcnow()
     if s.get_bind(Certificate).dialect.name == "postgresql":
@@ -129,7 +131,8 @@ def claim_within(cert_id: int, profile_id: int, bound: int, holder: str,
     free = or_(Certificate.claimed_until.is_(None), Certificate.claimed_until < now,
                Certificate.claimed_by == holder)
     result = s.execute(update(Certificate)
-                       .where(Certificate.id == cert_id, free, live_claims(profile_id, now) < bound)
+                       .where(Certificate.id == cert_id, free, live_claims(profile_id, now) < bound,
+                              *([still(now)] if still is not None else []))
                        .values(claimed_by=holder, claimed_until=now + timedelta(seconds=seconds))
                        .execution_options(synchronize_session=False))
     s.commit()

@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select
 
 from .. import db
 from ..acme.problems import problem_hint
@@ -154,11 +154,15 @@ def due_for_processing(limit: int = 200) -> list[int]:
     """Pending or Processing certificates whose next look is due (and no one works on)."""
     now = utcnow()
     rows = db.session().execute(
-        select(Certificate.id).where(Certificate.status.in_((Status.PENDING, Status.PROCESSING)),
-                                     or_(Certificate.next_run_at.is_(None), Certificate.next_run_at <= now),
-                                     claims.unclaimed(now))
+        select(Certificate.id).where(processing_due_clause(now), claims.unclaimed(now))
         .order_by(Certificate.next_run_at).limit(limit))
     return [r[0] for r in rows]
+
+
+def processing_due_clause(now):
+    """SQL: a Pending or Processing certificate whose next look is due."""
+    return and_(Certificate.status.in_((Status.PENDING, Status.PROCESSING)),
+                or_(Certificate.next_run_at.is_(None), Certificate.next_run_at <= now))
 
 
 def process_in_background(*cert_ids: int) -> None:

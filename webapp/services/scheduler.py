@@ -23,6 +23,11 @@ TICK_SECONDS = 5
 LEASE_SECONDS = 30  # a dead holder's lease ends after this; then another process takes it
 
 
+# What each kind of work must still be when it is claimed (the list was read moments before).
+STILL_DUE = {"process": pipeline.processing_due_clause, "renew": renewals.due_clause,
+             "ari": renewals.ari_due_clause}
+
+
 class Scheduler:
     """One BackgroundScheduler per app, plus the pool that works on certificates."""
 
@@ -116,7 +121,8 @@ class Scheduler:
                             continue
                         self._in_flight[cert_id] = profile_id
                     holder = f"{claims.HOLDER}:tick:{cert_id}"
-                    taken = claims.claim_within(cert_id, profile_id, self._slots.per_ca, holder)
+                    taken = claims.claim_within(cert_id, profile_id, self._slots.per_ca, holder,
+                                                still=STILL_DUE[kind])
                     if taken != "claimed":
                         if taken == "full":
                             full.add(profile_id)
