@@ -83,6 +83,9 @@ MODULES = [
     Module("pages", [PY, "-m", "bench.pages", "--json", "{json}"]),
     Module("scan", [PY, "-m", "bench.scan", "--json", "{json}"]),
     Module("renewals", [PY, "-m", "bench.renewals", "--json", "{json}"]),
+    # 100,000 certificates, three nodes, PostgreSQL and SQLite (~25 min; --scale-args
+    # "--count 10000 --renewals 500" for a quick look).
+    Module("scale", [PY, "-m", "bench.scale", "--json", "{json}"]),
 ]
 
 
@@ -193,11 +196,13 @@ def main() -> None:
                              f"{' '.join(DNS_DEFAULT_ARGS)})")
     parser.add_argument("--issuance-args", default="", help="extra arguments for bench.issuance")
     parser.add_argument("--renewals-args", default="", help="extra arguments for bench.renewals")
+    parser.add_argument("--scale-args", default="", help="extra arguments for bench.scale")
     args = parser.parse_args()
     wanted = set(args.only.split(",")) if args.only else {m.name for m in MODULES}
     extra = {"dns_server": DNS_DEFAULT_ARGS if args.dns_args is None else shlex.split(args.dns_args),
              "issuance": shlex.split(args.issuance_args) + (["--full"] if args.full else []),
-             "renewals": shlex.split(args.renewals_args)}
+             "renewals": shlex.split(args.renewals_args),
+             "scale": shlex.split(args.scale_args)}
     t0 = time.monotonic()
     load0 = os.getloadavg()[0]
     results = []

@@ -122,7 +122,17 @@ def _attach_database(app: Flask, instance_path: str) -> SQLAlchemy:
     if ours and engine.dialect.name == "sqlite":
         instance.private_sqlite_file(engine.url.database or "")  # before the first connect
         sa.event.listen(engine, "connect", _sqlite_pragmas)
+    if ours and engine.dialect.name == "postgresql":
+        sa.event.listen(engine, "connect", _postgresql_settings)
     return db
+
+
+def _postgresql_settings(dbapi_connection: Any, _record: Any) -> None:
+    # PostgreSQL compiles a query to machine code (JIT) once its estimated cost passes
+    # jit_above_cost; our counts over 100,000 rows pass it and then spent 100-180 ms compiling
+    # for a query that runs in 10-70 ms (bench/scale.py). Ours are short queries: no JIT.
+    dbapi_connection.execute("SET jit = off")
+    dbapi_connection.commit()  # outside a transaction, so the pool's reset cannot undo it
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -128,7 +128,7 @@ def test_preflight_at_the_authoritative_servers_names_each_problem_and_its_fix(
         [check] = persist.report(cert)
         assert (check.status, check.ok) == (status, status == "warning"), check.message
         assert words in check.message
-        assert f"policy=wildcard" in check.fix and account in check.fix  # the value to set
+        assert "policy=wildcard" in check.fix and account in check.fix  # the value to set
         [d] = delegation.preflight(cert).domains
         kinds = {c.kind: c.status for c in d.checks}
         assert kinds["TXT"] == ("warning" if status == "warning" else "error") and "CNAME" not in kinds

@@ -20,7 +20,6 @@ from typing import NoReturn, Sequence
 
 import josepy as jose
 import requests
-from acme import challenges as acme_challenges
 from acme import crypto_util, messages
 from acme.client import ClientV2
 

@@ -2,7 +2,8 @@
 process dispatches the scheduler's tick, one sweeps...) and claims on certificates (one
 process, and one thread in it, works on a certificate). Both end by themselves when their
 holder stops renewing them (it died): a lease when its time runs out, a claim 90 seconds
-after its holder's heartbeat stopped."""
+after its holder's heartbeat stopped. The scheduler's claims also keep the per-CA bound across
+the cluster (claim_within): live claims are what is in flight at each CA."""
 from __future__ import annotations
 
 import logging
@@ -13,11 +14,11 @@ import time
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .. import db
-from ..models import Certificate, Lease, utcnow
+from ..models import CAProfile, Certificate, Lease, utcnow
 
 log = logging.getLogger("sslmanager.claims")
 HOLDER = f"{socket.gethostname()}:{os.getpid()}"  # this process; a claim's holder adds the thread
@@ -93,6 +94,52 @@ def claim(cert_id: int, holder: str | None = None, seconds: int = CLAIM_SECONDS)
     if result.rowcount == 1:
         _heartbeat().hold(cert_id, holder, seconds)
     return result.rowcount == 1
+
+
+def unclaimed(now=None):
+    """No live claim on the certificate (SQL condition): what the "due" queries hand out, so a
+    node never picks what another node works on."""
+    now = now or utcnow()
+    return or_(Certificate.claimed_until.is_(None), Certificate.claimed_until < now)
+
+
+def live_claims(profile_id: int, now=None):
+    """Certificates of the CA profile someone holds a live claim on (SQL expression: count)."""
+    now = now or utcnow()
+    return (select(func.count()).select_from(Certificate)
+            .where(Certificate.profile_id == profile_id, Certificate.claimed_until.is_not(None),
+                   Certificate.claimed_until >= now).scalar_subquery())
+
+
+def claim_within(cert_id: int, profile_id: int, bound: int, holder: str,
+                 seconds: int = CLAIM_SECONDS, still=None) -> str:
+    """The scheduler's claim, within the per-CA bound across every process and node: at most
+    `bound` certificates of the profile claimed at once, whoever holds them. "claimed", "full"
+    (the profile has `bound` live claims) or "busy" (someone else holds this certificate).
+    The count and the claim are one UPDATE; on PostgreSQL the profile's row is locked first
+    (two claimers of one CA take turns, so both cannot see bound - 1 and pass), on SQLite the
+    single writer does the same. `still(now)`: the SQL condition the certificate must still
+    meet (still due: another node may have done it since the caller's list was read); "busy"
+    when it no longer does."""
+    s = db.session()
+    now = utcnow()
+    if s.get_bind(Certificate).dialect.name == "postgresql":
+        s.execute(select(CAProfile.id).where(CAProfile.id == profile_id).with_for_update(key_share=True))
+    if s.execute(select(live_claims(profile_id, now))).scalar_one() >= bound:
+        s.rollback()
+        return "full"
+    free = or_(Certificate.claimed_until.is_(None), Certificate.claimed_until < now,
+               Certificate.claimed_by == holder)
+    result = s.execute(update(Certificate)
+                       .where(Certificate.id == cert_id, free, live_claims(profile_id, now) < bound,
+                              *([still(now)] if still is not None else []))
+                       .values(claimed_by=holder, claimed_until=now + timedelta(seconds=seconds))
+                       .execution_options(synchronize_session=False))
+    s.commit()
+    if result.rowcount != 1:
+        return "busy"
+    _heartbeat().hold(cert_id, holder, seconds)
+    return "claimed"
 
 
 def release(cert_id: int, holder: str | None = None) -> None:

@@ -151,6 +151,18 @@ def label_for(domain: str, zone: str) -> str:
     return label
 
 
+def known_labels(pairs: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """The labels already made for these (domain, zone) pairs, in one query per zone (the
+    delegation watch asks for a thousand certificates' at once, not one query each)."""
+    found: dict[tuple[str, str], str] = {}
+    for zone in {z for _, z in pairs}:
+        names = [d for d, z in pairs if z == zone]
+        found.update(((d, zone), label) for d, label in db.session().execute(
+            select(CnameLabel.domain, CnameLabel.label).where(CnameLabel.zone == zone,
+                                                              CnameLabel.domain.in_(names))))
+    return found
+
+
 def cname_target(domain: str, zone: str) -> str:
     """Where _acme-challenge.<domain> must point."""
     return f"{label_for(domain, zone)}.{zone}"

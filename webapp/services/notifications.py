@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import delete, or_, select
+from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer
 
@@ -36,6 +36,7 @@ from .notification_channels import (DEFAULT_EXPIRY_DAYS, DEFAULT_PORTS, KINDS, S
 log = logging.getLogger("sslmanager.notifications")
 
 KEEP_SENT = timedelta(days=400)  # longer than any certificate's lifetime (398 days at most)
+SCAN_BATCH = 500  # certificates loaded at a time by the hourly look
 
 
 # -- sending -----------------------------------------------------------------------------------
@@ -222,29 +223,40 @@ def scan(now: datetime | None = None) -> dict[str, int]:
         select(NotificationSent.dedupe_key, NotificationSent.channel_id))} if enabled else set()
     once = {"enabled": enabled, "sent": done}
     horizon = now + timedelta(days=max(days, default=0))
-    # Lists never load (and so never decrypt) keys.
-    certs = db.session().execute(select(Certificate).options(
-        defer(Certificate.private_key), defer(Certificate.account_key), defer(Certificate.csr))
-        .where(Certificate.status.in_(("active", "failed")), Certificate.not_after > now,
-               or_(Certificate.not_after <= horizon, Certificate.failing_since.is_not(None),
-                   Certificate.delegation_ok.is_(False)))
-        .order_by(Certificate.id)).scalars().all() if enabled else []
+    # Only what can send something: the expiring ones that will not renew by themselves (the
+    # conditions of will_not_renew, which still decides), failing renewals, broken delegations.
+    # With 100,000 certificates the look once read the ~30,000 expiring within the horizon.
+    c = Certificate
+    ids = list(db.session().execute(select(c.id).where(
+        c.status.in_(("active", "failed")), c.not_after > now,
+        or_(and_(c.not_after <= horizon, or_(
+            c.auto_renew.is_(False), c.status != "active", c.failing_since.is_not(None),
+            c.delegation_ok.is_(False), c.renew_at.is_(None), c.renew_at >= c.not_after,
+            c.renew_at < now - lifetimes.OVERDUE_FLOOR)),  # the shortest grace (short-lived)
+            c.failing_since.is_not(None), c.delegation_ok.is_(False)))
+        .order_by(c.id)).scalars()) if enabled else []
     # Held here: the session's identity map keeps objects only while something refers to them.
     profiles = {p.id: p for p in db.session().execute(select(CAProfile)).scalars()} if enabled else {}
-    for cert in certs:
-        why = will_not_renew(cert, now)
-        # The days are set for 90-day certificates; a shorter one's shrink with its lifetime.
-        life = lifetimes.lifetime(cert.not_before, cert.not_after)
-        crossed = [d for d in days if cert.not_after - now <= lifetimes.scaled(timedelta(days=d), life)]
-        profile = profiles.get(cert.profile_id)
-        if why and crossed:
-            count("expiring", emit("expiring", cert, profile=profile, days=crossed[0], reason=why,
-                                   now=now, **once))
-        if cert.failing_since is not None and cert.status == "active":
-            count("renewal-failed", emit("renewal-failed", cert, profile=profile, now=now, **once))
-        if cert.delegation_ok is False:
-            count("delegation-broken", emit("delegation-broken", cert, profile=profile,
-                                            error=cert.delegation_message, now=now, **once))
+    for start in range(0, len(ids), SCAN_BATCH):
+        # A batch at a time: each commit (a notification sent) expires every object the
+        # session holds, and 30,000 of them made each send cost seconds.
+        certs = db.session().execute(select(Certificate).options(
+            defer(Certificate.private_key), defer(Certificate.account_key), defer(Certificate.csr))
+            .where(Certificate.id.in_(ids[start:start + SCAN_BATCH])).order_by(Certificate.id)).scalars().all()
+        for cert in certs:
+            why = will_not_renew(cert, now)
+            # The days are set for 90-day certificates; a shorter one's shrink with its lifetime.
+            life = lifetimes.lifetime(cert.not_before, cert.not_after)
+            crossed = [d for d in days if cert.not_after - now <= lifetimes.scaled(timedelta(days=d), life)]
+            profile = profiles.get(cert.profile_id)
+            if why and crossed:
+                count("expiring", emit("expiring", cert, profile=profile, days=crossed[0], reason=why,
+                                       now=now, **once))
+            if cert.failing_since is not None and cert.status == "active":
+                count("renewal-failed", emit("renewal-failed", cert, profile=profile, now=now, **once))
+            if cert.delegation_ok is False:
+                count("delegation-broken", emit("delegation-broken", cert, profile=profile,
+                                                error=cert.delegation_message, now=now, **once))
     for profile in profiles.values():
         if profile.last_test_ok is False:
             count("profile-failing", emit("profile-failing", profile=profile,

@@ -16,13 +16,13 @@ from contextlib import AbstractContextManager
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select
 
 from .. import db
 from ..acme.problems import problem_hint
 from ..errors import AcmeError, AcmeNetworkError, AcmeRateLimited, DnsError, SSLManagerError
 from ..models import Certificate, Status, utcnow
-from . import (audit, ca_profiles, certificates, claims, delegation, deploy, failover, issuance,
+from . import (audit, certificates, claims, delegation, deploy, failover, issuance,
                notifications, persist, renewals, slots)
 from .timeline import Timeline
 
@@ -203,13 +203,18 @@ def _one_pass(cert_id: int, hold: Hold | None, patience: float | None = None) ->
 
 
 def due_for_processing(limit: int = 200) -> list[int]:
-    """Pending or Processing certificates whose next look is due."""
+    """Pending or Processing certificates whose next look is due (and no one works on)."""
     now = utcnow()
     rows = db.session().execute(
-        select(Certificate.id).where(Certificate.status.in_((Status.PENDING, Status.PROCESSING)),
-                                     or_(Certificate.next_run_at.is_(None), Certificate.next_run_at <= now))
+        select(Certificate.id).where(processing_due_clause(now), claims.unclaimed(now))
         .order_by(Certificate.next_run_at).limit(limit))
     return [r[0] for r in rows]
+
+
+def processing_due_clause(now):
+    """SQL: a Pending or Processing certificate whose next look is due."""
+    return and_(Certificate.status.in_((Status.PENDING, Status.PROCESSING)),
+                or_(Certificate.next_run_at.is_(None), Certificate.next_run_at <= now))
 
 
 def process_in_background(*cert_ids: int) -> None:
@@ -298,18 +303,19 @@ def _transient(exc: SSLManagerError) -> bool:
 
 # -- renewing now ---------------------------------------------------------------------------------
 
-def renew(cert_id: int, *, reason: str = "due") -> str:
-    """Renew one certificate now (claimed, so one process at a time)."""
-    if not claims.claim(cert_id):
+def renew(cert_id: int, *, reason: str = "due", holder: str | None = None) -> str:
+    """Renew one certificate now (claimed, so one process at a time; the claim is held from
+    the start of the renewal to its end, so no other node takes it in between)."""
+    if not claims.claim(cert_id, holder):
         return "busy"
     try:
         cert = certificates.get(cert_id)
         if cert.status != Status.ACTIVE:
             return cert.status
         renewals.start(cert, reason=reason)
+        return process(cert_id, holder)
     finally:
-        claims.release(cert_id)
-    return process(cert_id)
+        claims.release(cert_id, holder)
 
 
 def renew_now(cert_ids: list[int], *, reason: str = "requested") -> dict[int, str]:

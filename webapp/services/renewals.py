@@ -7,7 +7,7 @@ import random
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, or_, select, update
 
 from .. import db
 from ..acme.client import generate_account_key
@@ -110,20 +110,26 @@ def _poll_bounds() -> tuple[int, int, int]:
     return low, high, min(max(int(config["SSLMANAGER_ARI_POLL_DEFAULT"]), low), high)
 
 
+def ari_due_clause(now: datetime):
+    """SQL: an Active, auto-renewing certificate whose renewalInfo is due to be asked again."""
+    return and_(Certificate.status == Status.ACTIVE, Certificate.auto_renew.is_(True),
+                Certificate.ari_next_poll_at <= now)
+
+
 def ari_due(limit: int = 500) -> list[int]:
     """Active, auto-renewing certificates whose renewalInfo is due to be asked again."""
+    now = utcnow()
     rows = db.session().execute(
-        select(Certificate.id).where(Certificate.status == Status.ACTIVE, Certificate.auto_renew.is_(True),
-                                     Certificate.ari_next_poll_at <= utcnow())
+        select(Certificate.id).where(ari_due_clause(now), claims.unclaimed(now))
         .order_by(Certificate.ari_next_poll_at).limit(limit))
     return [r[0] for r in rows]
 
 
-def poll_ari(cert_id: int) -> str:
+def poll_ari(cert_id: int, holder: str | None = None) -> str:
     """Ask the CA for the certificate's renewal window again (claimed, one process at a time),
     and re-plan when it moved: a window moved into the past ("renew now", e.g. after a mass
     revocation) makes the certificate due at once."""
-    if not claims.claim(cert_id):
+    if not claims.claim(cert_id, holder):
         return "busy"
     try:
         cert = certificates.get(cert_id)
@@ -154,18 +160,25 @@ def poll_ari(cert_id: int) -> str:
         db.session().commit()
         return "polled"
     finally:
-        claims.release(cert_id)
+        claims.release(cert_id, holder)
 
 
 def due(limit: int = 500) -> list[int]:
     """Active, auto-renewing certificates whose renewal time has come (and not backing off)."""
     now = utcnow()
     rows = db.session().execute(
-        select(Certificate.id).where(Certificate.status == Status.ACTIVE, Certificate.auto_renew.is_(True),
-                                     Certificate.renew_at <= now,
-                                     or_(Certificate.next_run_at.is_(None), Certificate.next_run_at <= now))
+        select(Certificate.id).where(due_clause(now), claims.unclaimed(now))
         .order_by(Certificate.renew_at).limit(limit))
     return [r[0] for r in rows]
+
+
+def due_clause(now: datetime):
+    """SQL: an Active, auto-renewing certificate whose renewal time has come (not backing off).
+    The scheduler's claim repeats it: a list read a moment before may be stale (another node
+    renewed the certificate meanwhile), the claim's own UPDATE is not."""
+    return and_(Certificate.status == Status.ACTIVE, Certificate.auto_renew.is_(True),
+                Certificate.renew_at <= now,
+                or_(Certificate.next_run_at.is_(None), Certificate.next_run_at <= now))
 
 
 def start(cert: Certificate, *, reason: str = "due") -> None:

@@ -1,5 +1,6 @@
 """The in-process scheduler (APScheduler 3). Jobs are one-line wrappers that open an app
-context and call a service; certificates run in a bounded pool, a few at a time per CA."""
+context and call a service; certificates run in a bounded pool, a few at a time per CA across
+every node (each node's tick claims its share: see tick)."""
 from __future__ import annotations
 
 import logging
@@ -19,7 +20,12 @@ from .slots import ca_slots
 
 log = logging.getLogger("sslmanager.scheduler")
 TICK_SECONDS = 5
-LEASE_SECONDS = 30  # a dead holder's lease ends after this; then another process dispatches
+LEASE_SECONDS = 30  # a dead holder's lease ends after this; then another process takes it
+
+
+# What each kind of work must still be when it is claimed (the list was read moments before).
+STILL_DUE = {"process": pipeline.processing_due_clause, "renew": renewals.due_clause,
+             "ari": renewals.ari_due_clause}
 
 
 class Scheduler:
@@ -85,14 +91,18 @@ class Scheduler:
         return {0: "stopped", 1: "running", 2: "paused"}.get(self._scheduler.state, "unknown")
 
     def tick(self) -> int:
-        """If this process holds the dispatch lease: hand every due certificate (new ones and
-        renewals) to the pool, at most `per CA` in flight per profile. Returns how many started."""
+        """Hand due certificates (new ones and renewals) to this process's pool. Every process
+        on every node ticks: each takes what no one holds, claimed here within the per-CA bound
+        across the cluster (claims.claim_within: at most SSLMANAGER_CONCURRENCY_PER_CA claimed
+        per CA profile, whoever holds them) and within its own slots. The dispatch lease picks
+        one process for the housekeeping (marking expired certificates). Returns how many
+        started."""
+        started = 0
         with self.app.app_context(), acting_as(SCHEDULER):
             try:
-                if not claims.take_lease("dispatch", seconds=LEASE_SECONDS):
-                    return 0  # another process or node dispatches this tick
-                self.last_run = utcnow()
-                renewals.expire()
+                if claims.take_lease("dispatch", seconds=LEASE_SECONDS):
+                    self.last_run = utcnow()
+                    renewals.expire()
                 work = [(cid, "process") for cid in pipeline.due_for_processing()]
                 work += [(cid, "renew") for cid in renewals.due()]
                 busy = {cid for cid, _ in work}
@@ -100,40 +110,57 @@ class Scheduler:
                 ids = [cid for cid, _ in work]
                 profiles = dict(db.session().query(Certificate.id, Certificate.profile_id)
                                 .filter(Certificate.id.in_(ids)).all()) if ids else {}
+                db.session().commit()
+                full: set[int] = set()  # profiles at their bound: no more claims tried this tick
+                for cert_id, kind in work:
+                    profile_id = profiles.get(cert_id)
+                    if profile_id is None or profile_id in full:
+                        continue
+                    with self._lock:
+                        if cert_id in self._in_flight or not self._slots.try_take(profile_id):
+                            continue
+                        self._in_flight[cert_id] = profile_id
+                    holder = f"{claims.HOLDER}:tick:{cert_id}"
+                    taken = claims.claim_within(cert_id, profile_id, self._slots.per_ca, holder,
+                                                still=STILL_DUE[kind])
+                    if taken != "claimed":
+                        if taken == "full":
+                            full.add(profile_id)
+                        self._done(cert_id)
+                        continue
+                    try:
+                        self._pool.submit(self._work, cert_id, kind, holder)
+                    except RuntimeError:  # shutting down: give the claim and the slot back
+                        claims.release(cert_id, holder)
+                        self._done(cert_id)
+                        raise
+                    started += 1
             finally:
                 db.session().remove()
-        started = 0
-        with self._lock:
-            for cert_id, kind in work:
-                profile_id = profiles.get(cert_id)
-                if cert_id in self._in_flight or profile_id is None:
-                    continue
-                if not self._slots.try_take(profile_id):
-                    continue
-                self._in_flight[cert_id] = profile_id
-                try:
-                    self._pool.submit(self._work, cert_id, kind)
-                except RuntimeError:  # shutting down: give the slot back
-                    self._slots.give(self._in_flight.pop(cert_id))
-                    raise
-                started += 1
         return started
 
-    def _work(self, cert_id: int, kind: str) -> None:
+    def _done(self, cert_id: int) -> None:
+        with self._lock:
+            self._slots.give(self._in_flight.pop(cert_id))
+
+    def _work(self, cert_id: int, kind: str, holder: str) -> None:
         try:
             with self.app.app_context(), acting_as(SCHEDULER):
-                if kind == "renew":
-                    pipeline.renew(cert_id)
-                elif kind == "ari":
-                    renewals.poll_ari(cert_id)
-                else:
-                    pipeline.process(cert_id)
-                db.session().remove()
+                try:
+                    if kind == "renew":
+                        pipeline.renew(cert_id, holder=holder)
+                    elif kind == "ari":
+                        renewals.poll_ari(cert_id, holder)
+                    else:
+                        pipeline.process(cert_id, holder)
+                finally:
+                    db.session().rollback()
+                    claims.release(cert_id, holder)  # also after a crash: the CA's slot is free
+                    db.session().remove()
         except Exception:  # one certificate's bug never stops the others
             log.exception("certificate %s: %s crashed", cert_id, kind)
         finally:
-            with self._lock:
-                self._slots.give(self._in_flight.pop(cert_id))
+            self._done(cert_id)
         # A slot freed: look again now rather than at the next tick.
         try:
             self.tick()
