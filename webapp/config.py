@@ -30,6 +30,9 @@ DEFAULTS: dict[str, Any] = {
     # Embedded with a host base template: emit our CSS and htmx tags inside the content block.
     # Set False when the host page already loads htmx (and styles our markup itself).
     "SSLMANAGER_INCLUDE_ASSETS": True,
+    # Commands act as this SSL Manager user (its role, its name in the audit log) when set;
+    # unset, a command runs as the OS user that holds the data key, with no role check.
+    "SSLMANAGER_CLI_USER": None,
     # The admin's name shown in the audit log when embedded: a callable or "module:function".
     "SSLMANAGER_CURRENT_USER": None,
     # The Content-Security-Policy on our responses. None: our strict policy standalone (with

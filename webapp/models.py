@@ -102,6 +102,9 @@ NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
 
 
 class Admin(Base):
+    """A user (the table and class keep their first name: every user was an admin once), with
+    a role (services/roles.py), and optionally a second factor."""
+
     __tablename__ = "sslm_admin"
     __table_args__ = NEVER_REUSE_IDS
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -113,6 +116,28 @@ class Admin(Base):
     # disabling) ends every one of them at once.
     session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    role: Mapped[str] = mapped_column(String(16), default="admin", server_default="admin")
+    # TOTP (RFC 6238): the shared secret, encrypted with the data key; on from totp_enabled_at.
+    totp_secret: Mapped[str | None] = mapped_column(Encrypted)
+    totp_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    totp_last_step: Mapped[int | None] = mapped_column(Integer)   # a code is good once
+    # SHA-256 of each unused recovery code (random, 80 bits: a fast hash is enough).
+    recovery_codes: Mapped[list] = mapped_column(JSON, default=list)
+
+
+class UserSession(Base):
+    """A signed-in browser: listed on the account page, revocable one by one. The cookie holds
+    a random token; the database only its SHA-256."""
+
+    __tablename__ = "sslm_session"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("sslm_admin.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))   # the role it was issued under (rotated on change)
+    address: Mapped[str] = mapped_column(String(64), default="")
+    user_agent: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class LoginAttempt(Base):
