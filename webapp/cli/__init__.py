@@ -194,7 +194,7 @@ def register_cli(app) -> None:
 
 
 def _load_subcommands() -> None:
-    from . import access, ca, cert, database, notify, renew, user, zone  # noqa: F401  (each registers its commands)
+    from . import access, ca, cert, database, notify, renew, token, user, zone  # noqa: F401  (each registers its commands)
     for cmd in commands:
         access.guard(cmd)  # inside the schema guard: the role is looked up in a current schema
         _guard_schema(cmd)

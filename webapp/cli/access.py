@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "notify list": READ, "notify test": ADMIN,
     "user list": ADMIN, "user create": ADMIN, "user disable": ADMIN, "user enable": ADMIN,
     "user reset": ADMIN, "user role": ADMIN, "user sessions": ADMIN,
+    "token create": ADMIN, "token list": ADMIN, "token revoke": ADMIN,
     "create-admin": ADMIN, "disable-admin": ADMIN, "enable-admin": ADMIN,
     "rotate-encryption-key": ADMIN, "run": ADMIN, "worker": ADMIN,
     "db upgrade": ADMIN, "db current": ADMIN, "db copy": ADMIN, "backup": ADMIN, "restore": ADMIN,

@@ -1,8 +1,8 @@
 """Roles: who may do what, checked in one place for the pages, the commands and embedded mode.
 
-A role is a named set of permissions. The permissions are the API's token scopes (read, write,
-issue, keys:read) plus `admin`, so a token's scopes and its user's role are one model: a token
-never holds a permission its user's role lacks.
+A role is a named set of permissions, and the permissions are the API's token scopes (read,
+write, issue, keys:read, admin; services/permissions.py holds both): a token's scopes and its
+user's role are one model, and a token never holds more than its user's role.
 
 Who is acting: in a web request, the signed-in user's role (standalone) or the role the host's
 SSLMANAGER_AUTHORIZE hook returned (embedded); in a command, SSLMANAGER_CLI_USER's role when set
@@ -18,23 +18,11 @@ from contextvars import ContextVar
 from flask import g, has_request_context
 
 from ..errors import SSLManagerError
+from .permissions import ADMIN, ISSUE, KEYS_READ, READ, ROLES, SCOPE_HELP, WRITE, within_role  # noqa: F401
 
-READ = "read"            # every page and list, but no secret and no private key
-WRITE = "write"          # certificates: create, edit, delete, revoke, deploy settings
-ISSUE = "issue"          # request, renew, reissue, process now
-KEYS_READ = "keys:read"  # private keys: privkey.pem, PKCS#12
-ADMIN = "admin"          # CA profiles, zones, notification channels, users, tokens, settings
-PERMISSIONS = (READ, WRITE, ISSUE, KEYS_READ, ADMIN)
-PERMISSION_HELP = {READ: "see certificates, zones and the audit log", WRITE: "change certificates",
-                   ISSUE: "issue and renew", KEYS_READ: "download private keys",
-                   ADMIN: "manage CA profiles, zones, notification channels, users, tokens and settings"}
-
+PERMISSION_HELP = {**SCOPE_HELP, READ: "see certificates, zones and the audit log",
+                   KEYS_READ: "download private keys"}
 VIEWER, OPERATOR, ADMIN_ROLE = "viewer", "operator", "admin"
-ROLES: dict[str, frozenset[str]] = {
-    VIEWER: frozenset({READ}),
-    OPERATOR: frozenset({READ, WRITE, ISSUE, KEYS_READ}),
-    ADMIN_ROLE: frozenset(PERMISSIONS),
-}
 ROLE_HELP = {VIEWER: "reads everything but secrets and keys",
              OPERATOR: "also creates, issues, renews, revokes, deploys and downloads keys",
              ADMIN_ROLE: "also CA profiles, zones, notification channels, users, tokens and settings"}
@@ -59,11 +47,6 @@ def check_role(role: str) -> str:
     if name not in ROLES:
         raise ValueError(f"Unknown role {role!r}: choose viewer, operator or admin.")
     return name
-
-
-def within_role(role: str, permissions) -> bool:
-    """May a user of `role` hold (or hand a token) these permissions?"""
-    return set(permissions) <= ROLES.get(role, frozenset())
 
 
 @contextmanager

@@ -1,7 +1,7 @@
 """users with roles, two-factor secrets, listed sessions
 
 Revision ID: 0016
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-05 04:00:00
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 revision = '0016'
-down_revision = '0009'
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 
@@ -39,9 +39,19 @@ def upgrade() -> None:
         sa.UniqueConstraint('token_hash', name=op.f('uq_sslm_session_token_hash')),
     )
     op.create_index(op.f('ix_sslm_session_user_id'), 'sslm_session', ['user_id'], unique=False)
+    # API tokens belong to a user (none for those made before: the instance owner's).
+    with op.batch_alter_table('sslm_api_token', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('user_id', sa.Integer(), nullable=True))
+        batch_op.create_index(batch_op.f('ix_sslm_api_token_user_id'), ['user_id'], unique=False)
+        batch_op.create_foreign_key(batch_op.f('fk_sslm_api_token_user_id_sslm_admin'), 'sslm_admin',
+                                    ['user_id'], ['id'], ondelete='CASCADE')
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('sslm_api_token', schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f('fk_sslm_api_token_user_id_sslm_admin'), type_='foreignkey')
+        batch_op.drop_index(batch_op.f('ix_sslm_api_token_user_id'))
+        batch_op.drop_column('user_id')
     op.drop_index(op.f('ix_sslm_session_user_id'), table_name='sslm_session')
     op.drop_table('sslm_session')
     with op.batch_alter_table('sslm_admin', schema=None) as batch_op:
