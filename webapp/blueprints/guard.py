@@ -34,6 +34,7 @@ PAGES: dict[str, tuple[str, str]] = {
     "certificates.new": (WRITE, WRITE),
     "certificates.acme_profiles": (WRITE, WRITE),
     "certificates.csr": (WRITE, WRITE),
+    "certificates.set_tags": (WRITE, WRITE),
     "certificates.delete": (WRITE, WRITE),
     "certificates.revoke": (WRITE, WRITE),
     "certificates.deploy": (WRITE, WRITE),   # the directory gets the key: operators and up
