@@ -125,6 +125,21 @@ class Admin(Base):
     recovery_codes: Mapped[list | None] = mapped_column(JSON, default=list)
 
 
+class Passkey(Base):
+    """A WebAuthn credential (a passkey or security key) of a user: a second factor, or a
+    sign-in without a password. Only public material: the credential's id and public key."""
+
+    __tablename__ = "sslm_passkey"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("sslm_admin.id", ondelete="CASCADE"), index=True)
+    credential_id: Mapped[str] = mapped_column(String(1400), unique=True)   # base64url
+    public_key: Mapped[str] = mapped_column(Text)                           # base64url COSE key
+    sign_count: Mapped[int] = mapped_column(Integer, default=0)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 class UserSession(Base):
     """A signed-in browser: listed on the account page, revocable one by one. The cookie holds
     a random token; the database only its SHA-256."""

@@ -18,7 +18,8 @@ RANK = {V: 0, O: 1, A: 2}
 SPEC = {
     "dashboard.index": (V, None), "audit.index": (V, None), "metrics.metrics": (V, None),
     "auth.password": (V, V), "auth.sessions_page": (V, None), "auth.revoke_session": (None, V),
-    "auth.totp": (V, V), "auth.totp_disable": (None, V),
+    "auth.totp": (V, V), "auth.totp_disable": (None, V), "passkeys.account": (V, V),
+    "passkeys.register_options": (None, V), "passkeys.register": (None, V),
     "ca_profiles.index": (V, None), "ca_profiles.new": (A, A), "ca_profiles.edit": (A, A),
     "ca_profiles.duplicate": (None, A), "ca_profiles.delete": (None, A), "ca_profiles.test": (None, A),
     "certificates.index": (V, None), "certificates.detail": (V, None), "certificates.row": (V, None),
@@ -40,7 +41,8 @@ SPEC = {
     "users.disable": (None, A), "users.enable": (None, A), "users.reset": (None, A),
     "users.revoke_sessions": (None, A), "users.settings": (None, A),
 }
-PUBLIC = {"static", "healthz", "auth.login", "auth.login_code", "auth.logout"}
+PUBLIC = {"static", "healthz", "auth.login", "auth.login_code", "auth.logout", "passkeys.login_options",
+          "passkeys.login"}
 MISSING = 999_999  # ids name nothing: an allowed request reaches the view and gets its 404
 
 

@@ -134,3 +134,25 @@ def test_when_an_admin_requires_two_factor_a_user_without_it_sets_it_up_first(ap
     done = sam.post("/account/two-factor", data={"code": pyotp.TOTP(secret).now()})
     assert done.status_code == 200 and 'id="recovery-codes"' in done.get_data(as_text=True)
     assert sam.get("/certificates/").status_code == 200
+
+
+def test_a_forged_passkey_answer_is_refused_and_counted_by_the_throttle(app):
+    from webapp.models import Passkey
+    with app.app_context():
+        user = create_admin("sam", "sam's long password", role="operator")
+        db.session().add(Passkey(user_id=user.id, credential_id="AAAA", public_key="AAAA", sign_count=0, name="k"))
+        db.session().commit()
+    app.config["SSLMANAGER_LOGIN_MAX_PER_ACCOUNT"] = 1
+    app.test_client_class = CsrfClient
+    client = app.test_client()
+    client.fetch_token()
+    assert client.post("/login/passkey", json={"credential": "{}"}).status_code == 401  # no password yet
+    client.post("/login", data={"username": "sam", "password": "sam's long password"})
+    page = client.get("/login/code").get_data(as_text=True)
+    assert 'id="use-passkey"' in page and 'name="code"' not in page
+    client.token = re.search(r'data-csrf="([^"]+)"', page).group(1)
+    assert client.post("/login/passkey/options").status_code == 200
+    forged = '{"id": "AAAA", "rawId": "AAAA", "type": "public-key", "response": {}}'
+    assert client.post("/login/passkey", json={"credential": forged}).status_code == 401
+    assert client.post("/login/passkey", json={"credential": forged}).status_code == 429
+    assert client.get("/").status_code == 302

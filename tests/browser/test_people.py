@@ -74,3 +74,47 @@ def test_totp_enrolment_then_sign_in_with_a_code(new_page, live_server):
     page.get_by_label("Code from your authenticator app").fill(pyotp.TOTP(secret).at(time.time() + 30))
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", name="Dashboard", level=1)).to_be_visible()
+
+
+def test_a_passkey_as_second_factor_with_chromiums_virtual_authenticator(browser, live_server, console):
+    """WebAuthn needs a secure context: http://localhost is one (127.0.0.1 is not a domain a
+    passkey can belong to). Chromium's virtual authenticator (DevTools protocol) plays the key."""
+    from tests.browser.conftest import CSP_WATCH, DESKTOP
+    from webapp import db
+    from webapp.services.auth import create_admin
+    with live_server.app.app_context():
+        create_admin("ops-pia", "pia's long password", role="operator")
+        db.session().remove()
+    context = browser.new_context(base_url=live_server.url.replace("127.0.0.1", "localhost"), viewport=DESKTOP)
+    context.set_default_timeout(10_000)
+    context.add_init_script(CSP_WATCH)
+    try:
+        page = context.new_page()
+        console.watch(page)
+        cdp = context.new_cdp_session(page)
+        cdp.send("WebAuthn.enable")
+        cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
+            "protocol": "ctap2", "transport": "internal", "hasResidentKey": True,
+            "hasUserVerification": True, "isUserVerified": True}})
+        sign_in_as(page, "ops-pia", "pia's long password")
+        expect(page.get_by_role("heading", name="Dashboard", level=1)).to_be_visible()
+        page.goto("/account/passkeys")
+        assert_accessible(page, "passkeys page")
+        page.get_by_label("Name of the new passkey").fill("laptop")
+        page.get_by_role("button", name="Add a passkey").click()
+        expect(page.locator("#passkeys")).to_contain_text("laptop")
+
+        page.get_by_role("button", name="Sign out").click()
+        sign_in_as(page, "ops-pia", "pia's long password")
+        expect(page.get_by_role("button", name="Use a passkey")).to_be_visible()
+        expect(page.get_by_label("Code from your authenticator app")).to_have_count(0)  # no TOTP
+        page.get_by_role("button", name="Use a passkey").click()
+        expect(page.get_by_role("heading", name="Dashboard", level=1)).to_be_visible()
+        from webapp.models import Passkey
+        with live_server.app.app_context():
+            key = db.session().query(Passkey).one()
+            assert key.name == "laptop" and key.last_used_at is not None
+            db.session().remove()
+    finally:
+        context.close()
+    console.assert_clean()

@@ -10,7 +10,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from .. import db
 from .common import htmx
 from ..errors import NotFound, ValidationError
-from ..services import audit, sessions, two_factor
+from ..services import audit, passkeys, sessions, two_factor
 from ..services.auth import (PASSWORD_MAX, TOKEN_KEY, USERNAME_MAX, RateLimited, authenticate,
                              change_password, current_admin, end_session, now, pending_admin,
                              recently_verified, renew_session, start_second_step, start_session,
@@ -52,18 +52,19 @@ def login():
         except RateLimited as exc:
             admin, status = None, 429
             error, headers = _wait_message(exc), {"Retry-After": str(exc.retry_after)}
-        if admin is not None and two_factor.enabled(admin):
+        if admin is not None and two_factor.has_second_factor(admin):
             start_second_step(admin)
             return redirect(url_for(".login_code", next=request.args.get("next")))
         if admin is not None:
-            return _signed_in(admin)
+            return complete_sign_in(admin)
         if error is None:
             error, status = GENERIC_FAILURE, 401
     return (render_template("sslmanager/login.html", error=error, username=username[:USERNAME_MAX],
                             username_max=USERNAME_MAX, password_max=PASSWORD_MAX), status, headers)
 
 
-def _signed_in(admin):
+def complete_sign_in(admin):
+    """Sign in after every factor passed: a new session, an audit line, on to ?next=."""
     start_session(admin)  # a new session row and token: nothing from before carries over
     audit.record("signed in", "admin", admin.id, actor=admin.username)
     db.session().commit()
@@ -84,10 +85,12 @@ def login_code():
             admin, status = None, 429
             error, headers = _wait_message(exc), {"Retry-After": str(exc.retry_after)}
         if admin is not None:
-            return _signed_in(admin)
+            return complete_sign_in(admin)
         if error is None:
             error, status = "Wrong code.", 401
-    return render_template("sslmanager/login_code.html", error=error), status, headers
+    user = pending_admin()
+    return render_template("sslmanager/login_code.html", error=error, totp=bool(user and two_factor.enabled(user)),
+                           passkey=bool(user and passkeys.of(user)), next=request.args.get("next")), status, headers
 
 
 @bp.route("/account/two-factor", methods=["GET", "POST"])

@@ -80,7 +80,7 @@ def enable(username: str) -> None:
                             "its second factor (a lost phone).")
 @click.argument("username")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
-@click.option("--two-factor", "forget_2fa", is_flag=True, help="Also turn its two-factor sign-in off.")
+@click.option("--two-factor", "forget_2fa", is_flag=True, help="Also forget its TOTP and passkeys.")
 @with_appcontext
 def reset(username: str, password_stdin: bool, forget_2fa: bool) -> None:
     found = _find(username)

@@ -17,7 +17,7 @@ import segno
 from .. import db
 from ..errors import ValidationError
 from ..models import Admin, Setting, utcnow
-from . import audit, auth, roles
+from . import audit, auth, passkeys, roles
 
 ISSUER = "SSL Manager"
 RECOVERY_CODES = 10
@@ -42,7 +42,13 @@ def set_required(value: bool) -> None:
 
 
 def enabled(user: Admin) -> bool:
+    """Is TOTP on for this user?"""
     return user.totp_enabled_at is not None and bool(user.totp_secret)
+
+
+def has_second_factor(user: Admin) -> bool:
+    """TOTP or at least one passkey: sign-in asks for it after the password."""
+    return enabled(user) or bool(passkeys.of(user))
 
 
 def pending_secret(user: Admin) -> str:
@@ -141,16 +147,20 @@ def reset(user: Admin) -> None:
     user.recovery_codes = []
 
 
-def finish_sign_in(code: str, address: str) -> Admin | None:
-    """The sign-in's second step: the pending admin when `code` is good, else None. Throttled
-    like the password (the same counters): raises auth.RateLimited."""
+def finish_sign_in(code: str, address: str, *, passkey: str | None = None) -> Admin | None:
+    """The sign-in's second step: the pending admin when `code` (or the browser's `passkey`
+    answer) is good, else None. Throttled like the password (the same counters): raises
+    auth.RateLimited."""
     admin = auth.pending_admin()
     if admin is None:
         return None
     address = address[:auth.ADDRESS_MAX]
     key = auth.account_key(admin.username)
     auth.check_throttle(key, address)
-    how = verify(admin, code)
+    if passkey is not None:
+        how = "passkey" if passkeys.verify(admin, passkey) else None
+    else:
+        how = verify(admin, code)
     if how is None:
         db.session().commit()  # a used step stays used
         auth.record_failure(key, address)

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from .. import db
 from ..errors import Conflict, NotFound, ValidationError
 from ..models import Admin
-from . import audit, auth, roles, two_factor
+from . import audit, auth, passkeys, roles, two_factor
 
 
 def all_users() -> list[Admin]:
@@ -93,6 +93,8 @@ def reset_password(user: Admin, password: str, forget_2fa: bool = False) -> Admi
     auth.create_admin(user.username, password)
     if forget_2fa:
         two_factor.reset(user)
+        for key in passkeys.of(user):
+            db.session().delete(key)
     audit.record("password reset", "admin", user.id,
                  user.username + (" (two-factor turned off)" if forget_2fa else ""))
     db.session().commit()

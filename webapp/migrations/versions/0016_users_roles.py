@@ -39,6 +39,22 @@ def upgrade() -> None:
         sa.UniqueConstraint('token_hash', name=op.f('uq_sslm_session_token_hash')),
     )
     op.create_index(op.f('ix_sslm_session_user_id'), 'sslm_session', ['user_id'], unique=False)
+    op.create_table(
+        'sslm_passkey',
+        sa.Column('id', sa.Integer(), nullable=False),
+        sa.Column('user_id', sa.Integer(), nullable=False),
+        sa.Column('credential_id', sa.String(1400), nullable=False),
+        sa.Column('public_key', sa.Text(), nullable=False),
+        sa.Column('sign_count', sa.Integer(), nullable=False),
+        sa.Column('name', sa.String(100), nullable=False),
+        sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('last_used_at', sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(['user_id'], ['sslm_admin.id'], name=op.f('fk_sslm_passkey_user_id_sslm_admin'),
+                                ondelete='CASCADE'),
+        sa.PrimaryKeyConstraint('id', name=op.f('pk_sslm_passkey')),
+        sa.UniqueConstraint('credential_id', name=op.f('uq_sslm_passkey_credential_id')),
+    )
+    op.create_index(op.f('ix_sslm_passkey_user_id'), 'sslm_passkey', ['user_id'], unique=False)
     # API tokens belong to a user (none for those made before: the instance owner's).
     with op.batch_alter_table('sslm_api_token', schema=None) as batch_op:
         batch_op.add_column(sa.Column('user_id', sa.Integer(), nullable=True))
@@ -52,6 +68,8 @@ def downgrade() -> None:
         batch_op.drop_constraint(batch_op.f('fk_sslm_api_token_user_id_sslm_admin'), type_='foreignkey')
         batch_op.drop_index(batch_op.f('ix_sslm_api_token_user_id'))
         batch_op.drop_column('user_id')
+    op.drop_index(op.f('ix_sslm_passkey_user_id'), table_name='sslm_passkey')
+    op.drop_table('sslm_passkey')
     op.drop_index(op.f('ix_sslm_session_user_id'), table_name='sslm_session')
     op.drop_table('sslm_session')
     with op.batch_alter_table('sslm_admin', schema=None) as batch_op:
