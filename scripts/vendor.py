@@ -1,7 +1,8 @@
 """Copy the pinned front-end files (package.json) from node_modules into webapp/static/vendor,
 running `npm ci` first when they are missing, and derive Pico scoped under our root element.
 Used by ./dev and by the wheel build. `--test` also copies the test-only files (axe-core, a
-devDependency the app never serves) into tests/browser/vendor."""
+devDependency the app never serves) into tests/browser/vendor, and makes sure the test-only
+packages used in place (oidc-provider, the lab's OpenID Provider) are in node_modules."""
 from __future__ import annotations
 
 import os
@@ -21,6 +22,8 @@ FILES = {  # node_modules path -> name served under static/vendor/
 # Test-only (devDependencies): node_modules path -> name under tests/browser/vendor/, never
 # under static/, so neither the app nor the wheel carries them.
 TEST_FILES = {"axe-core/axe.min.js": "axe.min.js"}
+# Test-only packages used where they lie (the lab's OpenID Provider, tests/lab/oidc.py).
+TEST_PACKAGES = {"oidc-provider/package.json": ""}
 TEST_TARGET = os.path.join(ROOT, "tests", "browser", "vendor")
 SCOPED = {"pico.min.css": ("pico.scoped.min.css", ".sslm")}
 
@@ -47,6 +50,7 @@ def vendor(force: bool = False) -> None:
 
 def vendor_test(force: bool = False) -> str:
     """Copy the test-only files into tests/browser/vendor; returns that folder."""
+    _node_modules(TEST_PACKAGES)
     if force or not all(os.path.exists(os.path.join(TEST_TARGET, n)) for n in TEST_FILES.values()):
         modules = _node_modules(TEST_FILES)
         os.makedirs(TEST_TARGET, exist_ok=True)

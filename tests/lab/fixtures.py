@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from .oidc import OidcProvider
 from .servers import LAB_EAB_KEYS, Acme2Certifier, Bind, Pebble, Postgres, Unbound
 
 
@@ -97,6 +98,24 @@ def a2c_factory(lab_bind: Bind) -> Iterator[Callable[..., Acme2Certifier]]:
     yield make
     for a2c in reversed(started):
         a2c.stop()
+
+
+@pytest.fixture
+def oidc_factory() -> Iterator[Callable[..., OidcProvider]]:
+    """Callable(redirect_uris=[...], **OidcProvider options) -> a started OpenID Provider
+    (npm oidc-provider; users vera in ssl-viewers, otto in ssl-operators), stopped at test end.
+    Per test: the relying party's redirect URI names the live server's random port."""
+    started: list[OidcProvider] = []
+
+    def make(**options) -> OidcProvider:
+        provider = OidcProvider(**options)
+        provider.start()
+        started.append(provider)
+        return provider
+
+    yield make
+    for provider in reversed(started):
+        provider.stop()
 
 
 @pytest.fixture
