@@ -123,6 +123,8 @@ class Admin(Base):
     totp_last_step: Mapped[int | None] = mapped_column(Integer)   # a code is good once
     # SHA-256 of each unused recovery code (random, 80 bits: a fast hash is enough).
     recovery_codes: Mapped[list | None] = mapped_column(JSON, default=list)
+    # Single sign-on: "<issuer> <sub>" of the OpenID Provider's account (None: a local user).
+    oidc_subject: Mapped[str | None] = mapped_column(String(600), unique=True)
 
 
 class Passkey(Base):

@@ -23,7 +23,7 @@ bp = Blueprint("sslmanager", __name__, template_folder="../templates",
 # Reachable without signing in.
 PUBLIC_ENDPOINTS = {"sslmanager.static", "sslmanager.healthz", "sslmanager.auth.login",
                     "sslmanager.auth.login_code", "sslmanager.passkeys.login_options",
-                    "sslmanager.passkeys.login"}
+                    "sslmanager.passkeys.login", "sslmanager.sso.start", "sslmanager.sso.callback"}
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -101,7 +101,7 @@ def _second_factor_first():
     """An admin requires a second factor and this user has none: set it up before anything."""
     admin = current_admin()
     if (admin is None or request.endpoint in ENROLMENT_ENDPOINTS or not two_factor.required()
-            or two_factor.has_second_factor(admin)):
+            or admin.oidc_subject or two_factor.has_second_factor(admin)):  # SSO: the provider's MFA
         return None
     target = url_for("sslmanager.auth.totp")
     if request.headers.get("HX-Request"):
@@ -301,9 +301,9 @@ def _nest_feature_blueprints() -> None:
     # Imported here, when the umbrella blueprint is registered: the feature modules hang
     # their blueprints on it, and a page-less app (a one-shot command) never loads them.
     from . import (audit, auth, ca_profiles, certificates, dashboard, dns, metrics, notifications, passkeys,
-                   tokens, users)
+                   sso, tokens, users)
     for child in (dashboard.bp, ca_profiles.bp, certificates.bp, dns.bp, notifications.bp, audit.bp,
-                  tokens.bp, metrics.bp, auth.bp, users.bp, passkeys.bp):
+                  tokens.bp, metrics.bp, auth.bp, users.bp, passkeys.bp, sso.bp):
         bp.register_blueprint(child)
 
 

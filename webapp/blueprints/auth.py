@@ -10,8 +10,8 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from .. import db
 from .common import htmx
 from ..errors import NotFound, ValidationError
-from ..services import audit, passkeys, sessions, two_factor
-from ..services.auth import (PASSWORD_MAX, TOKEN_KEY, USERNAME_MAX, RateLimited, authenticate,
+from ..services import audit, oidc, passkeys, sessions, two_factor
+from ..services.auth import (ID_TOKEN_KEY, PASSWORD_MAX, TOKEN_KEY, USERNAME_MAX, RateLimited, authenticate,
                              change_password, current_admin, end_session, now, pending_admin,
                              recently_verified, renew_session, start_second_step, start_session,
                              verify_again)
@@ -21,7 +21,7 @@ bp = Blueprint("auth", __name__)
 GENERIC_FAILURE = "Wrong username or password."
 
 
-def _safe_next(target: str | None) -> str:
+def safe_next(target: str | None) -> str:
     """Only same-site paths: a crafted ?next= must not send the admin elsewhere."""
     try:
         offsite = bool(urlsplit(target or "").netloc)
@@ -46,7 +46,11 @@ def login():
     _standalone_only()
     error, status, headers = None, 200, {}
     username = request.form.get("username", "").strip()
-    if request.method == "POST":
+    cfg = current_app.config
+    passwords = cfg["SSLMANAGER_PASSWORD_SIGN_IN"]
+    if request.method == "POST" and not passwords and username not in cfg["SSLMANAGER_BREAK_GLASS_USERS"]:
+        error, status = "Passwords are turned off here: sign in with single sign-on.", 403
+    elif request.method == "POST":
         try:
             admin = authenticate(username, request.form.get("password", ""), request.remote_addr or "")
         except RateLimited as exc:
@@ -60,15 +64,19 @@ def login():
         if error is None:
             error, status = GENERIC_FAILURE, 401
     return (render_template("sslmanager/login.html", error=error, username=username[:USERNAME_MAX],
-                            username_max=USERNAME_MAX, password_max=PASSWORD_MAX), status, headers)
+                            username_max=USERNAME_MAX, password_max=PASSWORD_MAX, sso=oidc.enabled(),
+                            sso_button=cfg["SSLMANAGER_OIDC_BUTTON"], passwords=passwords,
+                            next=request.args.get("next")), status, headers)
 
 
-def complete_sign_in(admin):
+def complete_sign_in(admin, next_url: str | None = None, id_token: str | None = None):
     """Sign in after every factor passed: a new session, an audit line, on to ?next=."""
     start_session(admin)  # a new session row and token: nothing from before carries over
-    audit.record("signed in", "admin", admin.id, actor=admin.username)
+    if id_token:
+        session[ID_TOKEN_KEY] = id_token
+    audit.record("signed in", "admin", admin.id, "single sign-on" if id_token else "", actor=admin.username)
     db.session().commit()
-    return redirect(_safe_next(request.args.get("next")))
+    return redirect(safe_next(next_url or request.args.get("next")))
 
 
 @bp.route("/login/code", methods=["GET", "POST"])
@@ -153,10 +161,14 @@ def revoke_session(session_id: int):
 
 @bp.route("/logout", methods=["POST"])
 def logout():
-    """Ends this admin's sessions everywhere: a cookie kept from before stops working."""
+    """Ends this admin's sessions everywhere: a cookie kept from before stops working. Signed
+    in through the provider: on to its logout too, when it offers one (RP-initiated logout)."""
+    id_token = session.get(ID_TOKEN_KEY)
     end_session()
     flash("Signed out.", "info")
-    return redirect(url_for("sslmanager.auth.login"))
+    back = url_for("sslmanager.auth.login", _external=True)
+    elsewhere = oidc.logout_url(id_token, back) if id_token and oidc.enabled() else None
+    return redirect(elsewhere or url_for("sslmanager.auth.login"))
 
 
 @bp.route("/account/password", methods=["GET", "POST"])
@@ -211,7 +223,10 @@ def ask_password_again():
             headers["Retry-After"] = str(exc.retry_after)
     carried = [(k, v) for k, v in request.form.items(multi=True) if k not in ("csrf_token", "reauth_password")]
     query = request.query_string.decode("ascii", "replace")
-    context = {"error": error, "carried": carried, "password_max": PASSWORD_MAX,
+    admin = current_admin()
+    sso_again = (url_for("sslmanager.sso.start", reauth=1, next=request.full_path)
+                 if admin is not None and admin.oidc_subject and oidc.enabled() else None)
+    context = {"error": error, "carried": carried, "password_max": PASSWORD_MAX, "sso_again": sso_again,
                "action": request.path + (f"?{query}" if query else "")}
     if htmx:  # a form that swaps a fragment: show the question in the page's main area instead
         headers.update({"HX-Retarget": "#main", "HX-Reswap": "innerHTML"})

@@ -23,6 +23,8 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('totp_enabled_at', sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column('totp_last_step', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('recovery_codes', sa.JSON(), nullable=True))
+        batch_op.add_column(sa.Column('oidc_subject', sa.String(600), nullable=True))
+        batch_op.create_unique_constraint(batch_op.f('uq_sslm_admin_oidc_subject'), ['oidc_subject'])
     op.create_table(
         'sslm_session',
         sa.Column('id', sa.Integer(), nullable=False),
@@ -73,5 +75,7 @@ def downgrade() -> None:
     op.drop_index(op.f('ix_sslm_session_user_id'), table_name='sslm_session')
     op.drop_table('sslm_session')
     with op.batch_alter_table('sslm_admin', schema=None) as batch_op:
-        for column in ('recovery_codes', 'totp_last_step', 'totp_enabled_at', 'totp_secret', 'role'):
+        batch_op.drop_constraint(batch_op.f('uq_sslm_admin_oidc_subject'), type_='unique')
+        for column in ('oidc_subject', 'recovery_codes', 'totp_last_step', 'totp_enabled_at', 'totp_secret',
+                       'role'):
             batch_op.drop_column(column)
