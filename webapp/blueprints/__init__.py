@@ -12,7 +12,7 @@ from .. import db
 from ..models import utcnow
 from ..services.claims import lease_last_run
 from ..version import __version__
-from ..services import audit as audit_log, roles, two_factor
+from ..services import audit as audit_log, oidc, roles, two_factor
 from ..services.auth import access, current_admin, is_authorized
 from . import flashes
 from .guard import permission_for
@@ -233,7 +233,12 @@ def content_security_policy() -> str:
     configured = current_app.config.get("SSLMANAGER_CSP")
     if configured is not None:
         return configured
-    return CSP if current_app.extensions["sslmanager"].standalone else ""
+    if not current_app.extensions["sslmanager"].standalone:
+        return ""
+    provider = oidc.provider_origin()
+    # Sign-out is a form whose answer redirects to the provider's logout: form-action covers
+    # the redirects of a form's navigation, so the provider's origin must be allowed there.
+    return CSP.replace("form-action 'self'", f"form-action 'self' {provider}") if provider else CSP
 
 
 @bp.route("/healthz")

@@ -47,6 +47,14 @@ def enabled() -> bool:
     return bool(cfg.get("SSLMANAGER_OIDC_ISSUER") and cfg.get("SSLMANAGER_OIDC_CLIENT_ID"))
 
 
+def provider_origin() -> str | None:
+    """scheme://host[:port] of the configured provider (None: single sign-on is off)."""
+    if not enabled():
+        return None
+    parts = urlsplit(_issuer())
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme in ("http", "https") and parts.netloc else None
+
+
 def _issuer() -> str:
     return str(current_app.config["SSLMANAGER_OIDC_ISSUER"]).rstrip("/")
 
