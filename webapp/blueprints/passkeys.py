@@ -8,6 +8,7 @@ from flask import Blueprint, abort, current_app, jsonify, redirect, render_templ
 from ..errors import ValidationError
 from ..services import passkeys as service, two_factor
 from ..services.auth import RateLimited, current_admin, pending_admin
+from ..services.inputs import whole_number
 from .auth import complete_sign_in
 from .flashes import flash
 
@@ -26,7 +27,7 @@ def account():
     user = current_admin()
     if request.method == "POST":
         try:
-            service.remove(user, request.form.get("passkey_id", type=int) or 0)
+            service.remove(user, whole_number(request.form.get("passkey_id"), 1, 2 ** 63 - 1) or 0)
         except ValidationError as exc:
             flash(exc.errors["passkey"], "error")
         else:

@@ -124,7 +124,7 @@ def verify(user: Admin, credential: str) -> bool:
 
 
 def remove(user: Admin, passkey_id: int) -> None:
-    key = db.session().get(Passkey, passkey_id)
+    key = db.session().get(Passkey, passkey_id) if 0 < passkey_id < 2 ** 63 else None
     if key is None or key.user_id != user.id:
         raise ValidationError({"passkey": "No such passkey."})
     db.session().delete(key)
