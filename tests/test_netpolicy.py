@@ -116,4 +116,4 @@ def test_urls_are_judged_by_their_host():
     assert STRICT.judge("acme")("https://[::ffff:169.254.169.254]/dir")[1]
     assert STRICT.judge_url("https://2130706433:8443/dir", "acme")[1]
     assert STRICT.judge_url("https://8.8.8.8/dir", "acme") == ("8.8.8.8", None)
-    assert set(PURPOSES) == {"acme", "webhook", "smtp", "dns", "deploy"}
+    assert set(PURPOSES) == {"acme", "webhook", "smtp", "dns", "deploy", "oidc"}

@@ -30,6 +30,27 @@ DEFAULTS: dict[str, Any] = {
     # Embedded with a host base template: emit our CSS and htmx tags inside the content block.
     # Set False when the host page already loads htmx (and styles our markup itself).
     "SSLMANAGER_INCLUDE_ASSETS": True,
+    # Single sign-on with OpenID Connect (standalone). Off while ISSUER is empty. The issuer URL
+    # (discovery at <issuer>/.well-known/openid-configuration), the client registered there (its
+    # secret: better from the environment than a file), the scopes asked for, the ID token claim
+    # holding the user's groups, and which group gives which role, e.g. {"ssl-admins": "admin",
+    # "ssl-operators": "operator", "ssl-viewers": "viewer"} (several: the highest role wins; none:
+    # refused, and no user is made).
+    "SSLMANAGER_OIDC_ISSUER": "",
+    "SSLMANAGER_OIDC_CLIENT_ID": "",
+    "SSLMANAGER_OIDC_CLIENT_SECRET": "",
+    "SSLMANAGER_OIDC_SCOPES": "openid email profile groups",
+    "SSLMANAGER_OIDC_GROUPS_CLAIM": "groups",
+    "SSLMANAGER_OIDC_ROLES": {},
+    # The sign-in page's button.
+    "SSLMANAGER_OIDC_BUTTON": "Sign in with single sign-on",
+    # False: passwords no longer sign anyone in, but the break-glass users named below (local
+    # admins for when the identity provider is down).
+    "SSLMANAGER_PASSWORD_SIGN_IN": True,
+    "SSLMANAGER_BREAK_GLASS_USERS": [],
+    # Commands act as this SSL Manager user (its role, its name in the audit log) when set;
+    # unset, a command runs as the OS user that holds the data key, with no role check.
+    "SSLMANAGER_CLI_USER": None,
     # The admin's name shown in the audit log when embedded: a callable or "module:function".
     "SSLMANAGER_CURRENT_USER": None,
     # The Content-Security-Policy on our responses. None: our strict policy standalone (with
@@ -100,6 +121,8 @@ DEFAULTS: dict[str, Any] = {
     "SSLMANAGER_OUTBOUND_ALLOW_DNS": [],
     # The deploy TLS probe's host:port; loopback by default (the web server on this host).
     "SSLMANAGER_OUTBOUND_ALLOW_DEPLOY": ["127.0.0.0/8", "::1/128"],
+    # The OpenID Provider (discovery, keys, token endpoint), e.g. a Keycloak on the LAN.
+    "SSLMANAGER_OUTBOUND_ALLOW_OIDC": [],
     # Per-CA-module deployment overrides, e.g. {"zerossl": {"directory_url": ..., "api_url": ...,
     # "ca_bundle": "/path.pem"}}: a mirror, a proxy, or a lab CA standing in for the real one.
     "SSLMANAGER_CA_OVERRIDES": {},

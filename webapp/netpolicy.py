@@ -49,6 +49,7 @@ PURPOSES: dict[str, tuple[str, str]] = {
     "smtp": ("SSLMANAGER_OUTBOUND_ALLOW_SMTP", "an SMTP server"),
     "dns": ("SSLMANAGER_OUTBOUND_ALLOW_DNS", "a DNS server or DNS API"),
     "deploy": ("SSLMANAGER_OUTBOUND_ALLOW_DEPLOY", "a deploy probe target"),
+    "oidc": ("SSLMANAGER_OUTBOUND_ALLOW_OIDC", "an OpenID Provider"),
 }
 
 

@@ -28,7 +28,7 @@ def curl(*args: str) -> tuple[int, dict]:
 @pytest.fixture
 def live(lab_app):
     with lab_app.app_context():
-        secret = tokens.create("php-panel", ["read", "write", "issue", "keys:read"]).secret
+        secret = tokens.create("php-panel", ["read", "write", "issue", "keys:read", "admin"]).secret
     with served(lab_app) as base:
         yield base, secret
 

@@ -108,13 +108,18 @@ def test_disabling_an_admin_ends_its_sessions_and_its_sign_ins(live, app):
     base, cert_id = live
     browser = signed_in(base)
     runner = app.test_cli_runner()
+    last = runner.invoke(args=["sslmanager", "disable-admin", ADMIN[0]])
+    assert last.exit_code == 1 and "last enabled admin" in last.output  # someone must stay
+    with app.app_context():
+        create_admin("second admin", "another long password")
+        db.session().remove()
     assert runner.invoke(args=["sslmanager", "disable-admin", ADMIN[0]]).exit_code == 0
     assert refused(browser, key_url(base, cert_id))
     assert Browser(base).login().status_code == 401  # the right password, disabled: refused
     assert runner.invoke(args=["sslmanager", "enable-admin", ADMIN[0]]).exit_code == 0
     assert Browser(base).login().status_code == 302
     missing = runner.invoke(args=["sslmanager", "disable-admin", "nobody"])
-    assert missing.exit_code == 1 and "No admin named 'nobody'" in missing.output
+    assert missing.exit_code == 1 and "No user named 'nobody'" in missing.output
 
 
 def test_an_idle_session_ends_after_the_idle_limit_and_pages_opened_keep_it(live, clock, app):

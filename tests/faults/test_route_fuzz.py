@@ -21,6 +21,7 @@ from webapp import db
 from webapp.dns.base import available_providers
 from webapp.models import Certificate, TechZone
 from webapp.services import ca_profiles, notifications
+from webapp.services.auth import create_admin
 
 ROOT = Path(webapp.__file__).parent
 NAME_ATTR = re.compile(r'\bname="([A-Za-z_][A-Za-z0-9_]*)"|\bfield\(\s*"([A-Za-z_][A-Za-z0-9_]*)"')
@@ -66,8 +67,11 @@ def fuzz_site(app, lab_bind, lab_unbound):
         db.session().commit()
         channel = notifications.save_channel(None, "webhook", {"name": "Hook", "enabled": "1", "secret": "s" * 24,
                                                                "url": f"http://127.0.0.1:{closed_port()}/hook"})
+        # The users' routes change another user than the one signed in (a reset password
+        # would lock the fuzzer out).
+        target = create_admin("fuzz-target", "a long enough password", role="viewer")
         ids = {"profile_id": profile.id, "cert_id": cert.id, "channel_id": channel.id,
-               "zone_id": db.session().query(TechZone.id).scalar()}
+               "zone_id": db.session().query(TechZone.id).scalar(), "user_id": target.id}
     return app, ids
 
 

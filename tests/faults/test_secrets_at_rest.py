@@ -13,6 +13,7 @@ import ssl
 import subprocess
 from pathlib import Path
 
+import pyotp
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
@@ -26,8 +27,11 @@ from tests.lab.servers import LAB_EAB_KEYS, TSIG_SECRET
 from tests.lab.zerossl import ZeroSSLApi
 from webapp import db
 from webapp.models import CAProfile, Certificate, NotificationChannel
-from webapp.services import ca_profiles, certificates, pipeline
+from webapp.models import utcnow
+from webapp.services import ca_profiles, certificates, pipeline, sessions, two_factor
+from webapp.services.auth import create_admin
 
+USER_PASSWORD = "user-" + secrets.token_urlsafe(18)
 SMTP_USER = "mailer"
 SMTP_PASSWORD = "smtp-" + secrets.token_urlsafe(18)
 API_KEY = "zerossl-" + secrets.token_hex(16)
@@ -134,6 +138,12 @@ def test_no_secret_in_clear_in_the_database_or_the_logs(
             settings={"host": "127.0.0.1", "port": smtp_port, "security": "starttls", "username": SMTP_USER,
                       "from_addr": "sslmanager@example.com", "to": ["ops@example.com"], "ca_bundle": smtp_ca}))
         db.session().commit()
+        # A user with a password, TOTP on (its secret and recovery codes) and a signed-in session.
+        user = create_admin("operator", USER_PASSWORD, role="operator")
+        totp_secret = two_factor.pending_secret(user)
+        recovery = two_factor.confirm(user, pyotp.TOTP(totp_secret).now())
+        session_token = sessions.open_session(user, "127.0.0.1", "test", utcnow())
+        db.session().commit()
         for name, profile in (("secret-eab.customer.test", "Pebble"), ("secret-zerossl.customer.test", "ZeroSSL")):
             cert = new_cert(name, profile=profile)
             cnames(cert)
@@ -161,6 +171,11 @@ def test_no_secret_in_clear_in_the_database_or_the_logs(
         "API key": text_forms(API_KEY),
         "SMTP password": text_forms(SMTP_PASSWORD),
         "data-encryption key": text_forms(data_key),
+        "user password": text_forms(USER_PASSWORD),
+        "TOTP secret": text_forms(totp_secret) + [base64.b32decode(totp_secret),
+                                                 base64.b32decode(totp_secret).hex().encode()],
+        "recovery codes": [f for code in recovery for f in text_forms(code) + text_forms(code.replace("-", ""))],
+        "session token": text_forms(session_token),
     })
     at_rest = stored()
     assert b"sslm_ca_profile" in at_rest  # the right database

@@ -50,9 +50,9 @@ def test_each_bad_field_is_named(app):
     with app.app_context():
         tokens.create("taken", ["read"])
         with pytest.raises(ValidationError) as caught:
-            tokens.create("taken", ["read", "admin"], cert_ids=["x"], tags=["Bad Tag!"], expires="soon")
+            tokens.create("taken", ["read", "superuser"], cert_ids=["x"], tags=["Bad Tag!"], expires="soon")
         assert set(caught.value.errors) == {"name", "scopes", "cert_ids", "tags", "expires"}
-        assert "admin" in caught.value.errors["scopes"]
+        assert "superuser" in caught.value.errors["scopes"]
         assert db.session().query(ApiToken).count() == 1
 
 

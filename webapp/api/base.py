@@ -141,6 +141,9 @@ def _service_error(exc: SSLManagerError):
 @bp.errorhandler(Denied)
 def _denied(exc: Denied):
     db.session().rollback()
+    # Like a refused page or command: an audit line naming the token (its actor) and the scope.
+    audit.record("refused", "", "", f"{request.method} {request.path}: needs {exc.scope or 'access'}")
+    db.session().commit()
     return problems.from_denied(exc)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import NotFound
 from ..services import ca_profiles, zones
-from ..services.permissions import READ, WRITE
+from ..services.permissions import ADMIN, READ
 from .base import bp
 from . import schemas as s
 from .common import operation, paged
@@ -45,7 +45,7 @@ def show_profile(profile_id):
 
 
 @bp.route("/ca-profiles/<int:profile_id>/test", methods=["POST"], tags=["CA profiles"])
-@operation(WRITE, "Test a CA profile (Save and Test's verdict)")
+@operation(ADMIN, "Test a CA profile (Save and Test's verdict)")
 @bp.arguments(s.Empty, required=False)
 @bp.response(200, s.TestResult)
 def test_profile(_body, profile_id):
@@ -76,7 +76,7 @@ def list_zones(query):
 
 
 @bp.route("/zones/<name>/check", methods=["POST"], tags=["Zones"])
-@operation(WRITE, "Check a technical zone")
+@operation(ADMIN, "Check a technical zone")
 @bp.arguments(s.Empty, required=False)
 @bp.response(200, s.Zone)
 def check_zone(_body, name):

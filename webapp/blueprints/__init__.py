@@ -12,14 +12,18 @@ from .. import db
 from ..models import utcnow
 from ..services.claims import lease_last_run
 from ..version import __version__
-from ..services.auth import access, is_authorized
+from ..services import audit as audit_log, oidc, roles, two_factor
+from ..services.auth import access, current_admin, is_authorized
 from . import flashes
+from .guard import permission_for
 
 bp = Blueprint("sslmanager", __name__, template_folder="../templates",
                static_folder="../static", static_url_path="/static")
 
 # Reachable without signing in.
-PUBLIC_ENDPOINTS = {"sslmanager.static", "sslmanager.healthz", "sslmanager.auth.login"}
+PUBLIC_ENDPOINTS = {"sslmanager.static", "sslmanager.healthz", "sslmanager.auth.login",
+                    "sslmanager.auth.login_code", "sslmanager.passkeys.login_options",
+                    "sslmanager.passkeys.login", "sslmanager.sso.start", "sslmanager.sso.callback"}
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -59,7 +63,7 @@ def _guard():
             return None
     verdict = access()
     if verdict is True:
-        return None
+        return _second_factor_first() or _role_allows(permission_for(request.endpoint))
     if verdict is not False:  # the host hook's own denial: its redirect to its sign-in page
         return _host_denial(verdict)
     if current_app.extensions["sslmanager"].standalone:
@@ -87,6 +91,47 @@ def when(dt, seconds: bool = False) -> Markup:
     shown = dt.strftime(("today " if dt.date() == utcnow().date() else "%Y-%m-%d ") + clock + " UTC")
     return Markup('<time datetime="{}" title="{}">{}</time>').format(
         dt.isoformat(), dt.strftime("%Y-%m-%d %H:%M:%S UTC"), escape(shown))
+
+
+ENROLMENT_ENDPOINTS = {"sslmanager.auth.totp", "sslmanager.auth.logout", "sslmanager.passkeys.account",
+                       "sslmanager.passkeys.register_options", "sslmanager.passkeys.register"}
+
+
+def _second_factor_first():
+    """An admin requires a second factor and this user has none: set it up before anything."""
+    admin = current_admin()
+    if (admin is None or request.endpoint in ENROLMENT_ENDPOINTS or not two_factor.required()
+            or admin.oidc_subject or two_factor.has_second_factor(admin)):  # SSO: the provider's MFA
+        return None
+    target = url_for("sslmanager.auth.totp")
+    if request.headers.get("HX-Request"):
+        return "", 401, {"HX-Redirect": target}
+    return redirect(target)
+
+
+def _role_allows(permission: str):
+    """None when the acting role holds `permission`; else a 403 page and an audit line."""
+    try:
+        roles.require(permission)
+    except roles.Refused as exc:
+        return refused(exc)
+    return None
+
+
+def refused(exc: roles.Refused):
+    """The 403 for a role without the permission (from the guard, or a service that checks it
+    itself), with an audit line naming who tried what."""
+    db.session().rollback()
+    audit_log.record("refused", "", "", f"{request.method} {request.path}: needs {exc.permission} "
+                                    f"(role {exc.role or 'none'})")
+    db.session().commit()
+    return render_template("sslmanager/error.html", title="Not allowed", message=exc.message,
+                           **_template_context(force=True)), 403
+
+
+@bp.errorhandler(roles.Refused)
+def _refused(exc):
+    return refused(exc)
 
 
 def _host_denial(response):
@@ -188,7 +233,12 @@ def content_security_policy() -> str:
     configured = current_app.config.get("SSLMANAGER_CSP")
     if configured is not None:
         return configured
-    return CSP if current_app.extensions["sslmanager"].standalone else ""
+    if not current_app.extensions["sslmanager"].standalone:
+        return ""
+    provider = oidc.provider_origin()
+    # Sign-out is a form whose answer redirects to the provider's logout: form-action covers
+    # the redirects of a form's navigation, so the provider's origin must be allowed there.
+    return CSP.replace("form-action 'self'", f"form-action 'self' {provider}") if provider else CSP
 
 
 @bp.route("/healthz")
@@ -243,7 +293,7 @@ def _template_context(force: bool = False):
     if not force and (not request.blueprint or not request.blueprint.startswith("sslmanager")):
         return {}
     cfg = current_app.config
-    return {"sslm_flashes": flashes.pop, "sslm": {
+    return {"sslm_flashes": flashes.pop, "sslm_can": roles.can, "sslm_user": current_admin, "sslm": {
         "base_template": cfg["SSLMANAGER_BASE_TEMPLATE"],
         "in_host_layout": cfg["SSLMANAGER_BASE_TEMPLATE"] != "sslmanager/base.html",
         "include_assets": cfg["SSLMANAGER_INCLUDE_ASSETS"],
@@ -255,9 +305,10 @@ def _template_context(force: bool = False):
 def _nest_feature_blueprints() -> None:
     # Imported here, when the umbrella blueprint is registered: the feature modules hang
     # their blueprints on it, and a page-less app (a one-shot command) never loads them.
-    from . import audit, auth, ca_profiles, certificates, dashboard, dns, metrics, notifications, tokens
+    from . import (audit, auth, ca_profiles, certificates, dashboard, dns, metrics, notifications, passkeys,
+                   sso, tokens, users)
     for child in (dashboard.bp, ca_profiles.bp, certificates.bp, dns.bp, notifications.bp, audit.bp,
-                  tokens.bp, metrics.bp, auth.bp):
+                  tokens.bp, metrics.bp, auth.bp, users.bp, passkeys.bp, sso.bp):
         bp.register_blueprint(child)
 
 

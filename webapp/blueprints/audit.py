@@ -12,7 +12,7 @@ bp = Blueprint("audit", __name__, url_prefix="/audit")
 
 T = "sslmanager/audit/"
 OBJECT_LABELS = {"certificate": "Certificate", "ca_profile": "CA profile", "zone": "Technical zone",
-                 "admin": "Admin"}
+                 "admin": "User"}
 FILTERS = ("action", "actor", "object_type", "q")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, redirect, render_template, request, url_for
 
 from ..errors import NotFound, ValidationError
-from ..services import permissions, tokens as service
+from ..services import auth, permissions, tokens as service
 from .flashes import flash
 
 bp = Blueprint("tokens", __name__, url_prefix="/tokens")
@@ -30,7 +30,7 @@ def create():
               "expires": request.form.get("expires", "")}
     try:
         made = service.create(values["name"], values["scopes"], cert_ids=values["cert_ids"],
-                              tags=values["tags"], expires=values["expires"])
+                              tags=values["tags"], expires=values["expires"], owner=auth.current_admin())
     except ValidationError as exc:
         return _page(values, exc.errors, code=422)
     # Shown in this answer only: never stored, never in a redirect or a flash (a cookie).

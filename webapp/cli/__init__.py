@@ -36,26 +36,26 @@ def create_admin(username: str, password_stdin: bool) -> None:
     click.echo(f"Admin {username!r} saved.")
 
 
-@command("disable-admin", help="Disable an admin: signed out everywhere at once, and no sign-in "
-                               "until enable-admin.")
+@command("disable-admin", help="Disable a user (as `user disable`): signed out everywhere at "
+                               "once, and no sign-in until enable-admin. Not the last admin.")
 @click.argument("username")
 def disable_admin(username: str) -> None:
     # start-up: each command loads what it needs when it runs
-    from ..services.auth import set_disabled
+    from ..services import users
     try:
-        set_disabled(username, True)
+        users.set_disabled(users.find(username), True)
     except SSLManagerError as exc:
         fail(exc)
     click.echo(f"Admin {username!r} disabled; its sessions are ended.")
 
 
-@command("enable-admin", help="Let a disabled admin sign in again.")
+@command("enable-admin", help="Let a disabled user sign in again (as `user enable`).")
 @click.argument("username")
 def enable_admin(username: str) -> None:
     # start-up: each command loads what it needs when it runs
-    from ..services.auth import set_disabled
+    from ..services import users
     try:
-        set_disabled(username, False)
+        users.set_disabled(users.find(username), False)
     except SSLManagerError as exc:
         fail(exc)
     click.echo(f"Admin {username!r} enabled.")
@@ -194,8 +194,9 @@ def register_cli(app) -> None:
 
 
 def _load_subcommands() -> None:
-    from . import ca, cert, database, notify, renew, token, zone  # noqa: F401  (each registers its commands)
+    from . import access, ca, cert, database, notify, renew, token, user, zone  # noqa: F401  (each registers its commands)
     for cmd in commands:
+        access.guard(cmd)  # inside the schema guard: the role is looked up in a current schema
         _guard_schema(cmd)
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 import json
 
 import click
+from flask import current_app
 from flask.cli import with_appcontext
 
 from ..errors import SSLManagerError
-from ..services import tokens as service
+from ..services import tokens as service, users
 from .base import commands, fail
 
 
@@ -22,14 +23,18 @@ commands.append(token)
 @token.command("create", help="Create an API token and print it once (it is stored hashed).")
 @click.option("--name", required=True, help="What uses it (a panel, a server).")
 @click.option("--scope", "scopes", multiple=True, required=True,
-              help="read, write, issue or keys:read; repeat for several.")
+              help="read, write, issue, keys:read or admin; repeat for several.")
 @click.option("--cert", "cert_ids", multiple=True, help="Restrict to this certificate ID (repeatable).")
 @click.option("--tag", "tags", multiple=True, help="Restrict to certificates with this tag (repeatable).")
 @click.option("--expires", default="", help="e.g. 90d, 12h, 30m; default: never.")
+@click.option("--user", "username", default="", help="The user it belongs to (it never exceeds that "
+              "user's role). Default: SSLMANAGER_CLI_USER, else the instance owner.")
 @with_appcontext
-def create(name, scopes, cert_ids, tags, expires) -> None:
+def create(name, scopes, cert_ids, tags, expires, username) -> None:
+    username = username or current_app.config.get("SSLMANAGER_CLI_USER") or ""
     try:
-        made = service.create(name, scopes, cert_ids=cert_ids, tags=tags, expires=expires)
+        owner = users.find(username) if username else None
+        made = service.create(name, scopes, cert_ids=cert_ids, tags=tags, expires=expires, owner=owner)
     except SSLManagerError as exc:
         fail(exc)
     t = made.token

@@ -2,16 +2,18 @@
 access check.
 
 A standalone session is a signed cookie holding the admin's id, the admin's session epoch at
-sign-in and three times: sign-in, last page opened, last password typed. Every request checks
-them against the database and the clock here, so a kept cookie stops working the moment the
-admin signs out, changes password or is disabled, and after the idle and absolute limits.
+sign-in, a random token naming its row in sslm_session (services/sessions.py: listed, revocable)
+and three times: sign-in, last page opened, last password typed. Every request checks them
+against the database and the clock here, so a kept cookie stops working the moment the admin
+signs out, changes password, is disabled or has the session revoked, and after the idle and
+absolute limits.
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
 import importlib
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from argon2 import PasswordHasher
@@ -21,8 +23,9 @@ from sqlalchemy import delete, select
 from werkzeug.wrappers import Response
 
 from .. import db
-from ..errors import NotFound, ValidationError
+from ..errors import ValidationError
 from ..models import Admin, LoginAttempt, utcnow
+from . import roles, sessions
 
 _hasher = PasswordHasher()  # argon2id with the library's memory-hard defaults
 SESSION_KEY = "sslmanager_admin_id"
@@ -30,7 +33,12 @@ EPOCH_KEY = "sslmanager_epoch"
 STARTED_KEY = "sslmanager_started"      # sign-in time (absolute lifetime)
 SEEN_KEY = "sslmanager_seen"            # last page opened (idle timeout)
 VERIFIED_KEY = "sslmanager_verified"    # last time the password was typed (key downloads)
-_KEYS = (SESSION_KEY, EPOCH_KEY, STARTED_KEY, SEEN_KEY, VERIFIED_KEY)
+TOKEN_KEY = "sslmanager_session"        # the session row's token (services/sessions.py)
+PENDING_KEY = "sslmanager_pending"      # password right, second factor still to come
+SSO_PENDING_KEY = "sslmanager_sso"      # a single sign-on in flight (state, nonce, PKCE verifier)
+ID_TOKEN_KEY = "sslmanager_id_token"    # signed in through the provider: its ID token (logout hint)
+PENDING_SECONDS = 300
+_KEYS = (SESSION_KEY, EPOCH_KEY, STARTED_KEY, SEEN_KEY, VERIFIED_KEY, TOKEN_KEY, PENDING_KEY, ID_TOKEN_KEY)
 USERNAME_MAX = 150   # the column's size
 PASSWORD_MAX = 1024  # Argon2 hashes any length; a bound keeps a huge one from costing time
 ADDRESS_MAX = 64
@@ -64,8 +72,9 @@ def _check_password(password: str, field: str = "password") -> dict[str, str]:
     return {}
 
 
-def create_admin(username: str, password: str) -> Admin:
-    """Create an admin, or set a new password for an existing one (which ends its sessions)."""
+def create_admin(username: str, password: str, role: str | None = None) -> Admin:
+    """Create a user (an admin unless `role` says otherwise), or set a new password for an
+    existing one (which ends its sessions; its role stays)."""
     username = username.strip()
     errors = _check_password(password)
     if not username:
@@ -76,7 +85,8 @@ def create_admin(username: str, password: str) -> Admin:
         raise ValidationError(errors)
     admin = _find(username)
     if admin is None:
-        admin = Admin(username=username, password_hash="", session_epoch=0, disabled=False)
+        admin = Admin(username=username, password_hash="", session_epoch=0, disabled=False,
+                      role=role or roles.ADMIN_ROLE, recovery_codes=[])
         db.session().add(admin)
     else:
         end_sessions(admin)
@@ -89,6 +99,7 @@ def change_password(admin: Admin, current: str, new: str, confirm: str) -> None:
     """An admin's own password change: the current one first. Ends the admin's other sessions
     (the caller re-signs the session it is in)."""
     errors = _check_password(new, "new_password")
+    keep = session.get(TOKEN_KEY) if has_request_context() else None
     if not _verify(admin.password_hash, current[:PASSWORD_MAX]):
         errors = {"current_password": "This is not your current password.", **errors}
     if new != confirm:
@@ -96,25 +107,15 @@ def change_password(admin: Admin, current: str, new: str, confirm: str) -> None:
     if errors:
         raise ValidationError(errors)
     admin.password_hash = _hasher.hash(new)
-    end_sessions(admin)
+    end_sessions(admin, keep=keep)
     db.session().commit()
 
 
-def set_disabled(username: str, disabled: bool) -> Admin:
-    """Disable (ending its sessions at once) or re-enable an admin."""
-    admin = _find(username.strip())
-    if admin is None:
-        raise NotFound(f"No admin named {username!r}.")
-    admin.disabled = disabled
-    if disabled:
-        end_sessions(admin)
-    db.session().commit()
-    return admin
-
-
-def end_sessions(admin: Admin) -> None:
-    """Every session signed in under the current epoch stops working (the caller commits)."""
+def end_sessions(admin: Admin, keep: str | None = None) -> None:
+    """Every session signed in under the current epoch stops working, and its row goes; but
+    the row of token `keep` (the caller re-signs that browser). The caller commits."""
     admin.session_epoch = (admin.session_epoch or 0) + 1
+    sessions.revoke_all(admin, keep=keep)
 
 
 # -- the sign-in throttle -----------------------------------------------------------------------
@@ -212,11 +213,14 @@ def _seconds() -> int:
 
 
 def start_session(admin: Admin) -> None:
-    """Sign `admin` in on this browser (a fresh session: nothing from before carries over)."""
+    """Sign `admin` in on this browser: a fresh session (nothing from before carries over, a
+    new token and row). The caller commits."""
     session.clear()
     stamp = _seconds()
+    token = sessions.open_session(admin, request.remote_addr or "", request.user_agent.string or "",
+                                  datetime.fromtimestamp(stamp, timezone.utc))
     session.update({SESSION_KEY: admin.id, EPOCH_KEY: admin.session_epoch, STARTED_KEY: stamp,
-                    SEEN_KEY: stamp, VERIFIED_KEY: stamp})
+                    SEEN_KEY: stamp, VERIFIED_KEY: stamp, TOKEN_KEY: token})
     g.pop("sslmanager_admin", None)
 
 
@@ -231,8 +235,30 @@ def end_session() -> None:
     g.pop("sslmanager_admin", None)
 
 
+def start_second_step(admin: Admin) -> None:
+    """The password was right and a second factor is on: remember who, for PENDING_SECONDS,
+    without signing in (nothing but the code page opens)."""
+    session.clear()
+    session[PENDING_KEY] = [admin.id, admin.session_epoch, _seconds()]
+    g.pop("sslmanager_admin", None)
+
+
+def pending_admin() -> Admin | None:
+    """The admin between the password and the code, while that step is still open."""
+    value = session.get(PENDING_KEY)
+    if not (isinstance(value, list) and len(value) == 3 and all(isinstance(v, int) for v in value)):
+        return None
+    admin = db.session().get(Admin, value[0])
+    if (admin is None or admin.disabled or admin.session_epoch != value[1]
+            or not 0 <= _seconds() - value[2] < PENDING_SECONDS):
+        session.pop(PENDING_KEY, None)
+        return None
+    return admin
+
+
 def renew_session(admin: Admin) -> None:
-    """After the admin's own password change: keep this browser signed in under the new epoch."""
+    """After the admin's own password change: keep this browser signed in under the new epoch
+    (its row was kept by change_password)."""
     session[EPOCH_KEY] = admin.session_epoch
     session[VERIFIED_KEY] = _seconds()
 
@@ -249,15 +275,24 @@ def _session_admin() -> Admin | None:
              and isinstance(started, int) and isinstance(seen, int)
              and at - started < cfg["SSLMANAGER_SESSION_MAX_HOURS"] * 3600
              and at - seen < cfg["SSLMANAGER_SESSION_IDLE_MINUTES"] * 60)
-    if not valid:
+    row = sessions.find(admin.id, session.get(TOKEN_KEY)) if valid else None
+    if row is None:  # revoked, or signed in before sessions had rows
         for key in _KEYS:
             session.pop(key, None)
         return None
+    changed = False
+    if row.role != admin.role:  # a role change: this browser goes on under a fresh token
+        session[TOKEN_KEY] = sessions.rotate(row, admin.role)
+        changed = True
     # htmx's background GETs (status polling) are not the admin at the keyboard: only pages
     # opened and forms sent keep an idle session alive. Rewritten at most every 10 s.
     background = request.method == "GET" and bool(request.headers.get("HX-Request"))
     if not background and at - seen >= 10:
         session[SEEN_KEY] = at
+        row.last_seen_at = datetime.fromtimestamp(at, timezone.utc)
+        changed = True
+    if changed:
+        db.session().commit()
     return admin
 
 
@@ -307,16 +342,28 @@ def _resolve(value: Any) -> Callable[[], Any] | None:
 
 
 def access() -> bool | Response:
-    """May the current request see SSL Manager? The host's check when embedded: exactly True
-    allows; a response it returns (Flask-Login's `login_manager.unauthorized()` redirect) denies
+    """May the current request see SSL Manager, and as which role (services/roles.py)? The
+    host's check when embedded: a role name ("viewer", "operator", "admin") allows as that
+    role, exactly True as an admin; a response it returns (Flask-Login's `login_manager.unauthorized()` redirect) denies
     that way; anything else denies. One it raises (abort) goes through the host's handlers."""
+    roles.set_request_role(None)
     check = _resolve(current_app.config.get("SSLMANAGER_AUTHORIZE"))
     if check is not None:
         verdict = check()
+        # A role name lets the host's user in with that role; exactly True, as an admin.
+        if isinstance(verdict, str) and verdict in roles.ROLES:
+            roles.set_request_role(verdict)
+            return True
+        if verdict is True:
+            roles.set_request_role(roles.ADMIN_ROLE)
+            return True
         # Never truthiness: a redirect response is truthy, and must not let anyone in.
-        return verdict if verdict is True or isinstance(verdict, Response) else False
+        return verdict if isinstance(verdict, Response) else False
     if current_app.extensions["sslmanager"].standalone:
-        return current_admin() is not None
+        admin = current_admin()
+        if admin is not None:
+            roles.set_request_role(admin.role)
+        return admin is not None
     return False  # embedded without a check: closed, never open by accident
 
 

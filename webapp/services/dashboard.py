@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import and_, extract, func, literal, or_, select
+from sqlalchemy import and_, exists, extract, func, literal, or_, select
 
 from .. import db
 from ..models import AUTO_RENEWING, SERVING, CAProfile, Certificate, TechZone, TimelineEvent, UTCDateTime, utcnow
@@ -157,8 +157,8 @@ def overview(now: datetime | None = None, limit: int = ATTENTION_LIMIT) -> Overv
     # Per day when something serves and nothing serving lives SHORT_TIMELINE_DAYS or longer.
     live = and_(SERVING, c.not_after >= now)
     long_lived = or_(c.not_before.is_(None), _days(c.not_after) - _days(c.not_before) >= SHORT_TIMELINE_DAYS)
-    by_day = (s.execute(select(c.id).where(live).limit(1)).first() is not None
-              and s.execute(select(c.id).where(live, long_lived).limit(1)).first() is None)
+    any_live, any_long = s.execute(select(exists().where(live), exists().where(live, long_lived))).one()
+    by_day = any_live and not any_long
     weeks = weeks_ahead(now, SHORT_TIMELINE_DAYS, 1) if by_day else weeks_ahead(now)
     # What still serves and will lapse (Active, Failed or Processing: a renewal under way), and
     # the renewals planned for Active, auto-renewing certificates.

@@ -16,17 +16,20 @@ from sqlalchemy.sql.elements import ColumnElement
 from ..models import Certificate, CertificateTag
 
 READ = "read"            # list and show everything but private keys
-WRITE = "write"          # change CA profiles, zones and certificates (create, tag, revoke, delete)
+WRITE = "write"          # change certificates (create, tag, revoke, delete, deploy settings)
 ISSUE = "issue"          # process now and renew now
 KEYS_READ = "keys:read"  # private keys: privkey.pem, the PEM bundle's key, PKCS#12
-SCOPES = (READ, WRITE, ISSUE, KEYS_READ)
-SCOPE_HELP = {READ: "list and show (no private keys)", WRITE: "change profiles, zones and certificates",
-              ISSUE: "process and renew now", KEYS_READ: "read private keys"}
+ADMIN = "admin"          # CA profiles, zones, notification channels, users, tokens, settings
+SCOPES = (READ, WRITE, ISSUE, KEYS_READ, ADMIN)
+SCOPE_HELP = {READ: "list and show (no private keys)", WRITE: "change certificates",
+              ISSUE: "process and renew now", KEYS_READ: "read private keys",
+              ADMIN: "manage CA profiles, zones, notification channels, users, tokens and settings"}
 
-# Roles (issue #18) are named sets of scopes: a user's token may hold only its role's scopes.
+# Roles (issue #18) are named sets of scopes (services/roles.py): what a user may do on the
+# pages and the commands, and all its tokens may ever hold.
 ROLES: dict[str, frozenset[str]] = {
     "viewer": frozenset({READ}),
-    "operator": frozenset({READ, ISSUE}),
+    "operator": frozenset({READ, WRITE, ISSUE, KEYS_READ}),
     "admin": frozenset(SCOPES),
 }
 

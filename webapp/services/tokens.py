@@ -18,8 +18,8 @@ from sqlalchemy import select
 
 from .. import db
 from ..errors import NotFound, ValidationError
-from ..models import ApiToken, utcnow
-from . import audit, permissions, tags as tag_service
+from ..models import Admin, ApiToken, utcnow
+from . import audit, permissions, roles, tags as tag_service
 from .inputs import whole_number
 
 PREFIX = "sslm_"
@@ -56,9 +56,10 @@ def parse_expiry(text: str | None, *, now: datetime | None = None) -> datetime |
 
 
 def create(name: str, scopes, *, cert_ids=(), tags=(), expires: str | None = None,
-           created_by: str = "") -> Created:
-    """A new token; ValidationError naming each field in error (name, scopes, cert_ids, tags,
-    expires)."""
+           created_by: str = "", owner: Admin | None = None) -> Created:
+    """A new token of `owner` (None: the instance owner's, made at the shell); ValidationError
+    naming each field in error (name, scopes, cert_ids, tags, expires). Its scopes stay within
+    the owner's role and the acting role (a token never exceeds its maker)."""
     errors: dict[str, str] = {}
     name = (name or "").strip()
     if not NAME.fullmatch(name):
@@ -71,6 +72,11 @@ def create(name: str, scopes, *, cert_ids=(), tags=(), expires: str | None = Non
     except ValueError as exc:
         errors["scopes"] = str(exc)
         scope_list = []
+    beyond = [s for s in scope_list if not roles.can(s) or (owner is not None and not roles.can(s, owner.role))]
+    if beyond:
+        role = owner.role if owner is not None else roles.current_role()
+        errors["scopes"] = (f"A token of the {role} role cannot hold {', '.join(beyond)}: "
+                            f"a token never exceeds its user's role.")
     ids: list[int] = []
     for raw in (cert_ids.split(",") if isinstance(cert_ids, str) else cert_ids):
         if str(raw).strip() == "":
@@ -93,7 +99,8 @@ def create(name: str, scopes, *, cert_ids=(), tags=(), expires: str | None = Non
     if errors:
         raise ValidationError(errors)
     row = ApiToken(name=name, secret_hash="", scopes=scope_list, cert_ids=sorted(set(ids)), tags=tag_list,
-                   created_by=created_by or audit.current_actor(), expires_at=expires_at, last_used_address="")
+                   created_by=created_by or audit.current_actor(), expires_at=expires_at, last_used_address="",
+                   user_id=owner.id if owner is not None else None)
     s = db.session()
     s.add(row)
     s.flush()
@@ -182,6 +189,14 @@ def authenticate(bearer: str, address: str) -> permissions.Principal:
 
 
 def principal_of(token: ApiToken) -> permissions.Principal:
-    return permissions.Principal(name=f"token:{token.name}", scopes=frozenset(token.scopes or ()),
+    """What the token may do now: its scopes, cut to its user's role as it is today (a user
+    demoted after making the token takes the token down with them)."""
+    scopes = frozenset(token.scopes or ())
+    if token.user_id is not None:
+        owner = db.session().get(Admin, token.user_id)
+        if owner is None or owner.disabled:
+            raise Invalid("its user is disabled")
+        scopes &= permissions.ROLES.get(owner.role, frozenset())
+    return permissions.Principal(name=f"token:{token.name}", scopes=scopes,
                                  cert_ids=frozenset(token.cert_ids or ()), tags=frozenset(token.tags or ()),
                                  token_id=token.id)

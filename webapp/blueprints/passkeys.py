@@ -1,0 +1,79 @@
+"""Passkeys: added and removed on the account page; at sign-in, the second step after the
+password (beside the TOTP code). The browser's side is static/passkeys.js; the checks are in
+services/passkeys.py."""
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, url_for
+
+from ..errors import ValidationError
+from ..services import passkeys as service, two_factor
+from ..services.auth import RateLimited, current_admin, pending_admin
+from ..services.inputs import whole_number
+from .auth import complete_sign_in
+from .flashes import flash
+
+bp = Blueprint("passkeys", __name__)
+
+
+def _standalone_only() -> None:
+    if not current_app.extensions["sslmanager"].standalone:
+        abort(404)
+
+
+@bp.route("/account/passkeys", methods=["GET", "POST"])
+def account():
+    """The user's passkeys; POST removes one."""
+    _standalone_only()
+    user = current_admin()
+    if request.method == "POST":
+        try:
+            service.remove(user, whole_number(request.form.get("passkey_id"), 1, 2 ** 63 - 1) or 0)
+        except ValidationError as exc:
+            flash(exc.errors["passkey"], "error")
+        else:
+            flash("Passkey removed.", "info")
+        return redirect(url_for(".account"))
+    return render_template("sslmanager/account_passkeys.html", passkeys=service.of(user),
+                           required=two_factor.required())
+
+
+@bp.route("/account/passkeys/options", methods=["POST"])
+def register_options():
+    _standalone_only()
+    return current_app.response_class(service.registration_options(current_admin()), mimetype="application/json")
+
+
+@bp.route("/account/passkeys/register", methods=["POST"])
+def register():
+    _standalone_only()
+    body = request.get_json(silent=True) or {}
+    try:
+        key = service.register(current_admin(), str(body.get("credential", "")), str(body.get("name", "")))
+    except ValidationError as exc:
+        return jsonify(error=exc.errors["passkey"]), 422
+    flash(f"Passkey “{key.name}” added: sign-in asks for it after the password.", "info")
+    return jsonify(redirect=url_for(".account"))
+
+
+@bp.route("/login/passkey/options", methods=["POST"])
+def login_options():
+    _standalone_only()
+    user = pending_admin()
+    if user is None or not service.of(user):
+        return jsonify(error="Sign in with your password first."), 401
+    return current_app.response_class(service.authentication_options(user), mimetype="application/json")
+
+
+@bp.route("/login/passkey", methods=["POST"])
+def login():
+    """The second step with a passkey: throttled like a code."""
+    _standalone_only()
+    body = request.get_json(silent=True) or {}
+    try:
+        user = two_factor.finish_sign_in("", request.remote_addr or "", passkey=str(body.get("credential", "")))
+    except RateLimited as exc:
+        return jsonify(error=f"Too many failed sign-ins. Wait {exc.retry_after} seconds, then try again."), \
+            429, {"Retry-After": str(exc.retry_after)}
+    if user is None:
+        return jsonify(error="The passkey was not accepted."), 401
+    return jsonify(redirect=complete_sign_in(user).location)
