@@ -10,7 +10,7 @@ from werkzeug.exceptions import NotFound as HTTPNotFound
 from .. import db
 from ..crypto import KEY_TYPES, cert_info
 from ..errors import NotFound, SSLManagerError, ValidationError
-from ..services import audit, ca_profiles, certificates as service, delegation, domains, pipeline
+from ..services import agents, audit, ca_profiles, certificates as service, delegation, domains, pipeline
 from ..services import deploy as deploys
 from ..services.inputs import page_number
 from .common import htmx
@@ -179,6 +179,7 @@ def _detail(cert, errors: dict[str, str] | None = None, code: int = 200, templat
         reissue_profiles=reissue_profiles, done=done,
         reissue_chosen=ca_profiles.preselected(reissue_profiles, request.form.get("profile_id")),
         reasons=service.REVOCATION_REASONS, downloads=DOWNLOADS, errors=errors or {},
+        agents=agents.for_certificate(cert), silent_after=agents.silent_after(),
         form=request.form if request.method == "POST" else {}), code
 
 
