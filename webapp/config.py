@@ -60,6 +60,15 @@ DEFAULTS: dict[str, Any] = {
     # who they are recently enough for a private-key download. None: the host's
     # SSLMANAGER_AUTHORIZE decision is enough.
     "SSLMANAGER_RECENT_AUTH": None,
+    # The JSON API (/api/v1 under the pages' prefix) authenticates bearer tokens only. After a
+    # token checks out, this callable or "module:function" is asked with its principal
+    # (services.permissions.Principal: name "token:<name>", scopes, cert_ids, tags): exactly
+    # True allows, anything else is a 403 problem. None: the token's scopes decide alone.
+    # (flask-smorest reads its own keys under this prefix too, e.g. SSLMANAGER_API_TITLE;
+    # none is needed.)
+    "SSLMANAGER_API_AUTHORIZE": None,
+    # How long an API request's Idempotency-Key (with its answer) is kept, in hours.
+    "SSLMANAGER_API_IDEMPOTENCY_HOURS": 24,
     # Largest request body in bytes (standalone: Flask's MAX_CONTENT_LENGTH; the server refuses
     # far larger bodies before reading them). Larger requests get a 413 page.
     "SSLMANAGER_MAX_CONTENT_LENGTH": 1024 * 1024,

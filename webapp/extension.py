@@ -80,6 +80,7 @@ def include_object(obj: Any, name: str | None, type_: str, reflected: bool, comp
 def mount_web(app: Flask) -> None:
     """Add the pages (and `flask sslmanager ...`) to an app set up without them; idempotent."""
     # the pages and commands load only when mounted (one-shot commands skip them)
+    from . import api
     from .blueprints import bp, register
     from .cli import register_cli
     if bp.name in app.blueprints:
@@ -87,6 +88,7 @@ def mount_web(app: Flask) -> None:
     state: State = app.extensions["sslmanager"]
     register_cli(app)  # first: Flask adds a blueprint's CLI group only if it has commands
     register(app, url_prefix=state.url_prefix or "/", standalone=state.standalone)
+    api.register(app, url_prefix=state.url_prefix or "/")
 
 
 def _database_url(app: Flask, instance_path: str) -> str | None:

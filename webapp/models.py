@@ -361,6 +361,51 @@ class NotificationSent(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class CertificateTag(Base):
+    """A certificate's tags (lowercase [a-z0-9._-]{1,64}): what lists filter on and what an API
+    token may be restricted to (e.g. the web server "web-03" that serves it)."""
+
+    __tablename__ = "sslm_certificate_tag"
+    certificate_id: Mapped[int] = mapped_column(
+        ForeignKey("sslm_certificate.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+
+
+class ApiToken(Base):
+    """A bearer token for /api/v1. Only a sha256 of its secret is kept: the token is shown once.
+    `scopes`, `cert_ids` and `tags` are what services/permissions.py reads."""
+
+    __tablename__ = "sslm_api_token"
+    __table_args__ = NEVER_REUSE_IDS
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    scopes: Mapped[list] = mapped_column(JSON, default=list)
+    cert_ids: Mapped[list] = mapped_column(JSON, default=list)   # restriction: these certificates
+    tags: Mapped[list] = mapped_column(JSON, default=list)       # ... and those with these tags
+    created_by: Mapped[str] = mapped_column(String(150), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_used_address: Mapped[str] = mapped_column(String(64), default="")
+
+
+class IdempotencyKey(Base):
+    """An API POST's Idempotency-Key: the same key with the same body gets the stored answer
+    again (a retried create makes one certificate); kept SSLMANAGER_API_IDEMPOTENCY_HOURS."""
+
+    __tablename__ = "sslm_idempotency_key"
+    __table_args__ = (UniqueConstraint("token_id", "key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_id: Mapped[int] = mapped_column(Integer)
+    key: Mapped[str] = mapped_column(String(255))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer, default=0)   # 0: the first request still runs
+    response: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
 class Setting(Base):
     """Global settings edited in the UI (expiry reminder days, webhook allow-list, ...)."""
 

@@ -194,7 +194,7 @@ def register_cli(app) -> None:
 
 
 def _load_subcommands() -> None:
-    from . import ca, cert, database, notify, renew, zone  # noqa: F401  (each registers its commands)
+    from . import ca, cert, database, notify, renew, token, zone  # noqa: F401  (each registers its commands)
     for cmd in commands:
         _guard_schema(cmd)
 

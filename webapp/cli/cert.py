@@ -47,13 +47,16 @@ def _iso(when) -> str | None:
 @click.option("--acme-profile", default="", help="An ACME profile the CA offers (e.g. tlsserver).")
 @click.option("--create-cnames", is_flag=True, help="Create the _acme-challenge CNAMEs in customer "
               "zones SSL Manager manages (DNS Manager); they are removed with the certificate.")
+@click.option("--tag", "tags", multiple=True, help="A tag (repeatable): lists filter on it, API tokens "
+              "may be restricted to it (e.g. the server that serves the certificate).")
 @click.argument("domains", nargs=-1, required=True)
 @with_appcontext
-def add(ca_name, key_type, no_auto_renew, acme_profile, create_cnames, domains) -> None:
+def add(ca_name, key_type, no_auto_renew, acme_profile, create_cnames, tags, domains) -> None:
     try:
         profile = ca_profiles.by_name(ca_name)
         c = service.create({"profile_id": profile.id, "domains": " ".join(domains), "key_type": key_type,
-                            "auto_renew": "" if no_auto_renew else "1", "acme_profile": acme_profile})
+                            "auto_renew": "" if no_auto_renew else "1", "acme_profile": acme_profile,
+                            "tags": list(tags)})
         service.request(c)
         made = service.create_customer_cnames(c) if create_cnames else []
     except SSLManagerError as exc:

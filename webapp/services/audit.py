@@ -72,9 +72,12 @@ def record(action: str, object_type: str = "", object_id: object = "", summary: 
 # -- reading the log -------------------------------------------------------------------------
 
 def search(action: str = "", actor: str = "", object_type: str = "", query: str = "",
-           page: int = 1, per_page: int = 50):
-    """One page of events (newest first) and the total, filtered on the server."""
+           page: int = 1, per_page: int = 50, *, where=None):
+    """One page of events (newest first) and the total, filtered on the server; `where` (a
+    permission's restriction) narrows it further."""
     stmt = select(AuditEvent)
+    if where is not None:
+        stmt = stmt.where(where)
     if action:
         stmt = stmt.where(AuditEvent.action == action)
     if actor:

@@ -14,7 +14,7 @@ from .. import db
 from ..crypto import KEY_TYPES, generate_private_key, make_csr, pkcs12
 from ..errors import Conflict, NotFound, ValidationError
 from ..models import CAProfile, Certificate, CertificateVersion, Status, TimelineEvent, utcnow
-from . import audit, ca_profiles, dns_manager, domains
+from . import audit, ca_profiles, dns_manager, domains, tags
 from .timeline import Timeline
 
 STATUSES = tuple(Status)
@@ -32,8 +32,16 @@ def get(cert_id: int) -> Certificate:
 
 
 def create(values: dict[str, Any]) -> Certificate:
-    """A Draft from the form: domains, CA profile, key type, auto-renew, ACME profile."""
+    """A Draft from the form, a command or the API: domains (a string of names, or a list),
+    CA profile, key type, auto-renew, ACME profile, tags. Every rule a new certificate obeys is
+    here (the API's schema only checks the JSON types), so each caller refuses the same input
+    with the same words."""
     errors: dict[str, str] = {}
+    try:
+        tag_list = tags.parse(values.get("tags"))
+    except ValidationError as exc:
+        errors.update(exc.errors)
+        tag_list = []
     profile = None
     try:
         profile = ca_profiles.get(int(values.get("profile_id") or 0))
@@ -45,7 +53,10 @@ def create(values: dict[str, Any]) -> Certificate:
     names: list[str] = []
     if profile is not None:
         plugin = ca_profiles.registry().plugins.get(profile.module)
-        names, problems = domains.parse(values.get("domains", ""), allow_wildcard=profile.allow_wildcard,
+        given = values.get("domains", "")
+        if not isinstance(given, str):
+            given = " ".join(str(name) for name in given)
+        names, problems = domains.parse(given, allow_wildcard=profile.allow_wildcard,
                                         max_names=plugin.max_names if plugin else 100)
         if problems:
             errors["domains"] = " ".join(problems)
@@ -73,6 +84,8 @@ def create(values: dict[str, Any]) -> Certificate:
     for base in domains.challenge_bases(names):
         domains.label_for(base, profile.dns_zone)  # fixed now: the instructions never change
     audit.record("certificate created", "certificate", cert.id, ", ".join(names))
+    if tag_list:
+        tags.replace(cert, tag_list, commit=False)
     db.session().commit()
     return cert
 
@@ -137,12 +150,20 @@ def instructions(cert: Certificate) -> list[CnameInstruction]:
 
 # -- listing and detail ------------------------------------------------------------------------
 
-def search(query: str = "", status: str = "", page: int = 1, per_page: int = 50):
-    """One page of certificates (newest first) and the total, searched on the server."""
+def search(query: str = "", status: str = "", page: int = 1, per_page: int = 50, *, tag: str = "",
+           profile_id: int | None = None, where=None):
+    """One page of certificates (newest first) and the total, searched on the server; `tag`,
+    `profile_id` and `where` (a permission's restriction) narrow it."""
     # Lists never load (and so never decrypt) keys: secrets stay out of list requests.
     stmt = select(Certificate).options(defer(Certificate.private_key), defer(Certificate.account_key),
                                        defer(Certificate.csr))
     count = select(func.count()).select_from(Certificate)
+    if tag:
+        stmt, count = tags.with_tag(stmt, tag), tags.with_tag(count, tag)
+    if profile_id is not None:
+        stmt, count = stmt.where(Certificate.profile_id == profile_id), count.where(Certificate.profile_id == profile_id)
+    if where is not None:
+        stmt, count = stmt.where(where), count.where(where)
     if query:
         like = f"%{query.strip().lower()}%"
         stmt, count = stmt.where(Certificate.search_text.like(like)), count.where(Certificate.search_text.like(like))
@@ -184,11 +205,12 @@ def export_files(cert: Certificate, version: CertificateVersion | None = None) -
             "fullchain.pem": version.cert_pem + version.chain_pem, "privkey.pem": version.private_key}
 
 
-def export_pkcs12(cert: Certificate, password: str, *, legacy: bool = False) -> bytes:
-    """The current version as PKCS#12: AES-256, or 3DES/SHA-1 for older systems (legacy)."""
+def export_pkcs12(cert: Certificate, password: str, *, legacy: bool = False,
+                  version: CertificateVersion | None = None) -> bytes:
+    """The current (or given) version as PKCS#12: AES-256, or 3DES/SHA-1 for older systems (legacy)."""
     if len(password) < 8:
         raise ValidationError({"password": "Use a PKCS#12 password of at least 8 characters."})
-    files = export_files(cert)
+    files = export_files(cert, version)
     return pkcs12(files["privkey.pem"], files["cert.pem"], files["chain.pem"], password, cert.common_name,
                   legacy=legacy)
 
@@ -238,6 +260,7 @@ def delete(cert: Certificate, confirm: str = "") -> None:
     audit.record("certificate deleted", "certificate", cert.id, ", ".join(cert.domains))
     db.session().execute(TimelineEvent.__table__.delete().where(TimelineEvent.certificate_id == cert.id))
     db.session().execute(CertificateVersion.__table__.delete().where(CertificateVersion.certificate_id == cert.id))
+    tags.delete_for(cert.id)
     db.session().delete(cert)
     db.session().commit()
 
@@ -247,7 +270,8 @@ def reissue_under(cert: Certificate, profile_id: int) -> Certificate:
     stays until the new one is Active (then delete or revoke it yourself)."""
     profile = ca_profiles.get(profile_id)
     new = create({"profile_id": profile.id, "domains": " ".join(cert.domains), "key_type": cert.key_type,
-                  "auto_renew": "1" if cert.auto_renew else "", "acme_profile": ""})
+                  "auto_renew": "1" if cert.auto_renew else "", "acme_profile": "",
+                  "tags": tags.of(cert.id)})
     if profile.id == cert.profile_id:  # after a revocation or expiry: the same CA again
         audit.record("certificate issued again", "certificate", new.id,
                      f"from certificate {cert.id} ({cert.status}) under profile {profile.name}")

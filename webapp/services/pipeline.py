@@ -127,6 +127,22 @@ def process_now(cert_id: int, wait: float = 0, hold: Hold | None = None,
     return certificates.get(cert_id)
 
 
+def start_now(cert: Certificate) -> str:
+    """The API's "process now" (the page's Request, Retry and Check now in one): a Draft, CSR or
+    Failed certificate is requested; a Pending one has its CNAMEs checked, and when they resolve
+    (or it is Processing) its order runs in the background within the per-CA bound. Returns
+    "processing", "pending" (a CNAME is not right yet: last_error says which), or the status
+    that has nothing to process (active, revoked, expired)."""
+    if cert.status in (Status.DRAFT, Status.CSR, Status.FAILED):
+        certificates.request(cert)
+    if cert.status == Status.PENDING and not check_cnames(cert):
+        return "pending"
+    if cert.status == Status.PROCESSING:
+        process_in_background(cert.id)
+        return "processing"
+    return cert.status
+
+
 def _one_pass(cert_id: int, hold: Hold | None, patience: float | None = None) -> str:
     """process(), inside `hold` when given; a pass that gets no slot within `patience` seconds
     (default: one issuance's timeout) does nothing (the scheduler takes the certificate later)

@@ -1,0 +1,33 @@
+"""Fixtures for the API tests: tokens made by the service, and their Authorization header."""
+from __future__ import annotations
+
+import pytest
+
+from tests.lab.servers import TECH_ZONE
+from webapp.services import ca_profiles, tokens
+
+
+def bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+@pytest.fixture
+def make_token(app):
+    """make_token(name, scopes, **restriction) -> the secret, shown once."""
+    def make(name="panel", scopes=("read",), **kwargs):
+        with app.app_context():
+            return tokens.create(name, list(scopes), **kwargs).secret
+    return make
+
+
+@pytest.fixture
+def api(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def profile_id(app):
+    """A complete Let's Encrypt Staging profile (no network needed until issuance)."""
+    with app.app_context():
+        return ca_profiles.create({"name": "LE STAGING", "module": "letsencrypt", "email": "ops@example.com",
+                                   "dns_zone": TECH_ZONE}, complete=True).id
