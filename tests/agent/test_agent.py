@@ -8,29 +8,12 @@ import os
 import stat
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
+from tests.agent.pems import make_pem
 from tests.lab.http import closed_port, http_server
 from webapp.agent import install
 from webapp.agent.run import INSTALL_FAILED, OK, REFUSED, UNREACHABLE, USAGE, Agent, main, settings
-
-
-def make_pem(serial: int) -> tuple[str, str]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "www.example.test")])
-    now = datetime.now(timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(serial).not_valid_before(now).not_valid_after(now + timedelta(days=7))
-            .sign(key, hashes.SHA256()))
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()).decode()
-    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem
 
 
 class FakeApi:
@@ -55,17 +38,17 @@ class FakeApi:
         if req.path == "/api/v1/agent/certificates":
             items = [{"id": cid, "domains": ["www.example.test"], "status": "active",
                       "version": {"id": vid, "serial": f"{serial:x}", "not_after": "2030-01-01T00:00:00Z"},
-                      "bundle_url": f"/api/v1/certificates/{cid}/versions/{vid}/bundle"}
+                      "bundle_url": f"/api/v1/certificates/{cid}/pem?version={vid}&include_key=true"}
                      for cid, (vid, serial) in sorted(self.versions.items())]
             etag = '"' + ",".join(f"{c}:{v}" for c, (v, _) in sorted(self.versions.items())) + '"'
             if req.headers.get("If-None-Match") == etag:
                 return 304, {"ETag": etag}, b""
             return 200, {"ETag": etag, "Content-Type": "application/json"}, json.dumps({"certificates": items}).encode()
-        if req.path.endswith("/bundle"):
-            vid = int(req.path.split("/")[-2])
+        if "/pem?" in req.path:
+            vid = int(req.path.split("version=")[1].split("&")[0])
             cert, key = self.material[vid]
             return 200, {"Content-Type": "application/json"}, json.dumps(
-                {"certificate": cert, "chain": cert, "fullchain": cert + cert, "private_key": key}).encode()
+                {"cert": cert, "chain": cert, "fullchain": cert + cert, "key": key}).encode()
         if req.path == "/api/v1/agent/reports":
             self.reports.append(json.loads(body))
             return 201, {}, b"{}"

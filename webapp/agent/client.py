@@ -135,13 +135,14 @@ class Client:
         return Answer(200, headers.get("etag", ""), data)
 
     def bundle(self, url: str) -> dict[str, str]:
-        """A version's PEM bundle (JSON: certificate, chain, fullchain, private_key)."""
+        """A version's PEM bundle (the API's /certificates/<id>/pem with include_key: JSON with
+        cert, chain, fullchain and key)."""
         status, _headers, body = self.request("GET", url)
         if status != 200:
             raise ApiError(status, _problem(status, body, f"fetching {url}"))
         try:
             data = json.loads(body)
-            return {k: str(data[k]) for k in ("certificate", "chain", "fullchain", "private_key")}
+            return {k: str(data[k]) for k in ("cert", "chain", "fullchain", "key")}
         except (ValueError, KeyError, TypeError) as exc:
             raise ApiError(status, f"fetching {url}: not a PEM bundle ({exc})") from None
 

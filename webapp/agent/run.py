@@ -137,11 +137,11 @@ class Agent:
         """Fetch, write, reload, probe one certificate; InstallError/ApiError on failure."""
         version = item["version"]
         bundle = self.client.bundle(item["bundle_url"])
-        served = pem_serial(bundle["certificate"])
+        served = pem_serial(bundle["cert"])
         if served != str(version["serial"]).lower():
             raise InstallError(f"the bundle holds serial {served}, not the listed {version['serial']}")
         directory = self.directory(item)
-        material = Material(bundle["certificate"], bundle["chain"], bundle["fullchain"], bundle["private_key"])
+        material = Material(bundle["cert"], bundle["chain"], bundle["fullchain"], bundle["key"])
         written = write_files(directory, material, combined=self.combined, owner=self.owner)
         done = [f"wrote {len(written)} files to {directory}"]
         if self.conf["reload"]:

@@ -1,7 +1,7 @@
 """agents on web servers and what each serves
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-05 04:00:00
 """
 from alembic import op
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 
 revision = '0011'
-down_revision = '0009'
+down_revision = '0010'  # the api branch's 0010 is merged here: one head
 branch_labels = None
 depends_on = None
 
