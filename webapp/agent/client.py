@@ -1,6 +1,6 @@
 """The agent's side of the API: a conditional GET of what this token may deliver, the PEM
-bundle of a version, and a report back. http.client over one kept-alive connection (a poll
-then costs the server no new TCP or TLS handshake), standard library only."""
+bundle of a version, and a report back. http.client, standard library only; one connection
+serves a whole poll cycle (list, bundles, reports) and the agent closes it after."""
 from __future__ import annotations
 
 import http.client

@@ -36,7 +36,7 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "reload_timeout": ("60", "seconds the reload command may take before it is stopped"),
     "probe": ("", "host:port to probe over TLS until it serves the new serial, e.g. 127.0.0.1:443"),
     "probe_wait": ("30", "seconds the probe keeps asking"),
-    "interval": ("60", "seconds between polls (each one jittered by up to 10 %)"),
+    "interval": ("60", "seconds between polls (each one up to 10 % shorter at random)"),
     "state": ("/var/lib/sslmanager-agent/state.json", "state file: installed version per certificate, last ETag"),
     "name": ("", "this agent's name on the certificate page; default: the host name"),
 }
@@ -163,7 +163,15 @@ class Agent:
                 log(f"report for certificate {report['certificate_id']} not accepted: {exc.message}")
 
     def cycle(self) -> int:
-        """One poll: install every version not installed yet, report each result."""
+        """One poll: install every version not installed yet, report each result. The
+        connection serves the whole cycle and is closed at its end: an idle agent holds no
+        connection slot of the server's between polls (waitress serves 100 at once)."""
+        try:
+            return self._cycle()
+        finally:
+            self.client.close()
+
+    def _cycle(self) -> int:
         try:
             pending, self.state.pending_reports = self.state.pending_reports, []
             for report in pending:
@@ -200,10 +208,11 @@ class Agent:
         return INSTALL_FAILED if failed else OK
 
     def next_delay(self, failures: int) -> float:
-        """The interval, doubled per consecutive failure up to 15 min, jittered by ±10 % so a
-        thousand agents started together do not poll together."""
+        """The interval, doubled per consecutive failure up to 15 min, and up to 10 % shorter at
+        random so that a thousand agents started together do not poll together. Never longer:
+        a renewal reaches every agent within one interval."""
         base = min(self.interval * 2 ** max(failures - 1, 0), max(MAX_BACKOFF, self.interval))
-        return base * random.uniform(0.9, 1.1)
+        return base * random.uniform(0.9, 1.0)
 
     def loop(self, stop: threading.Event) -> None:
         failures = 0
@@ -214,7 +223,6 @@ class Agent:
             if failures:
                 log(f"next try in {delay:.0f} s")
             stop.wait(delay)
-        self.client.close()
 
 
 def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> int:

@@ -2,14 +2,16 @@
 agents send back, and who serves which certificate.
 
 The listing is the hot path: a thousand agents polling every minute is ~17 requests a second,
-nearly all answered 304. So it is two narrow queries and a hash, and an agent's last_seen_at
-is written at most once every SEEN_EVERY per process, not on every poll."""
+nearly all answered 304. So the answer is cached per restriction and checked against the
+newest version id (one query a second per process), and an agent's last_seen_at is written
+at most once every SEEN_EVERY per process, not on every poll."""
 from __future__ import annotations
 
 import hashlib
 import json
 import threading
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -25,6 +27,9 @@ from .dashboard import Attention, AttentionItem
 from .timeline import Timeline
 
 SEEN_EVERY = 300.0        # seconds between two last_seen_at writes for one agent (per process)
+GENERATION_EVERY = 1.0    # seconds between two looks at the newest version id (per process)
+LIST_TTL = 10.0           # seconds an agent listing is reused when no new version appeared
+LIST_CACHE_MAX = 10000    # restrictions kept
 NAME_MAX = 100
 MESSAGE_MAX = 2000
 DELIVERED_STATUSES = ("active", "processing", "failed")  # a current version that still serves
@@ -41,9 +46,7 @@ def clean_name(raw: str | None, address: str) -> str:
     return name or address[:NAME_MAX] or "unnamed"
 
 
-def deliverable(visible: ColumnElement[bool] | None) -> tuple[list[dict], str]:
-    """(certificates with a current version inside `visible`, ETag). The ETag hashes exactly
-    what the answer says, so it changes when a version, a status or the list changes."""
+def _compute(visible: ColumnElement[bool] | None) -> tuple[list[dict], str]:
     c, v = Certificate, CertificateVersion
     latest = (select(func.max(v.id)).where(v.certificate_id == c.id).correlate(c).scalar_subquery())
     query = select(c.id, c.domains, c.status, latest.label("version_id")).where(c.status.in_(DELIVERED_STATUSES))
@@ -62,6 +65,36 @@ def deliverable(visible: ColumnElement[bool] | None) -> tuple[list[dict], str]:
                       "version": {"id": ver.id, "number": ver.number, "serial": ver.serial,
                                   "not_after": ver.not_after.isoformat()}})
     etag = '"' + hashlib.sha256(json.dumps(items, sort_keys=True).encode()).hexdigest()[:32] + '"'
+    return items, etag
+
+
+def _generation(cache: dict) -> int:
+    """The newest version's id, asked at most once every GENERATION_EVERY seconds per process:
+    a new version (an issue or a renewal) anywhere shows in it, whichever process wrote it."""
+    now = time.monotonic()
+    known = cache.get("generation")
+    if known is None or now - known[1] >= GENERATION_EVERY:
+        value = db.session().scalar(select(func.max(CertificateVersion.id))) or 0
+        known = cache["generation"] = (value, now)
+    return known[0]
+
+
+def deliverable(visible: ColumnElement[bool] | None, restriction: Hashable) -> tuple[list[dict], str]:
+    """(certificates with a current version inside `visible`, ETag). The ETag hashes exactly
+    what the answer says. The answer is kept per restriction (every agent of a fleet shares
+    one): a new version anywhere drops it within GENERATION_EVERY seconds; any other change (a
+    status, a tag) shows within LIST_TTL seconds. So a 304 costs no query at all most of the
+    time, and a renewal still reaches every agent within one poll interval."""
+    cache = current_app.extensions.setdefault("sslmanager_agents_lists", {})
+    generation = _generation(cache)
+    now = time.monotonic()
+    hit = cache.get(restriction)
+    if hit is not None and hit[0] == generation and now - hit[1] < LIST_TTL:
+        return [dict(item) for item in hit[2]], hit[3]
+    items, etag = _compute(visible)
+    if len(cache) > LIST_CACHE_MAX:  # many distinct restrictions: start over rather than grow
+        cache.clear()
+    cache[restriction] = (generation, now, [dict(item) for item in items], etag)
     return items, etag
 
 
