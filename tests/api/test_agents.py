@@ -38,7 +38,7 @@ def two(app, profile_id):
     return a, b
 
 
-def test_the_listing_holds_the_tokens_certificates_and_a_304_when_unchanged(app, api, make_token, two, monkeypatch):
+def test_the_listing_holds_the_tokens_certificates_and_a_304_when_unchanged(app, api, make_token, two):
     a, _b = two
     h = {**bearer(make_token("web-03", ["read", "keys:read"], tags=["web-03"])), "SSLManager-Agent": "web-03"}
     first = api.get("/api/v1/agent/certificates", headers=h)
@@ -49,12 +49,21 @@ def test_the_listing_holds_the_tokens_certificates_and_a_304_when_unchanged(app,
     etag = first.headers["ETag"]
     again = api.get("/api/v1/agent/certificates", headers={**h, "If-None-Match": etag})
     assert again.status_code == 304 and again.data == b"" and again.headers["ETag"] == etag
-    _issue(app, a, number=2, serial="0c")  # a renewal changes the answer, once the newest
-    monkeypatch.setattr(agents, "GENERATION_EVERY", 0)  # version id is looked at again (1 s)
+    _issue(app, a, number=2, serial="0c")  # a renewal changes the answer at once
     renewed = api.get("/api/v1/agent/certificates", headers={**h, "If-None-Match": etag})
     assert renewed.status_code == 200 and renewed.get_json()["certificates"][0]["version"]["serial"] == "0c"
     bundle = api.get(renewed.get_json()["certificates"][0]["bundle_url"], headers=h).get_json()
     assert bundle["serial"] == "0c" and "PRIVATE KEY" in bundle["key"]
+
+
+def test_a_tag_change_shows_within_the_list_ttl(app, api, make_token, two, monkeypatch):
+    a, b = two
+    h = bearer(make_token("web-03", ["read"], tags=["web-03"]))
+    assert [c["id"] for c in api.get("/api/v1/agent/certificates", headers=h).get_json()["certificates"]] == [a]
+    with app.app_context():
+        tags.replace(certificates.get(b), ["web-03"])
+    monkeypatch.setattr(agents, "LIST_TTL", 0)  # the cached answer has aged out
+    assert [c["id"] for c in api.get("/api/v1/agent/certificates", headers=h).get_json()["certificates"]] == [a, b]
 
 
 def test_a_poll_records_the_agent_once_then_only_every_few_minutes(app, api, make_token, two):

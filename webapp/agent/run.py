@@ -217,12 +217,15 @@ class Agent:
     def loop(self, stop: threading.Event) -> None:
         failures = 0
         while not stop.is_set():
+            started = time.monotonic()
             code = self.cycle()
             failures = failures + 1 if code in (REFUSED, UNREACHABLE) else 0
             delay = self.next_delay(failures)
             if failures:
                 log(f"next try in {delay:.0f} s")
-            stop.wait(delay)
+            # From the start of this poll, not its end: a slow install does not stretch the
+            # interval, so a renewal still reaches this agent within one interval.
+            stop.wait(max(0.0, delay - (time.monotonic() - started)))
 
 
 def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> int:

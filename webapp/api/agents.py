@@ -70,7 +70,7 @@ def agent_certificates():
     ETag: an unchanged list is a bodyless 304. Send the agent's name in `SSLManager-Agent`."""
     _agent_id()
     who = principal()
-    items, etag = agents.deliverable(permissions.visible_certificates(who), (who.cert_ids, who.tags))
+    items, etag = agents.deliverable(lambda: permissions.visible_certificates(who), (who.cert_ids, who.tags))
     if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
         return current_app.response_class(status=304, headers={"ETag": etag})
     for item in items:

@@ -3,7 +3,7 @@ agents send back, and who serves which certificate.
 
 The listing is the hot path: a thousand agents polling every minute is ~17 requests a second,
 nearly all answered 304. So the answer is cached per restriction and checked against the
-newest version id (one query a second per process), and an agent's last_seen_at is written
+newest version id (one index lookup), and an agent's last_seen_at is written
 at most once every SEEN_EVERY per process, not on every poll."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -27,13 +27,13 @@ from .dashboard import Attention, AttentionItem
 from .timeline import Timeline
 
 SEEN_EVERY = 300.0        # seconds between two last_seen_at writes for one agent (per process)
-GENERATION_EVERY = 1.0    # seconds between two looks at the newest version id (per process)
 LIST_TTL = 10.0           # seconds an agent listing is reused when no new version appeared
 LIST_CACHE_MAX = 10000    # restrictions kept
 NAME_MAX = 100
 MESSAGE_MAX = 2000
 DELIVERED_STATUSES = ("active", "processing", "failed")  # a current version that still serves
 _lock = threading.Lock()
+_NEWEST = select(func.max(CertificateVersion.id))
 
 
 def silent_after() -> timedelta:
@@ -68,30 +68,26 @@ def _compute(visible: ColumnElement[bool] | None) -> tuple[list[dict], str]:
     return items, etag
 
 
-def _generation(cache: dict) -> int:
-    """The newest version's id, asked at most once every GENERATION_EVERY seconds per process:
-    a new version (an issue or a renewal) anywhere shows in it, whichever process wrote it."""
-    now = time.monotonic()
-    known = cache.get("generation")
-    if known is None or now - known[1] >= GENERATION_EVERY:
-        value = db.session().scalar(select(func.max(CertificateVersion.id))) or 0
-        known = cache["generation"] = (value, now)
-    return known[0]
+def _generation() -> int:
+    """The newest version's id (the primary key's maximum: an index lookup), asked on every
+    poll: a new version (an issue or a renewal) shows at once, whichever process wrote it."""
+    return db.session().scalar(_NEWEST) or 0
 
 
-def deliverable(visible: ColumnElement[bool] | None, restriction: Hashable) -> tuple[list[dict], str]:
-    """(certificates with a current version inside `visible`, ETag). The ETag hashes exactly
+def deliverable(visible: Callable[[], ColumnElement[bool] | None],
+                restriction: Hashable) -> tuple[list[dict], str]:
+    """(certificates with a current version inside `visible()`, ETag). The ETag hashes exactly
     what the answer says. The answer is kept per restriction (every agent of a fleet shares
-    one): a new version anywhere drops it within GENERATION_EVERY seconds; any other change (a
-    status, a tag) shows within LIST_TTL seconds. So a 304 costs no query at all most of the
-    time, and a renewal still reaches every agent within one poll interval."""
+    one): a new version anywhere drops it at once; any other change (a status, a tag) shows
+    within LIST_TTL seconds. So a 304 costs one index lookup, and a renewal reaches every
+    agent at its next poll."""
     cache = current_app.extensions.setdefault("sslmanager_agents_lists", {})
-    generation = _generation(cache)
+    generation = _generation()
     now = time.monotonic()
     hit = cache.get(restriction)
     if hit is not None and hit[0] == generation and now - hit[1] < LIST_TTL:
         return [dict(item) for item in hit[2]], hit[3]
-    items, etag = _compute(visible)
+    items, etag = _compute(visible())
     if len(cache) > LIST_CACHE_MAX:  # many distinct restrictions: start over rather than grow
         cache.clear()
     cache[restriction] = (generation, now, [dict(item) for item in items], etag)

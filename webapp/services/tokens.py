@@ -26,7 +26,7 @@ PREFIX = "sslm_"
 _FORMAT = re.compile(r"sslm_([0-9]{1,18})_([A-Za-z0-9_-]{20,100})")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._@:-]{0,99}")
 EXPIRES = re.compile(r"([0-9]{1,5})([dhm]?)")
-LAST_USED_EVERY = timedelta(seconds=60)  # an agent polling every minute writes once a minute
+LAST_USED_EVERY = timedelta(seconds=300)  # an agent polling every minute writes every 5th poll
 
 
 @dataclass
