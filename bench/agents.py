@@ -12,7 +12,7 @@ and one "fleet" certificate, each with an issued version.
 
 The simulated agents speak the agent's protocol (`sslmanager agent`'s own client code): a new
 connection per poll, GET /api/v1/agent/certificates with If-None-Match, a 304 when nothing
-changed. They are spread evenly over the interval with the agent's jitter (up to 10 % early,
+changed, each from its own loopback address (127.0.x.y). They are spread evenly over the interval with the agent's jitter (up to 10 % early,
 never late), on a few client threads in this process; their CPU is not the server's.
 
 Phases: (1) the server idle with no agent for --idle seconds (its own baseline); (2) warm-up:
@@ -127,8 +127,8 @@ def cpu_seconds(pid: int) -> float:
 
 
 class SimAgent:
-    def __init__(self, base: str, secret: str, name: str):
-        self.client = Client(base, secret, name, timeout=60)
+    def __init__(self, base: str, secret: str, name: str, source: str):
+        self.client = Client(base, secret, name, timeout=60, source=source)
         self.etag = ""
         self.polls = self.not_modified = self.errors = 0
         self.got_new_at: float | None = None
@@ -228,7 +228,8 @@ def main(argv=None) -> int:
         c0 = cpu_seconds(server.pid)
         time.sleep(args.idle)
         idle_cpu = cpu_seconds(server.pid) - c0
-        sims = [SimAgent(base, s, f"web-{i}") for i, s in enumerate(secrets)]
+        # Each agent from its own loopback address, as a fleet's servers would be.
+        sims = [SimAgent(base, s, f"web-{i}", f"127.0.{1 + i // 250}.{1 + i % 250}") for i, s in enumerate(secrets)]
         want: list = [None]
         t_warm = time.monotonic()
         for sim in sims:  # warm-up: every agent learns its ETag (and registers)

@@ -209,3 +209,33 @@ def test_the_console_script_runs_the_agent_without_flask(tmp_path, api):
                            "--state", str(tmp_path / "s.json")], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "0 []", done.stderr
     assert (tmp_path / "www.example.test" / "fullchain.pem").exists()
+
+
+def _wait_for(check, seconds: float) -> float:
+    """Seconds until check() is true (fails the test after `seconds`)."""
+    import time
+    start = time.monotonic()
+    while not check():
+        assert time.monotonic() - start < seconds, "not within the time allowed"
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def test_the_long_running_agent_installs_a_renewal_within_one_interval_and_stops_on_sigterm(tmp_path, api):
+    import signal
+    api.publish(7, 70, 0xABC)
+    (tmp_path / "token").write_text("sslm_1_x")
+    cert = tmp_path / "out" / "cert.pem"
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from webapp.agent.run import main; sys.exit(main())",
+                             "--server", api.url, "--token-file", str(tmp_path / "token"), "--dir",
+                             str(tmp_path / "out"), "--state", str(tmp_path / "s.json"), "--interval", "5"],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: cert.exists() and install.pem_serial(cert.read_text()) == "abc", 15)
+        api.publish(7, 71, 0xDEF)
+        took = _wait_for(lambda: install.pem_serial(cert.read_text()) == "def", 10)
+        assert took <= 5 + 1  # one interval, and a second for the install on a busy machine
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0 and "polling" in err and "installed serial def" in err

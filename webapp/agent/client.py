@@ -54,7 +54,7 @@ def _problem(status: int, body: bytes, what: str) -> str:
 
 class Client:
     def __init__(self, server: str, token: str, agent: str, *, ca_bundle: str = "",
-                 timeout: float = TIMEOUT):
+                 timeout: float = TIMEOUT, source: str | None = None):
         parts = urlsplit(server)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"--server: {server!r} is not an http(s) URL (e.g. https://ssl.example.net)")
@@ -65,14 +65,16 @@ class Client:
         if parts.scheme == "https":
             self._context = ssl.create_default_context(cafile=ca_bundle or None)
         self._conn: http.client.HTTPConnection | None = None
+        self._source = (source, 0) if source else None  # the local address to connect from
 
     def _connection(self) -> http.client.HTTPConnection:
         if self._conn is None:
             host, port = self._parts.hostname, self._parts.port
             if self._context is not None:
-                self._conn = http.client.HTTPSConnection(host, port, timeout=self.timeout, context=self._context)
+                self._conn = http.client.HTTPSConnection(host, port, timeout=self.timeout, context=self._context,
+                                                         source_address=self._source)
             else:
-                self._conn = http.client.HTTPConnection(host, port, timeout=self.timeout)
+                self._conn = http.client.HTTPConnection(host, port, timeout=self.timeout, source_address=self._source)
         return self._conn
 
     def close(self) -> None:

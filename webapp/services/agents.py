@@ -27,7 +27,10 @@ from .dashboard import Attention, AttentionItem
 from .timeline import Timeline
 
 SEEN_EVERY = 300.0        # seconds between two last_seen_at writes for one agent (per process)
-LIST_TTL = 10.0           # seconds an agent listing is reused when no new version appeared
+# Seconds an agent listing is reused while no new version appeared anywhere (a new version
+# drops it at once). Only a change without a new version waits for it: a tag added to a
+# certificate issued before, a status change (revoked, expired: an agent keeps its files).
+LIST_TTL = 300.0
 LIST_CACHE_MAX = 10000    # restrictions kept
 NAME_MAX = 100
 MESSAGE_MAX = 2000
@@ -78,8 +81,8 @@ def deliverable(visible: Callable[[], ColumnElement[bool] | None],
                 restriction: Hashable) -> tuple[list[dict], str]:
     """(certificates with a current version inside `visible()`, ETag). The ETag hashes exactly
     what the answer says. The answer is kept per restriction (every agent of a fleet shares
-    one): a new version anywhere drops it at once; any other change (a status, a tag) shows
-    within LIST_TTL seconds. So a 304 costs one index lookup, and a renewal reaches every
+    one, and each agent's own is still fresh at its next poll): a new version anywhere drops it
+    at once; any other change (a status, a tag) shows within LIST_TTL seconds. So a 304 costs one index lookup, and a renewal reaches every
     agent at its next poll."""
     cache = current_app.extensions.setdefault("sslmanager_agents_lists", {})
     generation = _generation()
