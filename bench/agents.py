@@ -52,7 +52,7 @@ TARGET_SHARE = 5.0  # % of one core for 1,000 agents every 60 s
 TARGET_AGENTS, TARGET_INTERVAL = 1000, 60.0
 
 
-def _pem(serial: int) -> tuple[str, str]:
+def _pem(serial: int, ip: str = "") -> tuple[str, str]:
     from datetime import datetime, timezone
 
     from cryptography import x509
@@ -62,9 +62,13 @@ def _pem(serial: int) -> tuple[str, str]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fleet.example.com")])
     now = datetime.now(timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(serial).not_valid_before(now).not_valid_after(now + timedelta(days=90))
-            .sign(key, hashes.SHA256()))
+    builder = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+               .serial_number(serial).not_valid_before(now).not_valid_after(now + timedelta(days=90)))
+    if ip:  # the bench's own HTTPS listener
+        import ipaddress
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]), False)
+        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+    cert = builder.sign(key, hashes.SHA256())
     return (cert.public_bytes(serialization.Encoding.PEM).decode(),
             key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                               serialization.NoEncryption()).decode())
@@ -127,8 +131,8 @@ def cpu_seconds(pid: int) -> float:
 
 
 class SimAgent:
-    def __init__(self, base: str, secret: str, name: str, source: str):
-        self.client = Client(base, secret, name, timeout=60, source=source)
+    def __init__(self, base: str, secret: str, name: str, source: str, ca_bundle: str = ""):
+        self.client = Client(base, secret, name, timeout=60, source=source, ca_bundle=ca_bundle)
         self.etag = ""
         self.polls = self.not_modified = self.errors = 0
         self.got_new_at: float | None = None
@@ -196,6 +200,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=float, default=120.0, help="the measured steady phase")
     parser.add_argument("--idle", type=float, default=20.0, help="the server's own baseline, no agents")
     parser.add_argument("--threads", type=int, default=8, help="waitress threads (sslmanager run --threads)")
+    parser.add_argument("--https", action="store_true", help="serve HTTPS (`run --tls-cert`): a TLS handshake per poll")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     if not 1 <= args.agents <= 5000 or not 1 <= args.seconds <= 900 or not 1 <= args.interval <= 600:
@@ -210,15 +215,24 @@ def main(argv=None) -> int:
     port = free_port()
     env = {**os.environ, "SSLMANAGER_INSTANCE_PATH": str(instance), "SSLMANAGER_LOG_LEVEL": "WARNING"}
     sslmanager = str(Path(sys.executable).parent / "sslmanager")
+    tls: list[str] = []
+    ca_bundle = ""
+    if args.https:
+        pem, key = _pem(0x3000, "127.0.0.1")
+        (tmp / "tls.pem").write_text(pem)
+        (tmp / "tls.key").write_text(key)
+        tls, ca_bundle = ["--tls-cert", str(tmp / "tls.pem"), "--tls-key", str(tmp / "tls.key")], str(tmp / "tls.pem")
     server = subprocess.Popen([sslmanager, "run", "--host", "127.0.0.1", "--port", str(port),
-                               "--threads", str(args.threads)], env=env, stdin=subprocess.DEVNULL,
+                               "--threads", str(args.threads), *tls], env=env, stdin=subprocess.DEVNULL,
                               stdout=subprocess.DEVNULL, stderr=open(tmp / "server.log", "wb"), start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
+    base = f"{'https' if args.https else 'http'}://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while True:
             try:
-                urllib.request.urlopen(base + "/healthz", timeout=2).read()
+                import ssl
+                context = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else None
+                urllib.request.urlopen(base + "/healthz", timeout=2, context=context).read()
                 break
             except OSError:
                 if time.monotonic() > deadline or server.poll() is not None:
@@ -229,7 +243,8 @@ def main(argv=None) -> int:
         time.sleep(args.idle)
         idle_cpu = cpu_seconds(server.pid) - c0
         # Each agent from its own loopback address, as a fleet's servers would be.
-        sims = [SimAgent(base, s, f"web-{i}", f"127.0.{1 + i // 250}.{1 + i % 250}") for i, s in enumerate(secrets)]
+        sims = [SimAgent(base, s, f"web-{i}", f"127.0.{1 + i // 250}.{1 + i % 250}", ca_bundle)
+                for i, s in enumerate(secrets)]
         want: list = [None]
         t_warm = time.monotonic()
         for sim in sims:  # warm-up: every agent learns its ETag (and registers)
@@ -267,7 +282,8 @@ def main(argv=None) -> int:
     everyone = len(seen) == len(sims)
     rows = [
         {"section": f"agents: {args.agents} simulated agents on loopback, every {args.interval:g} s, against "
-                    f"`sslmanager run` (waitress, {args.threads} threads, SQLite, scheduler on)"},
+                    f"`sslmanager run` (waitress, {args.threads} threads, SQLite, scheduler on), "
+                    f"{'HTTPS' if args.https else 'plain HTTP'}"},
         {"figure": "server CPU, idle (no agent)", "sslm": f"{idle_share:.2f} % of a core", "peer1": "", "peer2": "",
          "check": ""},
         {"figure": f"polls measured ({rate:.1f}/s, {not_modified} were 304)", "sslm": f"{steady_polls}",
@@ -288,8 +304,9 @@ def main(argv=None) -> int:
          "peer1": "", "peer2": "", "check": f"{burst_cpu / max(len(reached), 1) * 1000:.1f} ms per agent"},
     ]
     notes = [f"agents: warm-up (first poll of each agent: 200, agent row written) took {warm:.1f} s; "
-             "simulated agents open a new connection per poll, like `sslmanager agent`; plain HTTP on loopback "
-             "(HTTPS adds a TLS handshake per poll)."]
+             "simulated agents open a new connection per poll, like `sslmanager agent`"
+             + ("; HTTPS: a full TLS handshake per poll." if args.https else "; plain HTTP on loopback (--https: a TLS "
+                                                                                "handshake per poll).")]
     out = {"header": [], "rows": rows, "notes": notes, "columns": {"sslm": "SSL Manager", "peer1": "", "peer2": ""}}
     for r in rows:
         print(r.get("section") or f"{r['figure']:55} {r['sslm']:>22}  {r['check']}")

@@ -196,7 +196,7 @@ class Agent:
                                              "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                              "dir": self.directory(item)}
                 log(f"certificate {key} ({item['domains'][0]}): installed serial {version['serial']}: {message}")
-            except (InstallError, ApiError, ValueError, OSError) as exc:
+            except (InstallError, ApiError, ValueError, OSError, KeyError, TypeError) as exc:
                 message, ok = (exc.message if isinstance(exc, ApiError) else str(exc)), False
                 failed += 1
                 log(f"certificate {key} ({item['domains'][0]}): install FAILED, the previous files stay: {message}")
