@@ -59,6 +59,8 @@ def _guard():
         return problem(503, "The database needs `sslmanager db upgrade` before the API can answer.")
     if request.endpoint in PUBLIC:
         return None
+    if any(isinstance(v, int) and not 0 <= v < 2 ** 63 for v in (request.view_args or {}).values()):
+        return problem(404, "No such object: the id is larger than any id SSL Manager gives.")
     if request.method in BODY_METHODS:
         length = request.content_length
         if length is not None and length > current_app.config["SSLMANAGER_MAX_CONTENT_LENGTH"]:

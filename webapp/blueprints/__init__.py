@@ -255,9 +255,9 @@ def _template_context(force: bool = False):
 def _nest_feature_blueprints() -> None:
     # Imported here, when the umbrella blueprint is registered: the feature modules hang
     # their blueprints on it, and a page-less app (a one-shot command) never loads them.
-    from . import audit, auth, ca_profiles, certificates, dashboard, dns, metrics, notifications
+    from . import audit, auth, ca_profiles, certificates, dashboard, dns, metrics, notifications, tokens
     for child in (dashboard.bp, ca_profiles.bp, certificates.bp, dns.bp, notifications.bp, audit.bp,
-                  metrics.bp, auth.bp):
+                  tokens.bp, metrics.bp, auth.bp):
         bp.register_blueprint(child)
 
 

@@ -10,7 +10,7 @@ from werkzeug.exceptions import NotFound as HTTPNotFound
 from .. import db
 from ..crypto import KEY_TYPES, cert_info
 from ..errors import NotFound, SSLManagerError, ValidationError
-from ..services import agents, audit, ca_profiles, certificates as service, delegation, domains, pipeline
+from ..services import agents, audit, ca_profiles, certificates as service, delegation, domains, pipeline, tags
 from ..services import deploy as deploys
 from ..services.inputs import page_number
 from .common import htmx
@@ -77,14 +77,17 @@ def index():
     q = request.args.get("q", "").strip()
     status = request.args.get("status", "")
     status = status if status in service.STATUSES else ""
+    tag = request.args.get("tag", "").strip().lower()
+    tag = tag if tags.TAG.fullmatch(tag) else ""
     per_page = current_app.config["SSLMANAGER_PAGE_SIZE"]
     page = page_number(request.args.get("page"))
-    certs, total = service.search(q, status, page, per_page)
+    certs, total = service.search(q, status, page, per_page, tag=tag)
     pages = max(1, -(-total // per_page))
     if page > pages:  # a stale link past the end: show the last page
         page = pages
-        certs, total = service.search(q, status, page, per_page)
-    context = {"certs": certs, "total": total, "q": q, "status": status, "page": page,
+        certs, total = service.search(q, status, page, per_page, tag=tag)
+    context = {"certs": certs, "total": total, "q": q, "status": status, "page": page, "tag": tag,
+               "all_tags": tags.all_tags(),
                "pages": pages, "per_page": per_page, "statuses": service.STATUSES,
                "per_ca": current_app.config["SSLMANAGER_CONCURRENCY_PER_CA"],
                # One query for the page's profile names: never one per row.
@@ -178,7 +181,7 @@ def _detail(cert, errors: dict[str, str] | None = None, code: int = 200, templat
         instructions=service.instructions(cert) if cert.status == "pending" else [],
         reissue_profiles=reissue_profiles, done=done,
         reissue_chosen=ca_profiles.preselected(reissue_profiles, request.form.get("profile_id")),
-        reasons=service.REVOCATION_REASONS, downloads=DOWNLOADS, errors=errors or {},
+        reasons=service.REVOCATION_REASONS, downloads=DOWNLOADS, errors=errors or {}, cert_tags=tags.of(cert.id),
         agents=agents.for_certificate(cert), silent_after=agents.silent_after(),
         form=request.form if request.method == "POST" else {}), code
 
@@ -279,6 +282,18 @@ def _flash_renewals(results: dict[int, str]) -> None:
         flash("Not renewed: " + "; ".join(
             f"#{i}: {why.get(status, 'it is ' + STATUS_LABELS.get(status, status) + ', only Active ones renew')}"
             for i, status in others.items()) + ".", "error")
+
+
+@bp.route("/<int:cert_id>/tags", methods=["POST"])
+def set_tags(cert_id: int):
+    """The tags field on the certificate's page: replaces them all."""
+    cert = _cert(cert_id)
+    try:
+        tags.replace(cert, tags.parse(request.form.get("tags", "")))
+    except ValidationError as exc:
+        return _detail(cert, exc.errors, 422)
+    flash("Tags saved.", "info")
+    return redirect(url_for(".detail", cert_id=cert_id))
 
 
 @bp.route("/<int:cert_id>/csr", methods=["POST"])
