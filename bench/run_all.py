@@ -9,7 +9,7 @@ timings), with its progress on stderr; the table comes at the end on stdout. A m
 fails shows as a FAILED row and the others still run. Default run: about 12-15 minutes on
 2 CPUs (bench.dns_server ~1 min with 6 s dnsperf runs, bench.issuance ~5-8 min with lego's
 quick counts, bench.pages and bench.scan ~1 min, bench.renewals ~5 min: 200 renewals each,
-lego ~3 min of it), bench.agents ~8 min (1,000 agents for 320 s, then a renewal).
+lego ~3 min of it), bench.agents ~6 min (1,000 agents for 180 s, then a renewal).
 
 Adding a module: append a Module to MODULES. Either it writes the issuance JSON shape to the
 path given for "{json}" ({"header": [lines], "rows": [{"figure", "sslm", "peer1", "peer2",

@@ -3,8 +3,8 @@ agents send back, and who serves which certificate.
 
 The listing is the hot path: a thousand agents polling every minute is ~17 requests a second,
 nearly all answered 304. So the answer is cached per restriction and checked against the
-newest version id (one index lookup), and an agent's last_seen_at is written
-at most once every SEEN_EVERY per process, not on every poll."""
+newest version id (one index lookup), and an agent's last_seen_at is written in one batch
+a minute with every other agent's (services.touches), not on every poll."""
 from __future__ import annotations
 
 import hashlib
@@ -24,9 +24,10 @@ from .. import db
 from ..errors import ValidationError
 from ..models import Agent, AgentInstall, Certificate, CertificateVersion, utcnow
 from .dashboard import Attention, AttentionItem
+from . import touches
 from .timeline import Timeline
 
-SEEN_EVERY = 300.0        # seconds between two last_seen_at writes for one agent (per process)
+AGENT_CACHE_MAX = 100000  # (token, name) → agent id, kept per process
 # Seconds an agent listing is reused while no new version appeared anywhere (a new version
 # drops it at once). Only a change without a new version waits for it: a tag added to a
 # certificate issued before, a status change (revoked, expired: an agent keeps its files).
@@ -103,14 +104,14 @@ def _cache() -> dict:
 
 
 def seen(token_id: int, name: str, address: str) -> int:
-    """Record that an agent polled; returns its id. Writes the row when it is new, and its
-    last_seen_at at most once every SEEN_EVERY seconds (per process)."""
+    """Record that an agent polled; returns its id. A new agent's row is written at once; after
+    that its last_seen_at goes through services.touches (one batched write a minute)."""
     key = (token_id, name)
-    now = time.monotonic()
     cache = _cache()
-    hit = cache.get(key)
-    if hit is not None and now - hit[1] < SEEN_EVERY:
-        return hit[0]
+    agent_id = cache.get(key)
+    if agent_id is not None:
+        touches.touch(Agent, agent_id, last_seen_at=utcnow(), address=address[:64])
+        return agent_id
     s = db.session()
     agent = s.scalar(select(Agent).where(Agent.token_id == token_id, Agent.name == name))
     if agent is None:
@@ -125,7 +126,9 @@ def seen(token_id: int, name: str, address: str) -> int:
         agent.last_seen_at, agent.address = utcnow(), address[:64]
         s.commit()
     with _lock:
-        cache[key] = (agent.id, now)
+        if len(cache) > AGENT_CACHE_MAX:
+            cache.clear()
+        cache[key] = agent.id
     return agent.id
 
 
