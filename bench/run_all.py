@@ -2,14 +2,14 @@
 
     .venv/bin/python -m bench.run_all [--only dns_server,issuance] [--full]
                                       [--dns-args "--seconds 5"] [--issuance-args "--runs 3"]
-                                      [--renewals-args "--count 50"]
+                                      [--renewals-args "--count 50"] [--agents-args "--seconds 60"]
 
 Each module runs as its own process, one after the other (they would disturb each other's
 timings), with its progress on stderr; the table comes at the end on stdout. A module that
 fails shows as a FAILED row and the others still run. Default run: about 12-15 minutes on
 2 CPUs (bench.dns_server ~1 min with 6 s dnsperf runs, bench.issuance ~5-8 min with lego's
 quick counts, bench.pages and bench.scan ~1 min, bench.renewals ~5 min: 200 renewals each,
-lego ~3 min of it).
+lego ~3 min of it), bench.agents ~6 min (1,000 agents for 180 s, then a renewal).
 
 Adding a module: append a Module to MODULES. Either it writes the issuance JSON shape to the
 path given for "{json}" ({"header": [lines], "rows": [{"figure", "sslm", "peer1", "peer2",
@@ -86,6 +86,7 @@ MODULES = [
     # 100,000 certificates, three nodes, PostgreSQL and SQLite (~25 min; --scale-args
     # "--count 10000 --renewals 500" for a quick look).
     Module("scale", [PY, "-m", "bench.scale", "--json", "{json}"]),
+    Module("agents", [PY, "-m", "bench.agents", "--json", "{json}"]),
 ]
 
 
@@ -197,12 +198,13 @@ def main() -> None:
     parser.add_argument("--issuance-args", default="", help="extra arguments for bench.issuance")
     parser.add_argument("--renewals-args", default="", help="extra arguments for bench.renewals")
     parser.add_argument("--scale-args", default="", help="extra arguments for bench.scale")
+    parser.add_argument("--agents-args", default="", help="extra arguments for bench.agents")
     args = parser.parse_args()
     wanted = set(args.only.split(",")) if args.only else {m.name for m in MODULES}
     extra = {"dns_server": DNS_DEFAULT_ARGS if args.dns_args is None else shlex.split(args.dns_args),
              "issuance": shlex.split(args.issuance_args) + (["--full"] if args.full else []),
              "renewals": shlex.split(args.renewals_args),
-             "scale": shlex.split(args.scale_args)}
+             "scale": shlex.split(args.scale_args), "agents": shlex.split(args.agents_args)}
     t0 = time.monotonic()
     load0 = os.getloadavg()[0]
     results = []

@@ -165,6 +165,9 @@ DEFAULTS: dict[str, Any] = {
     "SSLMANAGER_DEPLOY_TIMEOUT": 60,
     # Seconds the deploy probe keeps asking host:port until it serves the new certificate.
     "SSLMANAGER_DEPLOY_PROBE_WAIT": 10,
+    # Seconds without a poll after which an `sslmanager agent` counts as silent on the dashboard
+    # (its last_seen is written in a batch once a minute, so keep this well above that).
+    "SSLMANAGER_AGENT_SILENT_AFTER": 1800,
     # The Unix socket on which `sslmanager run` and `sslmanager worker` take `cert process` from
     # the `sslmanager` command of the same user (mode 0600). Default <instance>/control.sock;
     # "off" = none (the command then always does the work itself).

@@ -11,6 +11,10 @@ import sys
 
 def main() -> None:
     gc.disable()
+    if sys.argv[1:2] == ["agent"]:
+        # start-up: the agent runs on web servers and loads neither Flask nor the app
+        from .agent.run import main as agent_main
+        sys.exit(agent_main(sys.argv[2:]))
     # start-up: the hand-off path loads neither Flask nor the app
     from .control import hand_off
     code = hand_off(sys.argv[1:])  # `cert process` when a service runs here: no app start-up

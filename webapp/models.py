@@ -522,3 +522,34 @@ def encrypted_columns() -> list[tuple[type[Base], str]]:
                 found.append((mapper.class_, column.key))
     return found
 
+
+
+class Agent(Base):
+    """An `sslmanager agent` on a web server: known by the token it polls with and the name it
+    gives (its host name by default); last_seen_at is written at most every few minutes."""
+
+    __tablename__ = "sslm_agent"
+    __table_args__ = (UniqueConstraint("token_id", "name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_id: Mapped[int] = mapped_column(Integer, index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    address: Mapped[str] = mapped_column(String(64), default="")
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AgentInstall(Base):
+    """What one agent serves of one certificate: the serial it last installed, and how its last
+    attempt went (an attempt that failed leaves the previous serial in place)."""
+
+    __tablename__ = "sslm_agent_install"
+    __table_args__ = (UniqueConstraint("agent_id", "certificate_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("sslm_agent.id", ondelete="CASCADE"))
+    certificate_id: Mapped[int] = mapped_column(ForeignKey("sslm_certificate.id", ondelete="CASCADE"), index=True)
+    installed_version_id: Mapped[int | None] = mapped_column(Integer)
+    installed_serial: Mapped[str] = mapped_column(String(64), default="")
+    last_serial: Mapped[str] = mapped_column(String(64), default="")
+    last_ok: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_message: Mapped[str] = mapped_column(Text, default="")
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from .oidc import OidcProvider
-from .servers import LAB_EAB_KEYS, Acme2Certifier, Bind, Pebble, Postgres, Unbound
+from .servers import LAB_EAB_KEYS, Acme2Certifier, Bind, Nginx, Pebble, Postgres, Unbound
 
 
 def _resolver_address(unbound: Unbound) -> str:
@@ -133,3 +133,20 @@ def lab_zerossl_api(lab_pebble_eab: Pebble):
     from .zerossl import ZeroSSLApi
     with ZeroSSLApi(lab_pebble_eab.eab_keys) as api:
         yield api
+
+
+@pytest.fixture
+def nginx_factory() -> Iterator[Callable[..., Nginx]]:
+    """Callable(cert_dir=None) -> a started nginx (Debian's) serving TLS on a free loopback
+    port from cert_dir/fullchain.pem and privkey.pem; stopped at test end."""
+    started: list[Nginx] = []
+
+    def make(cert_dir=None) -> Nginx:
+        server = Nginx(cert_dir)
+        server.start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in reversed(started):
+        server.stop()

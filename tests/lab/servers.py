@@ -53,11 +53,13 @@ from .dnsservers import (
     Unbound,
     txt_values,
 )
+from .nginx import Nginx
 from .pebble import LAB_EAB_KEYS, PEBBLE_DEFAULT_ENV, Pebble, eab_mac_key
 from .postgres import Postgres
 from .proc import LabServerError, free_loopback_address, free_port
 
 __all__ = [
+    "Nginx",
     "A2C_VENV",
     "DEFAULT_PROFILES",
     "Acme2Certifier",

@@ -17,7 +17,7 @@ import flask_smorest
 from flask_smorest.utils import prepare_response
 
 from ..version import __version__
-from . import ca_profiles, certificates, events, material  # noqa: F401  (their routes hang on bp)
+from . import agents, ca_profiles, certificates, events, material  # noqa: F401  (their routes hang on bp)
 from .base import PATH, bp, exempt_from_host_csrf
 from .problems import MEDIA_TYPE, ProblemSchema
 

@@ -11,7 +11,7 @@ from .. import db
 from ..crypto import KEY_TYPES, cert_info
 from ..errors import NotFound, SSLManagerError, ValidationError
 from ..models import utcnow
-from ..services import audit, ca_profiles, certificates as service, delegation, domains, failover, lifetimes, persist, pipeline, tags
+from ..services import agents, audit, ca_profiles, certificates as service, delegation, domains, failover, lifetimes, persist, pipeline, tags
 from ..services import deploy as deploys
 from ..services.inputs import page_number
 from .common import htmx
@@ -232,6 +232,7 @@ def _detail(cert, errors: dict[str, str] | None = None, code: int = 200, templat
                            if "fallback_1" in request.form else [p.id for p in failover.own_fallbacks(cert)]),
         all_profiles=service.profiles_for_select(), attempt_profile=failover.attempt_profile(cert),
         profile_names=service.profile_names(), other_zone=failover.other_zone,
+        agents=agents.for_certificate(cert), silent_after=agents.silent_after(),
         form=request.form if request.method == "POST" else {}), code
 
 

@@ -7,7 +7,7 @@ import math
 from flask import Blueprint, current_app, render_template
 
 from ..models import utcnow
-from ..services import certificates
+from ..services import agents, certificates
 from ..services import dashboard as service
 from .certificates import STATUS_LABELS
 from .dns import age_text
@@ -27,7 +27,7 @@ def index():
     return render_template(
         "sslmanager/dashboard/index.html",
         counts=figures.counts, total=figures.total, statuses=certificates.STATUSES,
-        status_labels=STATUS_LABELS, attention=figures.attention,
+        status_labels=STATUS_LABELS, attention=figures.attention + agents.attention(now),
         weeks=figures.weeks, chart=chart(figures.weeks, figures.bucket, figures.span_days), scheduler=scheduler,
         scheduler_age=age_text(now - scheduler.last_run) if scheduler.last_run else None,
         profiles=service.profile_count(), failing_profiles=service.failing_profiles(),
