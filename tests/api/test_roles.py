@@ -20,7 +20,7 @@ SPEC = {  # endpoint → least role (the issue's descriptions)
     "list_certificates": V, "create_certificate": O, "show_certificate": V, "delete_certificate": O,
     "process_certificate": O, "renew_certificate": O, "revoke_certificate": O, "get_tags": V,
     "set_tags": O, "add_tags": O, "remove_tag": O, "list_events": V, "pem_bundle": V,
-    "pem_file": V, "pkcs12": O,
+    "pem_file": V, "pkcs12": O, "agent_certificates": V, "agent_report": V,
 }
 PUBLIC = {"not_found", "openapi_json", "docs", "index"}
 

@@ -157,7 +157,8 @@ def overview(now: datetime | None = None, limit: int = ATTENTION_LIMIT) -> Overv
     # Per day when something serves and nothing serving lives SHORT_TIMELINE_DAYS or longer.
     live = and_(SERVING, c.not_after >= now)
     long_lived = or_(c.not_before.is_(None), _days(c.not_after) - _days(c.not_before) >= SHORT_TIMELINE_DAYS)
-    any_live, any_long = s.execute(select(exists().where(live), exists().where(live, long_lived))).one()
+    any_live, any_long = s.execute(select(exists().where(live), exists().where(live, long_lived)),
+                                   bind_arguments={"mapper": c}).one()
     by_day = any_live and not any_long
     weeks = weeks_ahead(now, SHORT_TIMELINE_DAYS, 1) if by_day else weeks_ahead(now)
     # What still serves and will lapse (Active, Failed or Processing: a renewal under way), and
