@@ -26,7 +26,7 @@ SPEC = {
     "certificates.status": (V, None), "certificates.instructions": (V, None),
     "certificates.cname_checks": (V, None), "certificates.check": (None, V),
     "certificates.new": (O, O), "certificates.acme_profiles": (O, None), "certificates.csr": (None, O),
-    "certificates.set_tags": (None, O),
+    "certificates.set_tags": (None, O), "certificates.fallbacks": (None, O),
     "certificates.delete": (None, O), "certificates.revoke": (None, O), "certificates.deploy": (O, O),
     "certificates.request": (None, O), "certificates.renew": (None, O),
     "certificates.renew_selected": (None, O), "certificates.reissue": (None, O),

@@ -19,7 +19,7 @@ RANK = {V: 0, O: 1, A: 2}
 SPEC = {
     "ca list": (V, []), "ca add": (A, ["--name", "x", "--module", "nosuch"]), "ca edit": (A, ["nosuch"]),
     "ca test": (A, ["nosuch"]), "ca delete": (A, ["nosuch"]),
-    "cert list": (V, []), "cert show": (V, ["999999"]), "cert add": (O, ["--ca", "nosuch", "example.com"]),
+    "cert list": (V, []), "cert show": (V, ["999999"]), "cert fallback": (O, ["999999"]), "cert add": (O, ["--ca", "nosuch", "example.com"]),
     "cert revoke": (O, ["999999"]), "cert process": (O, ["999999"]),
     "cert export": (O, ["999999", "--out", "/nonexistent-dir"]),
     "renew": (O, ["999999"]), "preflight": (V, ["999999"]),

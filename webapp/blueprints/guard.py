@@ -39,6 +39,7 @@ PAGES: dict[str, tuple[str, str]] = {
     "certificates.acme_profiles": (WRITE, WRITE),
     "certificates.csr": (WRITE, WRITE),
     "certificates.set_tags": (WRITE, WRITE),
+    "certificates.fallbacks": (WRITE, WRITE),
     "certificates.delete": (WRITE, WRITE),
     "certificates.revoke": (WRITE, WRITE),
     "certificates.deploy": (WRITE, WRITE),   # the directory gets the key: operators and up

@@ -23,7 +23,7 @@ from .base import fail
 
 COMMANDS: dict[str, str] = {
     "ca list": READ, "ca add": ADMIN, "ca edit": ADMIN, "ca test": ADMIN, "ca delete": ADMIN,
-    "cert list": READ, "cert show": READ, "cert add": WRITE, "cert revoke": WRITE,
+    "cert list": READ, "cert show": READ, "cert add": WRITE, "cert revoke": WRITE, "cert fallback": WRITE,
     "cert process": ISSUE, "cert export": KEYS_READ,
     "renew": ISSUE, "preflight": READ,
     "zone list": READ, "zone add": ADMIN, "zone edit": ADMIN, "zone delete": ADMIN, "zone check": ADMIN,
