@@ -83,7 +83,7 @@ def test_issue_then_renew_reaches_both_nginx_and_a_revoked_token_is_told_clearly
     for name in ("web-01", "web-02"):
         done = run_agent(base, secrets[name], nginx[name], tmp_path / name)
         assert done.returncode == 0, done.stderr
-        assert served_serial("127.0.0.1", nginx[name].port, DOMAIN) == renewed
+        assert served_serial("127.0.0.1", nginx[name].port, DOMAIN) == renewed, done.stderr
     with lab_app.app_context():
         assert {a.installed_serial for a in agents.for_certificate(certificates.get(shared))} == {renewed}
         tokens.revoke(tokens.get("web-01"))

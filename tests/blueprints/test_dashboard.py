@@ -217,7 +217,8 @@ def test_the_dashboard_costs_the_same_queries_with_10000_certificates(admin_clie
     # Certificates are only ever counted, grouped or listed a few at a time: never read whole.
     for statement in many:
         if "FROM sslm_certificate" in statement:
-            counted = statement.lstrip().startswith("SELECT (SELECT count(*)")
+            # EXISTS stops at the first row (the chart's per-day question: anything short-lived?)
+            counted = statement.lstrip().startswith(("SELECT (SELECT count(*)", "SELECT EXISTS"))
             assert counted or "GROUP BY" in statement or "LIMIT" in statement, statement
     assert count_of(html, "active") == 5001 and elapsed < 1.5, elapsed
 

@@ -25,7 +25,7 @@ def test_create_list_revoke(app, runner):
 
 
 def test_create_names_each_bad_option(runner):
-    result = runner.invoke(args=["sslmanager", "token", "create", "--name", "x", "--scope", "admin",
+    result = runner.invoke(args=["sslmanager", "token", "create", "--name", "x", "--scope", "superuser",
                                  "--expires", "soon"])
     assert result.exit_code == 1
     assert "error: scopes:" in result.output and "error: expires:" in result.output

@@ -185,18 +185,24 @@ def parse_target(target: str) -> tuple[str, int]:
     return host, int(port)
 
 
+PROBE_STREAK = 3
+
+
 def probe(target: str, server_name: str, serial: str, wait: float) -> str:
     """Ask target until it serves `serial` (a reload takes a moment), for at most `wait` s;
-    the pause between tries grows from 0.1 s to 2 s."""
+    the pause between tries grows from 0.1 s to 2 s. Served means PROBE_STREAK connections in a
+    row: after nginx's reload an old worker may still accept a connection or two with the old
+    certificate while the new ones already serve the new."""
     host, port = parse_target(target)
     deadline = time.monotonic() + wait
     pause = 0.1
     while True:
         try:
-            served = served_serial(host, port, server_name)
-            if served == serial.lower():
+            served = [served_serial(host, port, server_name) for _ in range(PROBE_STREAK)]
+            if all(s == serial.lower() for s in served):
                 return f"{target} serves serial {serial}"
-            last = f"{target} still serves serial {served}, not the new {serial}"
+            old = next(s for s in served if s != serial.lower())
+            last = f"{target} still serves serial {old}, not the new {serial}"
         except (OSError, ssl.SSLError, ValueError, IndexError) as exc:
             last = f"TLS probe of {target} ({server_name}) failed: {exc}"
         left = deadline - time.monotonic()
