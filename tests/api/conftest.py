@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from tests.lab.servers import TECH_ZONE
-from webapp.services import ca_profiles, tokens
+from tests.conftest import make_certificate
+from webapp.services import ca_profiles, certificates, tags, tokens
 
 
 def bearer(secret: str) -> dict[str, str]:
@@ -31,3 +32,14 @@ def profile_id(app):
     with app.app_context():
         return ca_profiles.create({"name": "LE STAGING", "module": "letsencrypt", "email": "ops@example.com",
                                    "dns_zone": TECH_ZONE}, complete=True).id
+
+
+@pytest.fixture
+def two(app, profile_id):
+    """Two certificates: one tagged web-03, one tagged web-04."""
+    a = make_certificate(app, profile_id, "a.example.com")
+    b = make_certificate(app, profile_id, "b.example.com")
+    with app.app_context():
+        tags.replace(certificates.get(a), ["web-03"])
+        tags.replace(certificates.get(b), ["web-04"])
+    return a, b

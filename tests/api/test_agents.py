@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from tests.agent.pems import make_pem
-from tests.conftest import make_certificate, signed_in
+from tests.conftest import signed_in
 from webapp import db
 from webapp.models import Agent, CertificateVersion, Status, utcnow
 from webapp.services import agents, certificates, tags
@@ -27,12 +27,9 @@ def _issue(app, cert_id, number=1, serial="0a"):
 
 
 @pytest.fixture
-def two(app, profile_id):
-    a = make_certificate(app, profile_id, "a.example.com")
-    b = make_certificate(app, profile_id, "b.example.com")
-    with app.app_context():
-        tags.replace(certificates.get(a), ["web-03"])
-        tags.replace(certificates.get(b), ["web-04"])
+def two(app, two):
+    """The conftest's two tagged certificates, each with an issued version."""
+    a, b = two
     _issue(app, a)
     _issue(app, b, serial="0b")
     return a, b

@@ -2,9 +2,7 @@
 404 and left out of lists, and another certificate's key is 403, never the key."""
 from __future__ import annotations
 
-import pytest
 
-from tests.conftest import make_certificate
 from webapp import db
 from webapp.models import CertificateVersion, Status, utcnow
 from webapp.services import certificates, tags
@@ -12,15 +10,6 @@ from webapp.services import certificates, tags
 from .conftest import bearer
 
 
-@pytest.fixture
-def two(app, profile_id):
-    """Two certificates: one tagged web-03, one tagged web-04."""
-    a = make_certificate(app, profile_id, "a.example.com")
-    b = make_certificate(app, profile_id, "b.example.com")
-    with app.app_context():
-        tags.replace(certificates.get(a), ["web-03"])
-        tags.replace(certificates.get(b), ["web-04"])
-    return a, b
 
 
 def _issue(app, cert_id):

@@ -76,7 +76,7 @@ def _guard():
     if verdict is not None:
         return verdict
     g.sslm_principal = principal
-    g.sslm_actor_token = audit._acting.set(principal.actor)  # every audit line: token:<name>
+    g.sslm_actor_token = audit.start_acting(principal.actor)  # every audit line: token:<name>
     return None
 
 
@@ -130,10 +130,7 @@ def _host_verdict(principal: Principal):
 def _forget_actor(_exc):
     token = g.pop("sslm_actor_token", None)
     if token is not None:
-        try:
-            audit._acting.reset(token)
-        except ValueError:  # another context (never in practice): clear it instead
-            audit._acting.set(None)
+        audit.stop_acting(token)
 
 
 @bp.after_request

@@ -10,7 +10,7 @@ import os
 import pwd
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 
 from flask import has_request_context
 from sqlalchemy import func, or_, select
@@ -37,15 +37,28 @@ def cli_actor(uid: int | None = None) -> str:
     return f"cli:{os_user(uid)}"
 
 
+def start_acting(actor: str) -> Token:
+    """Audit what follows in this context as `actor` until stop_acting(the returned token): for
+    code that cannot wrap a block, such as a request's before and teardown hooks."""
+    return _acting.set(actor)
+
+
+def stop_acting(token: Token) -> None:
+    try:
+        _acting.reset(token)
+    except ValueError:  # set in another context (never in practice): clear it instead
+        _acting.set(None)
+
+
 @contextmanager
 def acting_as(actor: str) -> Iterator[None]:
     """Audit what happens in this block (and in work it hands to threads that copy the
     context, see slots.per_ca) as `actor`."""
-    token = _acting.set(actor)
+    token = start_acting(actor)
     try:
         yield
     finally:
-        _acting.reset(token)
+        stop_acting(token)
 
 
 def current_actor() -> str:
