@@ -65,6 +65,7 @@ def test_issue_then_renew_reaches_both_nginx_and_a_revoked_token_is_told_clearly
         done = run_agent(base, secrets[name], nginx[name], tmp_path / name)
         assert done.returncode == 0, done.stderr
         assert f"installed serial {first}" in done.stderr
+        nginx[name].settled()
         assert served_serial("127.0.0.1", nginx[name].port, DOMAIN) == first
     with lab_app.app_context():
         shown = agents.for_certificate(certificates.get(shared))
@@ -83,6 +84,7 @@ def test_issue_then_renew_reaches_both_nginx_and_a_revoked_token_is_told_clearly
     for name in ("web-01", "web-02"):
         done = run_agent(base, secrets[name], nginx[name], tmp_path / name)
         assert done.returncode == 0, done.stderr
+        nginx[name].settled()
         assert served_serial("127.0.0.1", nginx[name].port, DOMAIN) == renewed, done.stderr
     with lab_app.app_context():
         assert {a.installed_serial for a in agents.for_certificate(certificates.get(shared))} == {renewed}
@@ -93,6 +95,7 @@ def test_issue_then_renew_reaches_both_nginx_and_a_revoked_token_is_told_clearly
     assert "the token was refused (401): revoked or expired" in refused.stderr
     assert "create a new one with `sslmanager token create`" in refused.stderr
     assert (nginx["web-01"].cert_dir / "privkey.pem").read_bytes() == key_before  # last good files stay
+    nginx["web-01"].settled()
     assert served_serial("127.0.0.1", nginx["web-01"].port, DOMAIN) == renewed
 
 

@@ -5,10 +5,13 @@ Pitfalls met: nginx will not start without its certificate files, so a self-sign
 placeholder (serial 1) is written first; it needs every temp path inside its prefix (-p) and
 `-e` for the error log it opens before reading the config (else /var/log/nginx); `daemon off`
 keeps it in the foreground under ManagedServer; `-s reload` is asynchronous (the master
-starts new workers with the new files a moment later), hence the agent's probe loop."""
+starts new workers with the new files a moment later), hence the agent's probe loop; and
+the old worker keeps accepting with the old certificate until it handles its QUIT, so a test
+waits for `settled()` (one worker again) before it asserts what nginx serves."""
 from __future__ import annotations
 
 import socket
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -84,6 +87,17 @@ http {{
 }}
 """)
         self._spawn([self.binary, "-p", str(wd), "-c", "nginx.conf", "-e", "error.log"])
+
+    def settled(self, timeout: float = 15) -> None:
+        """Wait until the master has one worker again: after `-s reload` the old worker keeps
+        accepting connections (with the old certificate) until it handles its QUIT, which on a
+        busy host can be seconds after the new worker started serving."""
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        deadline = time.monotonic() + timeout
+        while len(children.read_text().split()) != 1:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"nginx still has workers {children.read_text()} after {timeout} s")
+            time.sleep(0.02)
 
     def _ready(self) -> bool:
         with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):

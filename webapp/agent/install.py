@@ -186,20 +186,28 @@ def parse_target(target: str) -> tuple[str, int]:
 
 
 PROBE_STREAK = 3
+PROBE_HOLD = 0.5   # seconds the new serial must hold, spread over the streak's connections
 
 
 def probe(target: str, server_name: str, serial: str, wait: float) -> str:
     """Ask target until it serves `serial` (a reload takes a moment), for at most `wait` s;
     the pause between tries grows from 0.1 s to 2 s. Served means PROBE_STREAK connections in a
-    row: after nginx's reload an old worker may still accept a connection or two with the old
-    certificate while the new ones already serve the new."""
+    row spread over PROBE_HOLD seconds: after nginx's reload the old worker keeps accepting
+    until it gets round to its QUIT signal, which on a busy host can be after the new worker
+    has answered several connections in a row (CI caught three back-to-back ones passing)."""
     host, port = parse_target(target)
     deadline = time.monotonic() + wait
     pause = 0.1
     while True:
         try:
-            served = [served_serial(host, port, server_name) for _ in range(PROBE_STREAK)]
-            if all(s == serial.lower() for s in served):
+            served = []
+            for i in range(PROBE_STREAK):
+                if i:
+                    time.sleep(PROBE_HOLD / (PROBE_STREAK - 1))
+                served.append(served_serial(host, port, server_name))
+                if served[-1] != serial.lower():
+                    break
+            if len(served) == PROBE_STREAK and all(s == serial.lower() for s in served):
                 return f"{target} serves serial {serial}"
             old = next(s for s in served if s != serial.lower())
             last = f"{target} still serves serial {old}, not the new {serial}"
