@@ -61,6 +61,20 @@ def test_failing_certificates_need_attention_with_a_link_each(admin_client, app,
     assert "rateLimited: too many" in box and "fine.customer.test" not in box
 
 
+def test_failing_counts_each_certificate_once_the_longest_failing_first(app, profile_id):
+    """Failing is two disjoint index lookups (renewals failing since a date; Failed without
+    one): a Failed certificate with a date is counted once, and the oldest date leads."""
+    now = utcnow()
+    undated = make(app, profile_id, "undated.customer.test", status="failed")
+    dated = make(app, profile_id, "dated.customer.test", status="failed", failing_since=now - timedelta(days=1))
+    oldest = make(app, profile_id, "oldest.customer.test", status="active", failing_since=now - timedelta(days=5))
+    with app.app_context():
+        group = next(a for a in dashboard.overview(now).attention if a.key == "failing")
+        assert group.count == 3
+        assert [item.id for item in group.items] == [oldest, dated, undated]
+        assert [item.id for item in dashboard.overview(now, limit=2).attention[0].items] == [oldest, dated]
+
+
 def test_pending_for_more_than_a_day_needs_attention_but_a_recent_request_does_not(admin_client, app, profile_id):
     old = make(app, profile_id, "stuck.customer.test")
     retried = make(app, profile_id, "retried.customer.test")

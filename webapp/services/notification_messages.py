@@ -19,6 +19,23 @@ EVENTS = {
     "profile-failing": "CA profile test failing",
 }
 
+def key_for(event: str, cert: Certificate | None = None, profile: CAProfile | None = None, *,
+            days: int | None = None, now: datetime | None = None) -> str:
+    """The delivery's dedupe key: one notice per channel per key. Apart from build() so that
+    the hourly scan can tell a notice already sent without writing its text."""
+    today = f"{now or utcnow():%Y-%m-%d}"
+    key_of = {
+        "issued": lambda: f"issued:{cert.id}:{cert.serial}",
+        "renewed": lambda: f"renewed:{cert.id}:{cert.serial}",
+        "renewal-failed": lambda: f"renewal-failed:{cert.id}:{today}",
+        "failover": lambda: f"failover:{cert.id}:{cert.attempt_profile_id or cert.profile_id}:{today}",
+        "expiring": lambda: f"expiring:{cert.id}:{cert.serial}:{days}",
+        "delegation-broken": lambda: f"delegation-broken:{cert.id}:{today}",
+        "profile-failing": lambda: f"profile-failing:{profile.id}:{today}",
+    }
+    return key_of[event]()
+
+
 def _names(cert: Certificate) -> str:
     return ", ".join(domains.to_unicode(n) for n in cert.domains)
 
@@ -28,7 +45,6 @@ def build(event: str, cert: Certificate | None = None, profile: CAProfile | None
           now: datetime | None = None, dedupe_key: str | None = None) -> Message:
     """The subject, text and JSON payload of one event."""
     now = now or utcnow()
-    today = f"{now:%Y-%m-%d}"
     title = EVENTS.get(event, "Test notification")
     # A certificate shorter than 90 days had its thresholds scaled down: say hours, not "0 days".
     life = lifetimes.lifetime(cert.not_before, cert.not_after) if cert is not None else None
@@ -39,16 +55,7 @@ def build(event: str, cert: Certificate | None = None, profile: CAProfile | None
     about = _names(cert) if cert is not None else (profile.name if profile is not None else "")
     subject = f"[SSL Manager] {title}" + (f": {about}" if about else "")
     if dedupe_key is None:
-        key_of = {
-            "issued": lambda: f"issued:{cert.id}:{cert.serial}",
-            "renewed": lambda: f"renewed:{cert.id}:{cert.serial}",
-            "renewal-failed": lambda: f"renewal-failed:{cert.id}:{today}",
-            "failover": lambda: f"failover:{cert.id}:{cert.attempt_profile_id or cert.profile_id}:{today}",
-            "expiring": lambda: f"expiring:{cert.id}:{cert.serial}:{days}",
-            "delegation-broken": lambda: f"delegation-broken:{cert.id}:{today}",
-            "profile-failing": lambda: f"profile-failing:{profile.id}:{today}",
-        }
-        dedupe_key = key_of[event]()
+        dedupe_key = key_for(event, cert, profile, days=days, now=now)
     lines = [subject.removeprefix("[SSL Manager] "), ""]
     payload: dict[str, Any] = {"event": event, "title": title, "delivery": dedupe_key,
                                "at": now.isoformat(), "certificate": None, "profile": None}

@@ -16,13 +16,12 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import defer
 
 from .. import db
 from ..models import CAProfile, Certificate, NotificationChannel, NotificationSent, utcnow
 from . import addresses, audit, lifetimes
 from . import notification_senders as senders
-from .notification_messages import EVENTS, build
+from .notification_messages import EVENTS, build, key_for
 from .notification_senders import SIGNATURE_HEADER, DeliveryError, Message  # noqa: F401 (the page shows it)
 from .timeline import Timeline
 # The channels and options the page saves live in notification_channels; callers reach the
@@ -36,7 +35,6 @@ from .notification_channels import (DEFAULT_EXPIRY_DAYS, DEFAULT_PORTS, KINDS, S
 log = logging.getLogger("sslmanager.notifications")
 
 KEEP_SENT = timedelta(days=400)  # longer than any certificate's lifetime (398 days at most)
-SCAN_BATCH = 500  # certificates loaded at a time by the hourly look
 
 
 # -- sending -----------------------------------------------------------------------------------
@@ -109,15 +107,16 @@ def emit(event: str, cert: Certificate | None = None, *, profile: CAProfile | No
     targets = channels_for(event, profile.id if profile is not None else None, enabled)
     if not targets:
         return []
+    if sent is not None:  # known duplicates: no message to write, no insert to lose, no commit
+        key = key_for(event, cert, profile, days=days, now=now)
+        done = [c for c in targets if (key, c.id) in sent]
+        targets = [c for c in targets if c not in done]
+        if not targets:
+            return [Delivery(c.name, "duplicate") for c in done]
     if cert is not None and event == "renewal-failed":
         error = cert.last_error if error is None else error
         hint = cert.last_error_hint if hint is None else hint
     message = build(event, cert, profile, days=days, error=error or "", hint=hint or "", reason=reason, now=now)
-    if sent is not None:  # known duplicates: no insert to lose, no commit
-        done = [c for c in targets if (message.dedupe_key, c.id) in sent]
-        targets = [c for c in targets if c not in done]
-        if not targets:
-            return [Delivery(c.name, "duplicate") for c in done]
     s = db.session()
     s.commit()
     results = []
@@ -206,6 +205,13 @@ def will_not_renew(cert: Certificate, now: datetime) -> str:
     return ""
 
 
+def _all_sent(event: str, cert, profile: CAProfile | None, days: int | None, now: datetime, *,
+              enabled: list[NotificationChannel], sent: set[tuple[str, int]]) -> bool:
+    """Has every channel for this event had this notice already (or is there none)?"""
+    key = key_for(event, cert, profile, days=days, now=now)
+    return all((key, ch.id) in sent for ch in channels_for(event, profile.id if profile else None, enabled))
+
+
 def scan(now: datetime | None = None) -> dict[str, int]:
     """The hourly look (one node, under a lease): expiring certificates that will not renew in
     time, renewals still failing (daily), broken delegations (daily), CA profiles failing their
@@ -227,36 +233,41 @@ def scan(now: datetime | None = None) -> dict[str, int]:
     # conditions of will_not_renew, which still decides), failing renewals, broken delegations.
     # With 100,000 certificates the look once read the ~30,000 expiring within the horizon.
     c = Certificate
-    ids = list(db.session().execute(select(c.id).where(
+    columns = (c.id, c.profile_id, c.attempt_profile_id, c.status, c.auto_renew, c.serial, c.validation,
+               c.not_before, c.not_after, c.renew_at, c.failing_since, c.last_error, c.delegation_ok,
+               c.delegation_message)
+    # Plain rows, not certificate objects: on a steady hour nearly every notice was sent
+    # already, and loading 30,000 objects to learn that took most of the look. The object is
+    # loaded (and the message written) only for a notice still to send.
+    rows = db.session().execute(select(*columns).where(
         c.status.in_(("active", "failed")), c.not_after > now,
         or_(and_(c.not_after <= horizon, or_(
             c.auto_renew.is_(False), c.status != "active", c.failing_since.is_not(None),
             c.delegation_ok.is_(False), c.renew_at.is_(None), c.renew_at >= c.not_after,
             c.renew_at < now - lifetimes.OVERDUE_FLOOR)),  # the shortest grace (short-lived)
             c.failing_since.is_not(None), c.delegation_ok.is_(False)))
-        .order_by(c.id)).scalars()) if enabled else []
+        .order_by(c.id)).all() if enabled else []
     # Held here: the session's identity map keeps objects only while something refers to them.
     profiles = {p.id: p for p in db.session().execute(select(CAProfile)).scalars()} if enabled else {}
-    for start in range(0, len(ids), SCAN_BATCH):
-        # A batch at a time: each commit (a notification sent) expires every object the
-        # session holds, and 30,000 of them made each send cost seconds.
-        certs = db.session().execute(select(Certificate).options(
-            defer(Certificate.private_key), defer(Certificate.account_key), defer(Certificate.csr))
-            .where(Certificate.id.in_(ids[start:start + SCAN_BATCH])).order_by(Certificate.id)).scalars().all()
-        for cert in certs:
-            why = will_not_renew(cert, now)
-            # The days are set for 90-day certificates; a shorter one's shrink with its lifetime.
-            life = lifetimes.lifetime(cert.not_before, cert.not_after)
-            crossed = [d for d in days if cert.not_after - now <= lifetimes.scaled(timedelta(days=d), life)]
-            profile = profiles.get(cert.profile_id)
-            if why and crossed:
-                count("expiring", emit("expiring", cert, profile=profile, days=crossed[0], reason=why,
-                                       now=now, **once))
-            if cert.failing_since is not None and cert.status == "active":
-                count("renewal-failed", emit("renewal-failed", cert, profile=profile, now=now, **once))
-            if cert.delegation_ok is False:
-                count("delegation-broken", emit("delegation-broken", cert, profile=profile,
-                                                error=cert.delegation_message, now=now, **once))
+    for row in rows:
+        why = will_not_renew(row, now)
+        # The days are set for 90-day certificates; a shorter one's shrink with its lifetime.
+        life = lifetimes.lifetime(row.not_before, row.not_after)
+        crossed = [d for d in days if row.not_after - now <= lifetimes.scaled(timedelta(days=d), life)]
+        profile = profiles.get(row.profile_id)
+        due = []
+        if why and crossed:
+            due.append(("expiring", {"days": crossed[0], "reason": why}))
+        if row.failing_since is not None and row.status == "active":
+            due.append(("renewal-failed", {}))
+        if row.delegation_ok is False:
+            due.append(("delegation-broken", {"error": row.delegation_message}))
+        for event, extra in due:
+            if _all_sent(event, row, profile, extra.get("days"), now, **once):
+                count(event, [])
+                continue
+            cert = db.session().get(Certificate, row.id)
+            count(event, emit(event, cert, profile=profile, now=now, **extra, **once))
     for profile in profiles.values():
         if profile.last_test_ok is False:
             count("profile-failing", emit("profile-failing", profile=profile,
