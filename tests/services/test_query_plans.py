@@ -131,5 +131,5 @@ def test_a_search_and_a_deep_page_read_through_indexes_on_postgresql(any_db_app)
     with engine.connect() as conn:
         conn.exec_driver_sql("SET enable_seqscan = off")
         plan = "\n".join(r[0] for r in conn.exec_driver_sql(
-            "EXPLAIN SELECT id FROM sslm_certificate WHERE search_text LIKE '%h12%'"))
+            "EXPLAIN SELECT id FROM sslm_certificate WHERE search_text LIKE '%%h12%%'"))
     assert "ix_sslm_certificate_search_trgm" in plan, plan
