@@ -6,6 +6,8 @@ import os
 from flask import current_app
 from sqlalchemy.orm import scoped_session
 
+from .models import Base
+
 MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
 # Indexes a migration makes only where the database can (0018: pg_trgm's, on PostgreSQL): not
 # in the models, so a comparison of models and database leaves them out.
@@ -89,3 +91,20 @@ def schema_is_current() -> bool:
     if not state.schema_current:
         state.schema_current = current_revision() == head_revision()
     return state.schema_current
+
+
+def refresh_statistics(engine=None) -> bool:
+    """SQLite: ANALYZE our tables, so that its planner knows their sizes. Without statistics it
+    prefers any equality (status = 'active', a third of the table) over the dashboard's and the
+    scheduler's partial-index ranges: at 100,000 certificates the dashboard took 1.5-2.7 s and a
+    no-op tick 0.4-0.7 s, and 0.2-0.3 s and 0.1-0.2 s once analysed. Full ANALYZE of 100,000
+    certificates takes about 0.2 s; the scheduler runs it hourly. Only the sslm_ tables: an
+    embedding host's own are its business. PostgreSQL's autovacuum does this by itself: False."""
+    engine = engine if engine is not None else current_app.extensions["sslmanager"].engine
+    if engine.dialect.name != "sqlite":
+        return False
+    with engine.connect() as conn:
+        for table in Base.metadata.sorted_tables:
+            conn.exec_driver_sql(f'ANALYZE "{table.name}"')
+        conn.commit()
+    return True

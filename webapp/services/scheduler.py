@@ -51,6 +51,8 @@ class Scheduler:
                                 max_instances=1, coalesce=True)
         self._scheduler.add_job(self.notify_scan, "interval", hours=1, id="sslm-notify-scan",
                                 max_instances=1, coalesce=True, next_run_time=utcnow())
+        self._scheduler.add_job(self.statistics, "interval", hours=1, id="sslm-statistics",
+                                max_instances=1, coalesce=True, next_run_time=utcnow())
         self._scheduler.start()
 
     def dns_sweep(self) -> None:
@@ -79,6 +81,15 @@ class Scheduler:
             try:
                 if claims.take_lease("notify-scan", seconds=50 * 60):
                     notifications.scan()
+            finally:
+                db.session().remove()
+
+    def statistics(self) -> None:
+        """SQLite's planner statistics, refreshed (one process, hourly; see db.refresh_statistics)."""
+        with self.app.app_context():
+            try:
+                if claims.take_lease("statistics", seconds=50 * 60):
+                    db.refresh_statistics()
             finally:
                 db.session().remove()
 
