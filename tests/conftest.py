@@ -47,11 +47,21 @@ class CsrfClient(FlaskClient):
         return self.token
 
 
+def forget_claims(app) -> None:
+    """A test that leaves a certificate claimed (a holder that "died") would leave the claims
+    heartbeat thread beating into a database the test run has since stopped."""
+    beat = app.extensions["sslmanager"].extra.get("claims")
+    if beat is not None:
+        with beat.lock:
+            beat.held.clear()
+
+
 @pytest.fixture
 def app(tmp_path):
     app = make_app(tmp_path)
     app.test_client_class = CsrfClient
     yield app
+    forget_claims(app)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -62,6 +72,7 @@ def any_db_app(request, tmp_path):
         config["SSLMANAGER_DATABASE_URL"] = request.getfixturevalue("pg_database")
     app = make_app(tmp_path, **config)
     yield app
+    forget_claims(app)
     with app.app_context():
         db.session().remove()
         app.extensions["sslmanager"].engine.dispose()
