@@ -307,6 +307,7 @@ def _nest_feature_blueprints() -> None:
     # their blueprints on it, and a page-less app (a one-shot command) never loads them.
     from . import (audit, auth, ca_profiles, certificates, dashboard, dns, metrics, notifications, passkeys,
                    sso, tokens, users)
+    from . import certificate_extras  # noqa: F401  (its routes go on certificates.bp, registered below)
     for child in (dashboard.bp, ca_profiles.bp, certificates.bp, dns.bp, notifications.bp, audit.bp,
                   tokens.bp, metrics.bp, auth.bp, users.bp, passkeys.bp, sso.bp):
         bp.register_blueprint(child)

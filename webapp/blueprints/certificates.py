@@ -1,21 +1,17 @@
-"""Settings → SSL Manager → Certificates: thin views over services.certificates."""
+"""Settings → SSL Manager → Certificates: thin views over services.certificates. The page's
+secondary forms (tags, fallbacks, downloads, deploy settings) are in certificate_extras.py, on
+this same blueprint."""
 from __future__ import annotations
 
-import io
-
-from flask import (Blueprint, abort, current_app, redirect, render_template,
-                   request, send_file, url_for)
+from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 from werkzeug.exceptions import NotFound as HTTPNotFound
 
-from .. import db
 from ..crypto import KEY_TYPES, cert_info
 from ..errors import NotFound, SSLManagerError, ValidationError
 from ..models import utcnow
-from ..services import agents, audit, ca_profiles, certificates as service, delegation, domains, failover, lifetimes, persist, pipeline, tags
-from ..services import deploy as deploys
+from ..services import agents, ca_profiles, certificates as service, delegation, domains, failover, lifetimes, persist, pipeline, tags
 from ..services.inputs import page_number
 from .common import htmx
-from .auth import ask_password_again, fresh_sign_in
 from .flashes import flash
 
 bp = Blueprint("certificates", __name__, url_prefix="/certificates")
@@ -66,7 +62,7 @@ def _flash_error(exc: SSLManagerError, prefix: str = "") -> None:
     flash(f"{prefix}{text}" + (f" {exc.hint}" if exc.hint else ""), "error")
 
 
-def _cert(cert_id: int):
+def cert_or_404(cert_id: int):
     try:
         return service.get(cert_id)
     except NotFound:
@@ -107,7 +103,7 @@ def index():
 @bp.route("/<int:cert_id>/row")
 def row(cert_id: int):
     """One list row: Pending and Processing rows poll this until they are final."""
-    cert = _cert(cert_id)
+    cert = cert_or_404(cert_id)
     return render_template(T + "_row.html", c=cert, profile_names=service.profile_names({cert.profile_id}))
 
 
@@ -134,7 +130,7 @@ def new():
         except ValidationError as exc:
             errors = exc.errors
         else:
-            _flag_other_zones(cert)
+            flag_other_zones(cert)
             if values.get("create_cnames") and cert.validation == persist.CNAME:
                 for result in service.create_customer_cnames(cert):
                     flash(f"{result.name}: {result.message}", "info" if result.status in ("created", "present") else "error")
@@ -152,26 +148,12 @@ def new():
                            ), 422 if errors else 200
 
 
-def _flag_other_zones(cert) -> None:
+def flag_other_zones(cert) -> None:
     """No surprise at failover: say which fallbacks would need other CNAMEs."""
     for profile, records in service.fallback_instructions(cert):
         flash(f"Fallback {profile.name} uses the technical zone {profile.dns_zone}: failing over to it "
               f"needs {', '.join(r.name for r in records)} to point into that zone instead. Preflight "
               "checks them.", "error")
-
-
-@bp.route("/<int:cert_id>/fallbacks", methods=["POST"])
-def fallbacks(cert_id: int):
-    """Change the certificate's own fallback list (all none: its CA profile's default)."""
-    cert = _cert(cert_id)
-    try:
-        chosen = service.set_fallbacks(cert, request.form.to_dict())
-    except ValidationError as exc:
-        db.session().rollback()
-        return _detail(_cert(cert_id), exc.errors, 422)
-    flash("Fallbacks saved: " + (", ".join(p.name for p in chosen) or "none") + ".", "info")
-    _flag_other_zones(cert)
-    return redirect(url_for(".detail", cert_id=cert_id))
 
 
 @bp.route("/acme-profiles")
@@ -211,7 +193,7 @@ def _chain_subjects(chain_pem: str) -> list[str]:
     return [cert_info(part + marker).subject for part in chain_pem.split(marker) if "BEGIN CERTIFICATE" in part]
 
 
-def _detail(cert, errors: dict[str, str] | None = None, code: int = 200, template: str = "detail.html"):
+def detail_page(cert, errors: dict[str, str] | None = None, code: int = 200, template: str = "detail.html"):
     version = service.current_version(cert)
     # A revoked or expired certificate may be issued again under its own profile too.
     done = cert.status in DONE
@@ -238,18 +220,18 @@ def _detail(cert, errors: dict[str, str] | None = None, code: int = 200, templat
 
 @bp.route("/<int:cert_id>")
 def detail(cert_id: int):
-    return _detail(_cert(cert_id))
+    return detail_page(cert_or_404(cert_id))
 
 
 @bp.route("/<int:cert_id>/status")
 def status(cert_id: int):
     """The self-replacing status block: polls while Pending/Processing, stops when final."""
-    cert = _cert(cert_id)
+    cert = cert_or_404(cert_id)
     shown = request.args.get("shown", cert.status)
     if htmx and shown != cert.status:
         # The page around the block (instructions, downloads) belongs to the old status: the
         # whole page under the title is swapped in place, no reload (scroll and focus stay).
-        body, code = _detail(cert, template="_detail_body.html")
+        body, code = detail_page(cert, template="_detail_body.html")
         return body, code, {"HX-Retarget": "#cert-page", "HX-Reswap": "outerHTML"}
     return render_template(T + "_status.html", cert=cert, shown=shown, events=service.timeline(cert))
 
@@ -257,7 +239,7 @@ def status(cert_id: int):
 @bp.route("/<int:cert_id>/cnames")
 def cname_checks(cert_id: int):
     """The live check of each _acme-challenge CNAME (loaded after the page: it asks DNS)."""
-    cert = _cert(cert_id)
+    cert = cert_or_404(cert_id)
     checks, problem, started = [], "", False
     if cert.status == "pending":
         try:
@@ -276,7 +258,7 @@ def cname_checks(cert_id: int):
 @bp.route("/<int:cert_id>/instructions")
 def instructions(cert_id: int):
     """A printable page for the domain owner: the records and what to do, no navigation."""
-    cert = _cert(cert_id)
+    cert = cert_or_404(cert_id)
     return render_template(T + "instructions.html", cert=cert, instructions=service.instructions(cert),
                            persist_records=service.persist_instructions(cert))
 
@@ -286,7 +268,7 @@ def instructions(cert_id: int):
 @bp.route("/<int:cert_id>/check", methods=["POST"])
 def check(cert_id: int):
     """Check now: the CNAMEs, and when they all resolve, start issuing in the background."""
-    cert = _cert(cert_id)
+    cert = cert_or_404(cert_id)
     if cert.status != "pending":
         flash(f"Nothing to check: the certificate is {STATUS_LABELS[cert.status]}.", "info")
     elif pipeline.check_cnames(cert):
@@ -301,7 +283,7 @@ def check(cert_id: int):
 @bp.route("/<int:cert_id>/renew", methods=["POST"])
 def renew(cert_id: int):
     """Renew now: a new version in the background, within the per-CA bound."""
-    cert = _cert(cert_id)
+    cert = cert_or_404(cert_id)
     _flash_renewals(pipeline.renew_now([cert.id], reason="requested on its page"))
     return redirect(url_for(".detail", cert_id=cert_id))
 
@@ -336,21 +318,9 @@ def _flash_renewals(results: dict[int, str]) -> None:
             for i, status in others.items()) + ".", "error")
 
 
-@bp.route("/<int:cert_id>/tags", methods=["POST"])
-def set_tags(cert_id: int):
-    """The tags field on the certificate's page: replaces them all."""
-    cert = _cert(cert_id)
-    try:
-        tags.replace(cert, tags.parse(request.form.get("tags", "")))
-    except ValidationError as exc:
-        return _detail(cert, exc.errors, 422)
-    flash("Tags saved.", "info")
-    return redirect(url_for(".detail", cert_id=cert_id))
-
-
 @bp.route("/<int:cert_id>/csr", methods=["POST"])
 def csr(cert_id: int):
-    cert = service.generate_csr(_cert(cert_id))
+    cert = service.generate_csr(cert_or_404(cert_id))
     flash(f"A new {KEY_TYPES[cert.key_type]} key and CSR were made. Request the certificate when ready.", "info")
     return redirect(url_for(".detail", cert_id=cert_id))
 
@@ -358,86 +328,30 @@ def csr(cert_id: int):
 @bp.route("/<int:cert_id>/request", methods=["POST"], endpoint="request")
 def request_certificate(cert_id: int):
     """Request (from Draft or CSR) or Retry (from Failed)."""
-    _request(_cert(cert_id))
+    _request(cert_or_404(cert_id))
     return redirect(url_for(".detail", cert_id=cert_id))
-
-
-def _file_stem(cert) -> str:
-    return cert.common_name.replace("*", "_")
-
-
-@bp.route("/<int:cert_id>/download/<filename>", methods=["GET", "POST"])
-def download(cert_id: int, filename: str):
-    """cert.pem, chain.pem, fullchain.pem or privkey.pem of the current (or ?version=N) version.
-    POST: the password asked again before privkey.pem (fresh_sign_in's form)."""
-    if filename not in DOWNLOADS:
-        abort(404)
-    if filename == "privkey.pem":
-        return _private_key(cert_id, filename)
-    return _download(cert_id, filename)
-
-
-@fresh_sign_in
-def _private_key(cert_id: int, filename: str):
-    return _download(cert_id, filename)
-
-
-def _download(cert_id: int, filename: str):
-    cert = _cert(cert_id)
-    version = None
-    number = request.args.get("version", type=int)
-    if number is not None:
-        version = next((v for v in service.versions(cert) if v.number == number), None)
-        if version is None:
-            abort(404)
-    body = service.export_files(cert, version)[filename]
-    if filename == "privkey.pem":
-        audit.record("private key downloaded", "certificate", cert.id, ", ".join(cert.domains))
-        db.session().commit()
-    return _attachment(body.encode(), "application/x-pem-file", f"{_file_stem(cert)}-{filename}")
-
-
-@bp.route("/<int:cert_id>/pkcs12", methods=["POST"])
-@fresh_sign_in
-def pkcs12(cert_id: int):
-    cert = _cert(cert_id)
-    try:
-        data = service.export_pkcs12(cert, request.form.get("password", ""),
-                                     legacy=request.form.get("encryption") == "legacy")
-    except ValidationError as exc:
-        return _detail(cert, exc.errors, 422)
-    audit.record("PKCS#12 downloaded", "certificate", cert.id, ", ".join(cert.domains))
-    db.session().commit()
-    return _attachment(data, "application/x-pkcs12", f"{_file_stem(cert)}.p12")
-
-
-def _attachment(data: bytes, mimetype: str, name: str):
-    """A download that no cache keeps (certificates and keys)."""
-    response = send_file(io.BytesIO(data), mimetype=mimetype, as_attachment=True, download_name=name)
-    response.headers["Cache-Control"] = "no-store"
-    return response
 
 
 @bp.route("/<int:cert_id>/revoke", methods=["POST"])
 def revoke(cert_id: int):
-    cert = _cert(cert_id)
+    cert = cert_or_404(cert_id)
     reason = request.form.get("reason", -1, type=int)
     try:
         service.revoke(cert, reason)
     except ValidationError as exc:
-        return _detail(cert, exc.errors, 422)
+        return detail_page(cert, exc.errors, 422)
     flash(f"Revoked at the CA ({service.REVOCATION_REASONS[reason]}): {_names(cert)}.", "info")
     return redirect(url_for(".detail", cert_id=cert_id))
 
 
 @bp.route("/<int:cert_id>/delete", methods=["POST"])
 def delete(cert_id: int):
-    cert = _cert(cert_id)
+    cert = cert_or_404(cert_id)
     names, was_active = _names(cert), cert.status == "active"
     try:
         service.delete(cert, request.form.get("confirm", ""))
     except ValidationError as exc:
-        return _detail(cert, exc.errors, 422)
+        return detail_page(cert, exc.errors, 422)
     flash(f"Certificate for {names} deleted."
           + (" It was not revoked: it stays valid at the CA until it expires." if was_active else ""), "info")
     return redirect(url_for(".index"))
@@ -446,16 +360,16 @@ def delete(cert_id: int):
 @bp.route("/<int:cert_id>/reissue", methods=["POST"])
 def reissue(cert_id: int):
     """Migration to another CA profile: a new certificate for the same names, requested now."""
-    cert = _cert(cert_id)
+    cert = cert_or_404(cert_id)
     profile_id = request.form.get("profile_id", 0, type=int)
     if profile_id == cert.profile_id and cert.status not in DONE:
-        return _detail(cert, {"reissue_profile_id": "Choose another CA profile than the current one."}, 422)
+        return detail_page(cert, {"reissue_profile_id": "Choose another CA profile than the current one."}, 422)
     try:
         new_cert = service.reissue_under(cert, profile_id)
     except NotFound:
-        return _detail(cert, {"reissue_profile_id": "Choose a CA profile."}, 422)
+        return detail_page(cert, {"reissue_profile_id": "Choose a CA profile."}, 422)
     except ValidationError as exc:
-        return _detail(cert, {"reissue_profile_id": " ".join(exc.errors.values())}, 422)
+        return detail_page(cert, {"reissue_profile_id": " ".join(exc.errors.values())}, 422)
     profile = ca_profiles.get(new_cert.profile_id)
     if cert.status in DONE:
         flash(f"New certificate #{new_cert.id} for the same names under {profile.name} (#{cert.id} is "
@@ -466,42 +380,3 @@ def reissue(cert_id: int):
               "info")
     _request(new_cert)
     return redirect(url_for(".detail", cert_id=new_cert.id))
-
-
-# -- the deploy settings (the partial on the detail page) --------------------------------------
-
-@bp.route("/<int:cert_id>/deploy", methods=["GET", "POST"])
-def deploy(cert_id: int):
-    """Save the deploy fields; with action=run, deploy the current version now."""
-    try:
-        cert = service.get(cert_id)
-    except NotFound:
-        abort(404)
-    context = {"cert": cert, "deploy_errors": {}, "deploy_values": None}
-    if request.method == "POST":
-        # The directory gets privkey.pem and the command runs as the service user: both reach
-        # the key, so saving asks the password again like a key download.
-        asked = ask_password_again()
-        if asked:
-            return asked
-        values = request.form.to_dict()
-        try:
-            deploys.update_settings(cert, values)
-        except ValidationError as exc:
-            context.update(deploy_errors=exc.errors, deploy_values=values)
-        else:
-            message = "Deploy settings saved."
-            if values.get("action") == "run":
-                result = deploys.run(cert)
-                message += (" Nothing to deploy: fill in at least one field." if result is None else
-                            f" Deployed: {result.message}" if result.ok else f" Deploy failed: {result.message}")
-            category = "error" if values.get("action") == "run" and cert.deploy_last_ok is False else "info"
-            if not htmx:
-                flash(message, category)
-                return redirect(url_for("sslmanager.certificates.detail", cert_id=cert.id) + "#deploy")
-            context["deploy_notice"] = (message, category)
-    context["version"] = service.current_version(cert)
-    if htmx:
-        return render_template("sslmanager/certificates/_deploy.html", **context)
-    code = 422 if context["deploy_errors"] else 200
-    return render_template("sslmanager/certificates/deploy.html", **context), code
