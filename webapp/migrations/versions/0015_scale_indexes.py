@@ -13,7 +13,7 @@ down_revision = '0012'
 branch_labels = None
 depends_on = None
 
-# As in models.py (SERVING, AUTO_RENEWING): the queries repeat these conditions word for word.
+# As in models/certificates.py (SERVING, AUTO_RENEWING): the queries repeat these conditions word for word.
 SERVING = sa.text("status NOT IN ('revoked', 'expired')")
 AUTO_RENEWING = sa.text("status = 'active' AND auto_renew = true")
 
