@@ -142,7 +142,8 @@ def populate(app, certs: int, seed: int = 7) -> dict:
                 "delegation_ok": (i % 113 != 0) if status == "active" else None,
                 "delegation_message": "_acme-challenge CNAME points elsewhere" if status == "active" and i % 113 == 0 else "",
                 "next_run_at": now + timedelta(minutes=rnd.randint(1, 60)) if status in ("pending", "processing") else None,
-                "created_at": now - timedelta(days=rnd.randint(0, 400)),
+                "created_at": (created := now - timedelta(days=rnd.randint(0, 400))),
+                "pending_since": created if status == "pending" else None,
             })
         s.execute(insert(Certificate), rows)
         s.commit()

@@ -1,11 +1,13 @@
 """Models and migrations on SQLite and on real PostgreSQL."""
 from __future__ import annotations
 
+from datetime import datetime
+
 import sqlalchemy as sa
 
 from tests.conftest import make_app
 from webapp import db
-from webapp.models import Base, CAProfile
+from webapp.models import Base, CAProfile, Certificate
 
 
 def test_migrations_reach_head_and_match_the_models(any_db_app):
@@ -234,3 +236,32 @@ def test_migration_0007_keeps_every_row_and_counts_past_ids_the_audit_log_names(
                 schema = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = "
                                               "'sslm_certificate'").scalar()
                 assert "AUTOINCREMENT" in schema
+
+
+def test_migration_0019_dates_pending_certificates_from_their_timeline(any_db_app):
+    """pending_since for rows made before it: the latest "pending: waiting" line, else creation."""
+    from alembic import command  # only this test goes down a revision
+    with any_db_app.app_context():
+        engine = any_db_app.extensions["sslmanager"].engine
+    cfg = db._alembic_config()
+    with engine.connect() as conn:  # back to the schema before the column, as an older version left it
+        conn.exec_driver_sql("PRAGMA foreign_keys=OFF") if conn.dialect.name == "sqlite" else None
+        conn.commit()
+        with conn.begin():
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0018")
+    from webapp.models import TimelineEvent
+    day = lambda text: datetime.fromisoformat(text + "T00:00:00+00:00")  # noqa: E731
+    with engine.begin() as conn:  # Core inserts name only the columns 0018 has
+        profile = conn.execute(sa.insert(CAProfile.__table__).values(name="P", module="custom")).inserted_primary_key[0]
+        ids = [conn.execute(sa.insert(Certificate.__table__).values(
+            profile_id=profile, domains=["x.test"], common_name="x.test", search_text="x.test", status=status,
+            created_at=day("2026-01-01"))).inserted_primary_key[0] for status in ("pending", "pending", "active")]
+        conn.execute(sa.insert(TimelineEvent.__table__), [
+            {"certificate_id": cid, "at": day(at), "level": "info",
+             "message": "pending: waiting for the _acme-challenge CNAMEs"}
+            for cid, at in ((ids[0], "2026-03-01"), (ids[0], "2026-02-01"), (ids[2], "2026-03-01"))])
+    with any_db_app.app_context():
+        db.upgrade()
+        got = {c.id: c.pending_since for c in db.session().execute(sa.select(Certificate)).scalars()}
+    assert got[ids[0]] == day("2026-03-01") and got[ids[1]] == day("2026-01-01") and got[ids[2]] is None

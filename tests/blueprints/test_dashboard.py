@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from tests.lab.servers import TECH_ZONE
 from tests.conftest import make_certificate as make
 from webapp import db
-from webapp.models import CAProfile, Certificate, TimelineEvent, utcnow
+from webapp.models import CAProfile, Certificate, utcnow
 from webapp.services import ca_profiles, certificates, claims, dashboard
 
 
@@ -83,15 +83,15 @@ def test_pending_for_more_than_a_day_needs_attention_but_a_recent_request_does_n
         for cert_id in (old, retried, fresh):
             certificates.request(certificates.get(cert_id))
         two_days_ago = utcnow() - timedelta(days=2)
-        # `old` was created and requested two days ago; `retried` was created then but
-        # re-requested (entered Pending again) an hour ago; `fresh` is new.
+        # `old` was created and requested two days ago; `retried` too, but it failed and was
+        # retried (entered Pending again) just now; `fresh` is new.
         db.session().execute(update(Certificate).where(Certificate.id.in_((old, retried)))
-                             .values(created_at=two_days_ago))
-        db.session().execute(update(TimelineEvent).where(TimelineEvent.certificate_id == old)
-                             .values(at=two_days_ago))
-        db.session().execute(update(TimelineEvent).where(TimelineEvent.certificate_id == retried)
-                             .values(at=utcnow() - timedelta(hours=1)))
+                             .values(created_at=two_days_ago, pending_since=two_days_ago))
         db.session().commit()
+    with app.app_context():
+        db.session().execute(update(Certificate).where(Certificate.id == retried).values(status="failed"))
+        db.session().commit()
+        certificates.request(certificates.get(retried))
     box = section(text(admin_client.get("/")), "attention-pending")
     assert f'href="/certificates/{old}"' in box
     assert f'href="/certificates/{retried}"' not in box and f'href="/certificates/{fresh}"' not in box
@@ -206,7 +206,8 @@ def test_the_dashboard_costs_the_same_queries_with_10000_certificates(admin_clie
                 {"profile_id": profile_id, "domains": [f"h{i}.customer.test"], "common_name": f"h{i}.customer.test",
                  "status": statuses[i % 6], "auto_renew": i % 7 != 0, "not_after": now + timedelta(days=1 + i % 120),
                  "renew_at": now + timedelta(days=1 + i % 80), "delegation_ok": i % 50 != 0,
-                 "created_at": now - timedelta(days=i % 4)} for i in numbers])
+                 "created_at": now - timedelta(days=i % 4), "pending_since": now - timedelta(days=i % 4)}
+                for i in numbers])
             db.session().commit()
 
     def record(conn, cursor, statement, *args):
@@ -255,9 +256,7 @@ def test_the_dashboard_figures_are_the_same_on_postgresql(tmp_path, pg_database)
         with app.app_context():
             certificates.request(certificates.get(stuck))
             db.session().execute(update(Certificate).where(Certificate.id == stuck)
-                                 .values(created_at=now - timedelta(days=3)))
-            db.session().execute(update(TimelineEvent).where(TimelineEvent.certificate_id == stuck)
-                                 .values(at=now - timedelta(days=3)))
+                                 .values(created_at=now - timedelta(days=3), pending_since=now - timedelta(days=3)))
             db.session().commit()
             figures = dashboard.overview(now)
             counts, weeks = figures.counts, figures.weeks

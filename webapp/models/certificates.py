@@ -52,6 +52,8 @@ class Certificate(Base):
     __tablename__ = "sslm_certificate"
     __table_args__ = (
         Index("ix_sslm_certificate_status_next", "status", "next_run_at"),
+        # "Pending for more than a day" on the dashboard: a range of this index.
+        Index("ix_sslm_certificate_status_pending", "status", "pending_since"),
         # The dashboard's expiry weeks and "expiring without renewal", and its renewal weeks:
         # range counts over these read the index alone (no pass over 100,000 wide rows).
         Index("ix_sslm_certificate_serving", "not_after", "auto_renew",
@@ -90,6 +92,8 @@ class Certificate(Base):
     renew_reason: Mapped[str] = mapped_column(Text, default="")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    # When it last entered Pending (a retry re-enters it): the dashboard's "pending too long".
+    pending_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     claimed_by: Mapped[str] = mapped_column(String(64), default="")
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Delegation watch: does _acme-challenge still point into the technical zone?

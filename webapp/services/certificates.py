@@ -134,6 +134,7 @@ def request(cert: Certificate) -> Certificate:
     if cert.status != Status.CSR:
         raise Conflict(f"The certificate is {cert.status}; only a certificate with a CSR can be requested.")
     cert.status, cert.next_run_at, cert.attempts = Status.PENDING, utcnow(), 0
+    cert.pending_since = cert.next_run_at
     cert.last_error = cert.last_error_hint = ""
     cert.failing_since = None
     Timeline(cert)("pending: waiting for the _validation-persist records"

@@ -5,12 +5,12 @@ the page costs about the same with ten certificates or a hundred thousand."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from sqlalchemy import and_, exists, extract, func, literal, or_, select
 
 from .. import db
-from ..models import AUTO_RENEWING, SERVING, CAProfile, Certificate, TechZone, TimelineEvent, UTCDateTime, utcnow
+from ..models import AUTO_RENEWING, SERVING, CAProfile, Certificate, TechZone, UTCDateTime, utcnow
 from . import claims
 
 ATTENTION_LIMIT = 10          # rows listed per category; the count says how many in all
@@ -20,8 +20,6 @@ TIMELINE_DAYS = 90
 # When every certificate still serving lives less than this many days (a fleet of short-lived
 # certificates), the chart counts per day over that span instead of per week over 90 days.
 SHORT_TIMELINE_DAYS = 14
-# certificates.request() writes this timeline line each time a certificate enters Pending.
-PENDING_MARK = "pending: waiting%"
 
 
 @dataclass
@@ -82,15 +80,6 @@ CATEGORIES = (
 )
 
 
-def _pending_since():
-    """When a Pending certificate last entered Pending (a retry re-enters it), else its creation."""
-    c = Certificate
-    entered = (select(func.max(TimelineEvent.at))
-               .where(TimelineEvent.certificate_id == c.id, TimelineEvent.message.like(PENDING_MARK))
-               .correlate(c).scalar_subquery())
-    return func.coalesce(entered, c.created_at)
-
-
 def conditions(now: datetime) -> dict:
     c = Certificate
     cutoff = now - PENDING_TOO_LONG
@@ -98,8 +87,8 @@ def conditions(now: datetime) -> dict:
         # Failing or failed, as two disjoint parts each answered by its own index (an OR made
         # SQLite read every row; an IN over their UNION made PostgreSQL hash-join the table).
         "failing": (c.failing_since.is_not(None), and_(c.status == "failed", c.failing_since.is_(None))),
-        # created_at first: only certificates older than the cutoff need the timeline lookup.
-        "pending": and_(c.status == "pending", c.created_at < cutoff, _pending_since() < cutoff),
+        # pending_since: when it last entered Pending (certificates.request sets it).
+        "pending": and_(c.status == "pending", c.pending_since < cutoff),
         "delegation": c.delegation_ok.is_(False),
         # SERVING word for word: the count reads the partial index (not_after, auto_renew) first.
         "expiring": and_(SERVING, c.auto_renew.is_(False), c.not_after >= now,
@@ -194,10 +183,9 @@ def _items(key: str, cond, now: datetime, limit: int) -> list[AttentionItem]:
         return [AttentionItem(r.id, r.common_name, _short(r.last_error) or
                               ("renewals failing" if r.status == "active" else r.status), r.failing_since) for r in rows]
     if key == "pending":
-        since = _pending_since().label("since")
-        rows = s.execute(select(c.id, c.common_name, c.last_error, since).where(cond)
-                         .order_by(since, c.id).limit(limit))
-        return [AttentionItem(r.id, r.common_name, _short(r.last_error) or "waiting for the CNAME", _aware(r.since))
+        rows = s.execute(select(c.id, c.common_name, c.last_error, c.pending_since).where(cond)
+                         .order_by(c.pending_since, c.id).limit(limit))
+        return [AttentionItem(r.id, r.common_name, _short(r.last_error) or "waiting for the CNAME", r.pending_since)
                 for r in rows]
     if key == "delegation":
         rows = s.execute(select(c.id, c.common_name, c.delegation_message, c.delegation_checked_at).where(cond)
@@ -246,12 +234,3 @@ def profile_count() -> int:
 def _short(text: str | None, limit: int = 160) -> str:
     text = (text or "").strip()
     return text if len(text) <= limit else text[:limit - 1] + "…"
-
-
-def _aware(value):
-    """A datetime from a raw SQL expression (SQLite hands back a naive value or a string)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)

@@ -82,6 +82,7 @@ def recheck_dns(cert: Certificate) -> bool:
                                       step="CNAME check", hint=" ".join(f for _, f in bad if f)))
     else:
         cert.status = Status.PENDING
+        cert.pending_since = cert.pending_since or utcnow()  # it was requested before: keep that time
         check_cnames(cert)
     return False
 
