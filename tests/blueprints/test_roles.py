@@ -42,7 +42,7 @@ SPEC = {
     "users.revoke_sessions": (None, A), "users.settings": (None, A),
 }
 PUBLIC = {"static", "healthz", "auth.login", "auth.login_code", "auth.logout", "passkeys.login_options",
-          "passkeys.login", "sso.start", "sso.callback"}
+          "passkeys.login", "passkeys.sign_in_options", "passkeys.sign_in", "sso.start", "sso.callback"}
 MISSING = 999_999  # ids name nothing: an allowed request reaches the view and gets its 404
 
 

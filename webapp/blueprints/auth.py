@@ -69,12 +69,14 @@ def login():
                             next=request.args.get("next")), status, headers)
 
 
-def complete_sign_in(admin, next_url: str | None = None, id_token: str | None = None):
-    """Sign in after every factor passed: a new session, an audit line, on to ?next=."""
+def complete_sign_in(admin, next_url: str | None = None, id_token: str | None = None, how: str = ""):
+    """Sign in after every factor passed: a new session, an audit line (saying `how`: "single
+    sign-on", "passkey"), on to ?next=."""
     start_session(admin)  # a new session row and token: nothing from before carries over
     if id_token:
         session[ID_TOKEN_KEY] = id_token
-    audit.record("signed in", "admin", admin.id, "single sign-on" if id_token else "", actor=admin.username)
+    audit.record("signed in", "admin", admin.id, how or ("single sign-on" if id_token else ""),
+                 actor=admin.username)
     db.session().commit()
     return redirect(safe_next(next_url or request.args.get("next")))
 
