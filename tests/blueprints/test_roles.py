@@ -19,7 +19,7 @@ SPEC = {
     "dashboard.index": (V, None), "audit.index": (V, None), "metrics.metrics": (V, None),
     "auth.password": (V, V), "auth.sessions_page": (V, None), "auth.revoke_session": (None, V),
     "auth.totp": (V, V), "auth.totp_disable": (None, V), "passkeys.account": (V, V),
-    "passkeys.register_options": (None, V), "passkeys.register": (None, V),
+    "passkeys.register_options": (None, V), "passkeys.register": (None, V), "sso.resume": (V, None),
     "ca_profiles.index": (V, None), "ca_profiles.new": (A, A), "ca_profiles.edit": (A, A),
     "ca_profiles.duplicate": (None, A), "ca_profiles.delete": (None, A), "ca_profiles.test": (None, A),
     "certificates.index": (V, None), "certificates.detail": (V, None), "certificates.row": (V, None),
