@@ -52,7 +52,8 @@ def register():
         key = service.register(current_admin(), str(body.get("credential", "")), str(body.get("name", "")))
     except ValidationError as exc:
         return jsonify(error=exc.errors["passkey"]), 422
-    flash(f"Passkey “{key.name}” added: sign-in asks for it after the password.", "info")
+    flash(f"Passkey “{key.name}” added: sign-in asks for it after the password, or "
+          "use it alone with “Sign in with a passkey”.", "info")
     return jsonify(redirect=url_for(".account"))
 
 

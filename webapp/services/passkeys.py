@@ -161,7 +161,7 @@ def sign_in(credential: str, address: str) -> Admin:
     credential or user handle, a bad signature, no user verification, a counter gone backwards,
     a disabled user) raises SignInRefused with one message and counts in the sign-in throttle
     for this address; auth.RateLimited when the address must wait. The policy on local sign-in
-    (`allowed_without_password`) has its own message and is not counted: the key was right."""
+    (`refusal_without_password`) has its own message and is not counted: the key was right."""
     address = address[:auth.ADDRESS_MAX]
     auth.check_throttle(SIGN_IN_THROTTLE, address)
     found = _discoverable(_challenge("sign-in", None), _json(credential))
