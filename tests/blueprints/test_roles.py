@@ -19,7 +19,7 @@ SPEC = {
     "dashboard.index": (V, None), "audit.index": (V, None), "metrics.metrics": (V, None),
     "auth.password": (V, V), "auth.sessions_page": (V, None), "auth.revoke_session": (None, V),
     "auth.totp": (V, V), "auth.totp_disable": (None, V), "passkeys.account": (V, V),
-    "passkeys.register_options": (None, V), "passkeys.register": (None, V),
+    "passkeys.register_options": (None, V), "passkeys.register": (None, V), "sso.resume": (V, None),
     "ca_profiles.index": (V, None), "ca_profiles.new": (A, A), "ca_profiles.edit": (A, A),
     "ca_profiles.duplicate": (None, A), "ca_profiles.delete": (None, A), "ca_profiles.test": (None, A),
     "certificates.index": (V, None), "certificates.detail": (V, None), "certificates.row": (V, None),
@@ -42,7 +42,7 @@ SPEC = {
     "users.revoke_sessions": (None, A), "users.settings": (None, A),
 }
 PUBLIC = {"static", "healthz", "auth.login", "auth.login_code", "auth.logout", "passkeys.login_options",
-          "passkeys.login", "sso.start", "sso.callback"}
+          "passkeys.login", "passkeys.sign_in_options", "passkeys.sign_in", "sso.start", "sso.callback"}
 MISSING = 999_999  # ids name nothing: an allowed request reaches the view and gets its 404
 
 

@@ -2,22 +2,26 @@
 with the app served by waitress: the code flow with PKCE signs vera in as a viewer and otto as
 an operator; a stranger in no mapped group is refused and no user is made; a wrong state, a
 tampered or expired ID token and one for another audience are refused; failed callbacks count
-in the sign-in throttle; sign-out ends the session and goes on to the provider's logout."""
+in the sign-in throttle; sign-out ends the session and goes on to the provider's logout; a
+PKCS#12 export asked again after the re-authentication window goes through the provider and
+continues with its password."""
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
 import secrets
+from datetime import timedelta
 from urllib.parse import parse_qs, urljoin, urlparse
 
 import pytest
 import requests
 
-from tests.live import Browser, served
+from tests.live import Browser, make_certificate, served
 from webapp import db
-from webapp.models import Admin
-from webapp.services import oidc
+from webapp.models import Admin, utcnow
+from webapp.services import auth, oidc
 from webapp.services.auth import create_admin
 
 ROLES = {"ssl-viewers": "viewer", "ssl-operators": "operator"}
@@ -120,6 +124,41 @@ def test_passwords_off_refuses_all_but_the_break_glass_admin(app, sso):
         db.session().remove()
     assert Browser(base).login("local", "a long local password").status_code == 403
     assert Browser(base).login("root", "the break-glass password").status_code == 302
+
+
+def test_an_sso_user_asked_again_for_a_pkcs12_signs_in_at_the_provider_and_continues(app, sso, monkeypatch):
+    base, _provider = sso
+    cert_id = make_certificate(app)
+    at = [utcnow()]
+    monkeypatch.setattr(auth, "now", lambda: at[0])  # the clock every session decision reads
+    browser = Browser(base)
+    assert through_provider(browser, f"{base}/login/sso", "otto").status_code == 302
+    at[0] += timedelta(minutes=app.config["SSLMANAGER_REAUTH_MINUTES"] + 1)
+
+    asked = browser.form(f"/certificates/{cert_id}/pkcs12", {"password": "p12 export secret"},
+                         page=f"/certificates/{cert_id}")
+    assert asked.status_code == 401 and "then continue where you were" in asked.text
+    def session_cookie() -> str:  # decoded (it is signed and may be compressed, not encrypted)
+        return json.dumps(app.session_interface.get_signing_serializer(app).loads(browser.cookies["session"]))
+
+    assert "enc1:" in session_cookie() and "p12 export secret" not in session_cookie()
+    again = html.unescape(re.search(r'href="([^"]+)" id="sso-again"', asked.text).group(1))
+    to_provider = browser.get(urljoin(base, again), allow_redirects=False)
+    query = parse_qs(urlparse(to_provider.headers["Location"]).query)
+    assert query["prompt"] == ["login"] and query["max_age"] == ["0"]  # the provider must ask again
+    back = through_provider(browser, urljoin(base, again), "otto")
+    assert back.status_code == 302 and back.headers["Location"] == "/login/sso/continue"
+    assert "enc1:" in session_cookie() and "p12 export secret" not in session_cookie()
+
+    page = browser.get(f"{base}/login/sso/continue")
+    assert page.status_code == 200 and "Signed in again" in page.text
+    form = re.search(r'<form method="post" action="([^"]+)" id="continue-form">(.*?)</form>', page.text, re.S)
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', form.group(2)))
+    resp = browser.post(urljoin(base, html.unescape(form.group(1))), data=fields)
+    assert resp.status_code == 200 and resp.headers["Content-Type"] == "application/x-pkcs12"
+    from cryptography.hazmat.primitives.serialization import pkcs12
+    assert pkcs12.load_pkcs12(resp.content, b"p12 export secret").key is not None
+    assert browser.get(f"{base}/login/sso/continue").status_code == 410  # once
 
 
 # -- the ID token's checks, on real tokens from the provider ------------------------------------

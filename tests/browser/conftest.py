@@ -209,7 +209,7 @@ def sign_in(page) -> None:
     page.goto("/login")
     page.get_by_label("Username").fill(ADMIN[0])
     page.get_by_label("Password").fill(ADMIN[1])
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
     expect(page.get_by_role("heading", name="Dashboard", level=1)).to_be_visible()
 
 

@@ -105,7 +105,7 @@ def test_the_journey_to_the_cname_instructions_at_375_px_and_by_keyboard_only(mo
     assert_accessible(page, f"sign-in page ({mode})")
     user.fill(page.get_by_label("Username"), ADMIN[0])
     user.fill(page.get_by_label("Password"), ADMIN[1])
-    user.press(page.get_by_role("button", name="Sign in"))
+    user.press(page.get_by_role("button", name="Sign in", exact=True))
     expect(page.get_by_role("heading", name="Dashboard", level=1)).to_be_visible()
 
     # -- a CA profile for Pebble ------------------------------------------------------------

@@ -19,7 +19,7 @@ def sign_in_as(page, username: str, password: str) -> None:
     page.goto("/login")
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
 
 
 def test_an_admin_makes_a_viewer_who_sees_and_reaches_only_what_it_may(page, new_page, live_server):
@@ -70,11 +70,11 @@ def test_totp_enrolment_then_sign_in_with_a_code(new_page, live_server):
     expect(page.get_by_label("Code from your authenticator app")).to_be_visible()
     assert_accessible(page, "two-factor sign-in")
     page.get_by_label("Code from your authenticator app").fill("000000" if pyotp.TOTP(secret).at(time.time() + 30) != "000000" else "111111")
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
     expect(page.locator("#login-error")).to_have_text("Wrong code.")
     # The enrolment used this 30-second step's code; the next step's is accepted (clock drift).
     page.get_by_label("Code from your authenticator app").fill(pyotp.TOTP(secret).at(time.time() + 30))
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
     expect(page.get_by_role("heading", name="Dashboard", level=1)).to_be_visible()
 
 
@@ -120,3 +120,61 @@ def test_a_passkey_as_second_factor_with_chromiums_virtual_authenticator(browser
     finally:
         context.close()
     console.assert_clean()
+
+
+def test_a_passkey_alone_signs_in_and_a_disabled_user_is_refused(browser, live_server, console):
+    """Password-less: a passkey made on the account page (Chromium's virtual authenticator keeps
+    it as a discoverable credential, with user verification) is all the sign-in needs."""
+    from tests.browser.conftest import CSP_WATCH, DESKTOP
+    from webapp import db
+    from webapp.models import Admin, AuditEvent
+    from webapp.services.auth import create_admin
+    with live_server.app.app_context():
+        create_admin("ops-pax", "pax's long password", role="operator")
+        db.session().remove()
+    context = browser.new_context(base_url=live_server.url.replace("127.0.0.1", "localhost"), viewport=DESKTOP)
+    context.set_default_timeout(10_000)
+    context.add_init_script(CSP_WATCH)
+    try:
+        page = context.new_page()
+        console.watch(page)
+        cdp = context.new_cdp_session(page)
+        cdp.send("WebAuthn.enable")
+        cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
+            "protocol": "ctap2", "transport": "internal", "hasResidentKey": True,
+            "hasUserVerification": True, "isUserVerified": True}})
+        sign_in_as(page, "ops-pax", "pax's long password")
+        page.goto("/account/passkeys")
+        page.get_by_label("Name of the new passkey").fill("laptop")
+        page.get_by_role("button", name="Add a passkey").click()
+        expect(page.locator("#passkeys")).to_contain_text("laptop")
+        page.get_by_role("button", name="Sign out").click()
+
+        expect(page.get_by_role("button", name="Sign in with a passkey")).to_be_visible()
+        assert_accessible(page, "login page with passkeys")
+        page.get_by_role("button", name="Sign in with a passkey").click()  # no username, no password
+        expect(page.get_by_role("heading", name="Dashboard", level=1)).to_be_visible()
+        page.get_by_role("button", name="Sign out").click()
+
+        with live_server.app.app_context():
+            signed = db.session().query(AuditEvent).filter_by(action="signed in", summary="passkey").one()
+            assert signed.actor == "ops-pax"
+            db.session().query(Admin).filter_by(username="ops-pax").one().disabled = True
+            db.session().commit()
+            db.session().remove()
+        page.get_by_role("button", name="Sign in with a passkey").click()
+        expect(page.locator("#passkey-error")).to_have_text("The passkey was not accepted.")
+        expect(page.get_by_role("button", name="Sign in with a passkey")).to_be_enabled()
+        assert page.context.request.get("/", max_redirects=0).status == 302
+    finally:
+        context.close()
+    console.assert_clean()
+
+
+def test_without_webauthn_the_login_page_is_the_password_form(new_page, live_server):
+    """Progressive enhancement: where the browser has no WebAuthn, no passkey button shows."""
+    page = new_page()
+    page.add_init_script("delete window.PublicKeyCredential;")
+    page.goto("/login")
+    expect(page.get_by_role("button", name="Sign in", exact=True)).to_be_visible()
+    expect(page.locator("#passkey-sign-in")).to_be_hidden()

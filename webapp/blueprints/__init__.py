@@ -23,7 +23,8 @@ bp = Blueprint("sslmanager", __name__, template_folder="../templates",
 # Reachable without signing in.
 PUBLIC_ENDPOINTS = {"sslmanager.static", "sslmanager.healthz", "sslmanager.auth.login",
                     "sslmanager.auth.login_code", "sslmanager.passkeys.login_options",
-                    "sslmanager.passkeys.login", "sslmanager.sso.start", "sslmanager.sso.callback"}
+                    "sslmanager.passkeys.login", "sslmanager.passkeys.sign_in_options",
+                    "sslmanager.passkeys.sign_in", "sslmanager.sso.start", "sslmanager.sso.callback"}
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "

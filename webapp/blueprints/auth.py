@@ -10,7 +10,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from .. import db
 from .common import htmx
 from ..errors import NotFound, ValidationError
-from ..services import audit, oidc, passkeys, sessions, two_factor
+from ..services import audit, oidc, passkeys, reauth, sessions, two_factor
 from ..services.auth import (ID_TOKEN_KEY, PASSWORD_MAX, TOKEN_KEY, USERNAME_MAX, RateLimited, authenticate,
                              change_password, current_admin, end_session, now, pending_admin,
                              recently_verified, renew_session, start_second_step, start_session,
@@ -69,12 +69,14 @@ def login():
                             next=request.args.get("next")), status, headers)
 
 
-def complete_sign_in(admin, next_url: str | None = None, id_token: str | None = None):
-    """Sign in after every factor passed: a new session, an audit line, on to ?next=."""
+def complete_sign_in(admin, next_url: str | None = None, id_token: str | None = None, how: str = ""):
+    """Sign in after every factor passed: a new session, an audit line (saying `how`: "single
+    sign-on", "passkey"), on to ?next=."""
     start_session(admin)  # a new session row and token: nothing from before carries over
     if id_token:
         session[ID_TOKEN_KEY] = id_token
-    audit.record("signed in", "admin", admin.id, "single sign-on" if id_token else "", actor=admin.username)
+    audit.record("signed in", "admin", admin.id, how or ("single sign-on" if id_token else ""),
+                 actor=admin.username)
     db.session().commit()
     return redirect(safe_next(next_url or request.args.get("next")))
 
@@ -223,11 +225,16 @@ def ask_password_again():
             headers["Retry-After"] = str(exc.retry_after)
     carried = [(k, v) for k, v in request.form.items(multi=True) if k not in ("csrf_token", "reauth_password")]
     query = request.query_string.decode("ascii", "replace")
+    action = request.path + (f"?{query}" if query else "")
     admin = current_admin()
-    sso_again = (url_for("sslmanager.sso.start", reauth=1, next=request.full_path)
-                 if admin is not None and admin.oidc_subject and oidc.enabled() else None)
+    sso_again, sso_carries = None, False
+    if admin is not None and admin.oidc_subject and oidc.enabled():
+        # Signed in by the provider: proving it again means a round trip there. This request
+        # waits (encrypted, 10 minutes, services/reauth.py) and "Signed in again" sends it on.
+        sso_carries = reauth.keep(admin, request.method, action, carried)
+        sso_again = url_for("sslmanager.sso.start", reauth=1, next=request.full_path)
     context = {"error": error, "carried": carried, "password_max": PASSWORD_MAX, "sso_again": sso_again,
-               "action": request.path + (f"?{query}" if query else "")}
+               "sso_carries": sso_carries, "action": action}
     if htmx:  # a form that swaps a fragment: show the question in the page's main area instead
         headers.update({"HX-Retarget": "#main", "HX-Reswap": "innerHTML"})
         return render_template("sslmanager/_reauth_form.html", **context), 200, headers

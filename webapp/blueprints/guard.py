@@ -22,6 +22,7 @@ PAGES: dict[str, tuple[str, str]] = {
     "passkeys.register_options": (READ, READ),
     "passkeys.register": (READ, READ),
     "passkeys.remove": (READ, READ),
+    "sso.resume": (READ, READ),  # "Signed in again": the request it re-sends is checked on its own
     "ca_profiles.index": (READ, ADMIN),
     "ca_profiles.new": (ADMIN, ADMIN),
     "ca_profiles.edit": (ADMIN, ADMIN),

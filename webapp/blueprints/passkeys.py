@@ -1,5 +1,6 @@
 """Passkeys: added and removed on the account page; at sign-in, the second step after the
-password (beside the TOTP code). The browser's side is static/passkeys.js; the checks are in
+password (beside the TOTP code), or the whole sign-in without a password (the login page's
+"Sign in with a passkey"). The browser's side is static/passkeys.js; the checks are in
 services/passkeys.py."""
 from __future__ import annotations
 
@@ -51,7 +52,8 @@ def register():
         key = service.register(current_admin(), str(body.get("credential", "")), str(body.get("name", "")))
     except ValidationError as exc:
         return jsonify(error=exc.errors["passkey"]), 422
-    flash(f"Passkey “{key.name}” added: sign-in asks for it after the password.", "info")
+    flash(f"Passkey “{key.name}” added: sign-in asks for it after the password, or "
+          "use it alone with “Sign in with a passkey”.", "info")
     return jsonify(redirect=url_for(".account"))
 
 
@@ -72,8 +74,37 @@ def login():
     try:
         user = two_factor.finish_sign_in("", request.remote_addr or "", passkey=str(body.get("credential", "")))
     except RateLimited as exc:
-        return jsonify(error=f"Too many failed sign-ins. Wait {exc.retry_after} seconds, then try again."), \
-            429, {"Retry-After": str(exc.retry_after)}
+        return _wait(exc)
     if user is None:
         return jsonify(error="The passkey was not accepted."), 401
     return jsonify(redirect=complete_sign_in(user).location)
+
+
+def _wait(exc: RateLimited):
+    return jsonify(error=f"Too many failed sign-ins. Wait {exc.retry_after} seconds, then try again."), \
+        429, {"Retry-After": str(exc.retry_after)}
+
+
+@bp.route("/login/passkey/sign-in/options", methods=["POST"])
+def sign_in_options():
+    """A password-less sign-in's challenge (no user yet)."""
+    _standalone_only()
+    try:
+        options = service.sign_in_options(request.remote_addr or "")
+    except RateLimited as exc:
+        return _wait(exc)
+    return current_app.response_class(options, mimetype="application/json")
+
+
+@bp.route("/login/passkey/sign-in", methods=["POST"])
+def sign_in():
+    """A passkey with user verification, alone: the whole sign-in (no code step follows)."""
+    _standalone_only()
+    body = request.get_json(silent=True) or {}
+    try:
+        user = service.sign_in(str(body.get("credential", "")), request.remote_addr or "")
+    except RateLimited as exc:
+        return _wait(exc)
+    except service.SignInRefused as exc:
+        return jsonify(error=exc.message), 401
+    return jsonify(redirect=complete_sign_in(user, how="passkey").location)

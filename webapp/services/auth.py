@@ -37,8 +37,10 @@ TOKEN_KEY = "sslmanager_session"        # the session row's token (services/sess
 PENDING_KEY = "sslmanager_pending"      # password right, second factor still to come
 SSO_PENDING_KEY = "sslmanager_sso"      # a single sign-on in flight (state, nonce, PKCE verifier)
 ID_TOKEN_KEY = "sslmanager_id_token"    # signed in through the provider: its ID token (logout hint)
+RESUME_KEY = "sslmanager_resume"        # a request kept across a re-authentication (services/reauth.py)
 PENDING_SECONDS = 300
-_KEYS = (SESSION_KEY, EPOCH_KEY, STARTED_KEY, SEEN_KEY, VERIFIED_KEY, TOKEN_KEY, PENDING_KEY, ID_TOKEN_KEY)
+_KEYS = (SESSION_KEY, EPOCH_KEY, STARTED_KEY, SEEN_KEY, VERIFIED_KEY, TOKEN_KEY, PENDING_KEY, ID_TOKEN_KEY,
+         RESUME_KEY)
 USERNAME_MAX = 150   # the column's size
 PASSWORD_MAX = 1024  # Argon2 hashes any length; a bound keeps a huge one from costing time
 ADDRESS_MAX = 64

@@ -1,5 +1,7 @@
 """Passkeys (WebAuthn, with the `webauthn` library): registered on the account page, then asked
-for at sign-in after the password, as a second factor (like a TOTP code).
+for at sign-in after the password, as a second factor (like a TOTP code); or, alone, as a
+password-less sign-in (`sign_in_options`, `sign_in`): a discoverable credential ("resident key")
+with user verification is two factors at once, the device and its PIN or biometric.
 
 The relying party is this site: its id is the host name the browser sees, the origin the scheme,
 host and port (behind a proxy, SSLMANAGER_TRUSTED_PROXIES makes those the public ones). Browsers
@@ -10,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 
-from flask import request, session
+from flask import current_app, request, session
 from sqlalchemy import select
 from webauthn import (generate_authentication_options, generate_registration_options, options_to_json,
                       verify_authentication_response, verify_registration_response)
@@ -22,12 +24,22 @@ from webauthn.helpers.structs import (AuthenticatorSelectionCriteria, PublicKeyC
 from .. import db
 from ..errors import ValidationError
 from ..models import Admin, Passkey, utcnow
-from . import audit
+from . import audit, auth
 
 RP_NAME = "SSL Manager"
 CHALLENGE_KEY = "sslmanager_webauthn"
 PENDING = 300
 NAME_MAX = 100
+SIGN_IN_THROTTLE = "passkey-sign-in"  # failed password-less sign-ins count per address (no account yet)
+REFUSED = "The passkey was not accepted."
+
+
+class SignInRefused(Exception):
+    """A password-less sign-in refused: `message` is for the page."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
 
 
 def of(user: Admin) -> list[Passkey]:
@@ -42,14 +54,15 @@ def _rp() -> tuple[str, str]:
     return rp_id, f"{request.scheme}://{host}"
 
 
-def _remember(kind: str, challenge: bytes, user: Admin) -> None:
-    session[CHALLENGE_KEY] = [kind, bytes_to_base64url(challenge), user.id, int(time.time())]
+def _remember(kind: str, challenge: bytes, user: Admin | None) -> None:
+    """Keep the challenge (a password-less sign-in has no user yet: None)."""
+    session[CHALLENGE_KEY] = [kind, bytes_to_base64url(challenge), user.id if user else None, int(time.time())]
 
 
-def _challenge(kind: str, user: Admin) -> bytes | None:
+def _challenge(kind: str, user: Admin | None) -> bytes | None:
     value = session.pop(CHALLENGE_KEY, None)  # used once, right or wrong
-    if (not isinstance(value, list) or len(value) != 4 or value[0] != kind or value[2] != user.id
-            or not 0 <= time.time() - value[3] < PENDING):
+    if (not isinstance(value, list) or len(value) != 4 or value[0] != kind
+            or value[2] != (user.id if user else None) or not 0 <= time.time() - value[3] < PENDING):
         return None
     return base64url_to_bytes(value[1])
 
@@ -60,6 +73,12 @@ def registration_options(user: Admin) -> str:
     options = generate_registration_options(
         rp_id=rp_id, rp_name=RP_NAME, user_name=user.username, user_id=f"sslm-user-{user.id}".encode(),
         exclude_credentials=[PublicKeyCredentialDescriptor(id=base64url_to_bytes(p.credential_id)) for p in of(user)],
+        # PREFERRED, not REQUIRED: browsers then make the passkey discoverable wherever the
+        # authenticator can (platform authenticators, phones and password managers always can;
+        # Chromium and Firefox also ask FIDO2 security keys for a resident slot), so it serves the
+        # password-less sign-in. REQUIRED would make the browser refuse an older key without
+        # resident slots altogether, though it still makes a good second factor: such a key simply
+        # is not offered by the browser's password-less prompt.
         authenticator_selection=AuthenticatorSelectionCriteria(
             resident_key=ResidentKeyRequirement.PREFERRED, user_verification=UserVerificationRequirement.PREFERRED))
     _remember("register", options.challenge, user)
@@ -121,6 +140,84 @@ def verify(user: Admin, credential: str) -> bool:
         return False
     key.sign_count, key.last_used_at = verified.new_sign_count, utcnow()
     return True
+
+
+def sign_in_options(address: str) -> str:
+    """The options for a password-less sign-in, as JSON: no user is known yet, so no
+    allowCredentials (the browser offers this site's discoverable passkeys), and user
+    verification required (the PIN or biometric is the second factor). Raises
+    auth.RateLimited first: a throttled address does not get to touch its key for nothing."""
+    auth.check_throttle(SIGN_IN_THROTTLE, address[:auth.ADDRESS_MAX])
+    rp_id, _origin = _rp()
+    options = generate_authentication_options(rp_id=rp_id, allow_credentials=[],
+                                              user_verification=UserVerificationRequirement.REQUIRED)
+    _remember("sign-in", options.challenge, None)
+    return options_to_json(options)
+
+
+def sign_in(credential: str, address: str) -> Admin:
+    """The user whose discoverable passkey signed this challenge, with user verification: a
+    whole sign-in (the caller starts the session). Any failure (expired challenge, unknown
+    credential or user handle, a bad signature, no user verification, a counter gone backwards,
+    a disabled user) raises SignInRefused with one message and counts in the sign-in throttle
+    for this address; auth.RateLimited when the address must wait. The policy on local sign-in
+    (`refusal_without_password`) has its own message and is not counted: the key was right."""
+    address = address[:auth.ADDRESS_MAX]
+    auth.check_throttle(SIGN_IN_THROTTLE, address)
+    found = _discoverable(_challenge("sign-in", None), _json(credential))
+    if found is None:
+        db.session().rollback()
+        auth.record_failure(SIGN_IN_THROTTLE, address)
+        raise SignInRefused(REFUSED)
+    user, key, sign_count = found
+    refusal = refusal_without_password(user)
+    if refusal:
+        db.session().rollback()
+        raise SignInRefused(refusal)
+    key.sign_count, key.last_used_at = sign_count, utcnow()
+    user.last_login_at = utcnow()
+    return user
+
+
+def refusal_without_password(user: Admin) -> str | None:
+    """Why this user may not sign in with a passkey alone (None: may). A user made by single
+    sign-on signs in there (its groups at the provider keep its role, and disabling it there
+    must count); with local passwords off, only the break-glass users, as with passwords."""
+    cfg = current_app.config
+    if user.oidc_subject:
+        return "This account signs in with single sign-on."
+    if not cfg["SSLMANAGER_PASSWORD_SIGN_IN"] and user.username not in cfg["SSLMANAGER_BREAK_GLASS_USERS"]:
+        return "Local sign-in is turned off here: sign in with single sign-on."
+    return None
+
+
+def _discoverable(challenge: bytes | None, data) -> tuple[Admin, Passkey, int] | None:
+    """(user, passkey, new signature counter) when `data` is a valid answer to `challenge`. The
+    credential id finds the passkey; the user handle (registration's `sslm-user-<id>`) must
+    name the passkey's owner, as WebAuthn asks of a sign-in that named no user beforehand."""
+    response = data.get("response") if isinstance(data, dict) else None
+    if challenge is None or not isinstance(response, dict) or not isinstance(response.get("userHandle"), str):
+        return None
+    key = db.session().execute(select(Passkey).where(
+        Passkey.credential_id == str(data.get("id", "")))).scalar_one_or_none()
+    try:
+        handle = base64url_to_bytes(response["userHandle"])
+    except ValueError:
+        return None
+    if key is None or handle != f"sslm-user-{key.user_id}".encode():
+        return None
+    rp_id, origin = _rp()
+    try:
+        verified = verify_authentication_response(
+            credential=data, expected_challenge=challenge, expected_rp_id=rp_id, expected_origin=origin,
+            credential_public_key=base64url_to_bytes(key.public_key), credential_current_sign_count=key.sign_count,
+            require_user_verification=True)
+    except (WebAuthnException, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    user = db.session().get(Admin, key.user_id)
+    if user is None or user.disabled:
+        return None
+    return user, key, verified.new_sign_count
 
 
 def remove(user: Admin, passkey_id: int) -> None:

@@ -1,6 +1,10 @@
 // Passkeys (WebAuthn): the browser's half of services/passkeys.py. The server sends the
 // options as JSON (binary fields base64url); navigator.credentials makes or uses the key; the
 // answer goes back as JSON. Buttons carry their URLs and the CSRF token in data attributes.
+// data-passkey="register" adds one; "authenticate" (the step after the password) and "sign-in"
+// (the password-less sign-in: the server's options name no credential, the browser offers the
+// site's discoverable passkeys) use one. What carries data-needs-webauthn is hidden until this
+// script finds WebAuthn here (progressive enhancement: without it, the page is the password form).
 (function () {
   "use strict";
   function toBytes(b64url) {
@@ -65,6 +69,9 @@
     }).then(function (cred) {
       return post(button.dataset.url, token, {credential: credentialJSON(cred)});
     }).then(function (data) { window.location.assign(data.redirect); }, function (e) { fail(button, e); });
+  }
+  if (window.PublicKeyCredential) {
+    document.querySelectorAll("[data-needs-webauthn]").forEach(function (el) { el.hidden = false; });
   }
   document.addEventListener("click", function (event) {
     var button = event.target.closest("[data-passkey]");
