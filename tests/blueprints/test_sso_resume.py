@@ -125,3 +125,28 @@ def test_a_local_user_is_asked_the_password_and_nothing_is_kept(sso_app, clock):
     assert RESUME_KEY not in cookie(sso_app, client)
     with sso_app.app_context():
         assert db.session().query(Admin).filter_by(username="root").one().oidc_subject is None
+
+
+def test_a_user_without_a_local_password_is_not_asked_for_one(sso_app, clock):
+    """Made by single sign-on ("!sso"): the page offers only the provider, never a password
+    field no password could pass; a user with a password keeps the field beside the link."""
+    otto = sso_user(sso_app, "otto")
+    with sso_app.app_context():
+        db.session().query(Admin).filter_by(username="otto").update({"password_hash": "!sso"})
+        db.session().commit()
+    clock[0] += timedelta(minutes=6)
+    page = otto.post("/certificates/7/pkcs12", data={"password": P12_PASSWORD}).get_data(as_text=True)
+    assert 'id="sso-again"' in page and 'name="reauth_password"' not in page and "Sign in again" in page
+    anna = sso_user(sso_app, "anna")
+    clock[0] += timedelta(minutes=6)
+    page = anna.post("/certificates/7/pkcs12", data={"password": P12_PASSWORD}).get_data(as_text=True)
+    assert 'id="sso-again"' in page and 'name="reauth_password"' in page
+
+
+def test_a_single_sign_on_user_cannot_add_a_passkey(sso_app):
+    """The provider decides who they are (and their role): a passkey would sign them in around it."""
+    otto = sso_user(sso_app, "otto")
+    page = otto.get("/account/passkeys").get_data(as_text=True)
+    assert 'id="passkeys-sso"' in page and 'id="add-passkey"' not in page
+    refused = otto.post("/account/passkeys/register", json={"credential": "{}", "name": "laptop"})
+    assert refused.status_code == 422 and "single sign-on" in refused.get_json()["error"]

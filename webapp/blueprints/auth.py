@@ -233,8 +233,10 @@ def ask_password_again():
         # waits (encrypted, 10 minutes, services/reauth.py) and "Signed in again" sends it on.
         sso_carries = reauth.keep(admin, request.method, action, carried)
         sso_again = url_for("sslmanager.sso.start", reauth=1, next=request.full_path)
+    # A user made by single sign-on has no local password ("!sso"): no form it could pass.
+    password = admin is None or not (admin.password_hash or "").startswith("!")
     context = {"error": error, "carried": carried, "password_max": PASSWORD_MAX, "sso_again": sso_again,
-               "sso_carries": sso_carries, "action": action}
+               "sso_carries": sso_carries, "action": action, "password": password}
     if htmx:  # a form that swaps a fragment: show the question in the page's main area instead
         headers.update({"HX-Retarget": "#main", "HX-Reswap": "innerHTML"})
         return render_template("sslmanager/_reauth_form.html", **context), 200, headers

@@ -35,7 +35,7 @@ def account():
             flash("Passkey removed.", "info")
         return redirect(url_for(".account"))
     return render_template("sslmanager/account_passkeys.html", passkeys=service.of(user),
-                           required=two_factor.required())
+                           required=two_factor.required(), sso_user=bool(user.oidc_subject))
 
 
 @bp.route("/account/passkeys/options", methods=["POST"])

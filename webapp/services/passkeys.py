@@ -88,6 +88,8 @@ def registration_options(user: Admin) -> str:
 def register(user: Admin, credential: str, name: str) -> Passkey:
     """Check the browser's answer and keep the new passkey."""
     name = (name or "").strip()[:NAME_MAX] or "Passkey"
+    if user.oidc_subject:  # the provider's sign-in decides who they are and what role they have
+        raise ValidationError({"passkey": "You sign in through single sign-on: a passkey cannot be added."})
     challenge = _challenge("register", user)
     if challenge is None:
         raise ValidationError({"passkey": "The passkey request expired: start again."})
