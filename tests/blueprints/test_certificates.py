@@ -467,3 +467,14 @@ def test_the_lists_colours_scale_to_the_certificates_lifetime(admin_client, app,
     assert days_cell(long_) == '<span class="sslm-bad">5</span>'
     assert days_cell(fresh) == "5"
     assert days_cell(last) == '<span class="sslm-bad">20 h</span>'
+
+
+def test_a_dns_persist_01_certificate_waits_for_its_record_not_a_cname(admin_client, app, profile_id):
+    persist = make(app, profile_id, "persist.customer.test", status="pending", validation="dns-persist-01")
+    cname = make(app, profile_id, "cname.customer.test", status="pending")
+    listing = admin_client.get("/certificates/").get_data(as_text=True)
+    row = re.search(r'<tr[^>]*>(?:(?!</tr>).)*persist\.customer\.test.*?</tr>', listing, re.DOTALL).group(0)
+    assert "Pending (record)" in row and "Pending (CNAME)" not in row
+    page = admin_client.get(f"/certificates/{persist}").get_data(as_text=True)
+    assert 'aria-current="step">Pending (record)' in page and "Pending (CNAME)" not in page
+    assert 'aria-current="step">Pending (CNAME)' in admin_client.get(f"/certificates/{cname}").get_data(as_text=True)

@@ -115,3 +115,24 @@ def test_process_of_a_failed_certificate_requests_it_again_like_retry_and_audits
     user = audit.cli_actor()
     assert user.startswith("cli:")
     assert {("certificate retried", user), ("certificate issued", user)} <= events, events
+
+
+def test_list_shows_hours_or_minutes_left_when_under_two_days(app):
+    """A 6-day or shorter certificate must not read "0d" for its last day."""
+    from datetime import timedelta
+
+    from tests.conftest import make_certificate
+    from tests.lab.servers import TECH_ZONE
+    from webapp.models import utcnow
+    from webapp.services import ca_profiles
+    with app.app_context():
+        pid = ca_profiles.create({"name": "LE", "module": "letsencrypt", "email": "ops@example.com",
+                                  "dns_zone": TECH_ZONE}, complete=True).id
+    now = utcnow()
+    for name, left in (("long.test", timedelta(days=45, hours=1)), ("short.test", timedelta(hours=11, minutes=5)),
+                       ("soon.test", timedelta(minutes=4, seconds=30)), ("gone.test", timedelta(days=-3, hours=-1))):
+        make_certificate(app, pid, name, status="active", not_after=now + left)
+    make_certificate(app, pid, "draft.test")
+    listing = app.test_cli_runner().invoke(args=["sslmanager", "cert", "list"]).output
+    left = {line.split("\t")[-1]: line.split("\t")[3] for line in listing.splitlines()}
+    assert left == {"long.test": "45d", "short.test": "11h", "soon.test": "4m", "gone.test": "-3d", "draft.test": "-"}

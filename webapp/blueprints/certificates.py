@@ -31,9 +31,16 @@ CHECK_LABELS = {"ok": "OK", "missing": "Missing", "nxdomain": "NXDOMAIN", "elsew
 DOWNLOADS = ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem")
 
 
+def status_label(status: str, validation: str = "") -> str:
+    """A status in words; dns-persist-01 waits for its _validation-persist record, not a CNAME."""
+    if status == "pending" and validation == persist.PERSIST:
+        return "Pending (record)"
+    return STATUS_LABELS.get(status, status)
+
+
 @bp.context_processor
 def _helpers():
-    return {"status_labels": STATUS_LABELS, "steps": STEPS, "polling_statuses": POLLING, "done_statuses": DONE,
+    return {"status_labels": STATUS_LABELS, "status_label": status_label, "steps": STEPS, "polling_statuses": POLLING, "done_statuses": DONE,
             "key_types": KEY_TYPES, "to_unicode": domains.to_unicode,
             "days_remaining": service.days_remaining, "check_labels": CHECK_LABELS,
             "expiry_level": lambda c: lifetimes.level(c.not_before, c.not_after, utcnow()),

@@ -9,6 +9,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from ..errors import SSLManagerError
+from ..models import utcnow
 from ..services import ca_profiles, certificates as service, failover
 from .base import commands, fail
 
@@ -34,6 +35,19 @@ def _summary(c) -> dict:
             "ari": {"window_start": _iso(c.ari_window_start), "window_end": _iso(c.ari_window_end),
                     "explanation_url": c.ari_explanation_url or None,
                     "last_poll": _iso(c.ari_checked_at), "next_poll": _iso(c.ari_next_poll_at)}}
+
+
+def _left(c) -> str:
+    """Time left as the list's column: whole days ("45d"), or under two days the hours, minutes
+    or seconds ("11h", "4m"), so a 6-day or shorter certificate does not read "0d" for a day."""
+    if c.not_after is None:
+        return "-"
+    left = c.not_after - utcnow()
+    seconds = int(left.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if abs(seconds) >= 2 * size:
+            return f"{int(seconds / size)}{unit}"
+    return f"{seconds}s"
 
 
 def _iso(when) -> str | None:
@@ -113,8 +127,8 @@ def list_certs(as_json, status, query) -> None:
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
-    for d in data:
-        click.echo(f"{d['id']}\t{d['status']}\t{d['ca']}\t{d['days_remaining'] if d['days_remaining'] is not None else '-'}d\t{', '.join(d['domains'])}")
+    for c, d in zip(rows, data):
+        click.echo(f"{d['id']}\t{d['status']}\t{d['ca']}\t{_left(c)}\t{', '.join(d['domains'])}")
 
 
 @cert.command("show", help="Show one certificate (with --json: every field and its versions).")
