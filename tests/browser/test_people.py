@@ -4,6 +4,7 @@ operator turns TOTP on by scanning (reading) the QR page, keeps its recovery cod
 next sign-in asks for a code. Each new page passes the axe audit."""
 from __future__ import annotations
 
+import contextlib
 import time
 
 import pyotp
@@ -20,6 +21,35 @@ def sign_in_as(page, username: str, password: str) -> None:
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in", exact=True).click()
+
+
+@contextlib.contextmanager
+def passkey_browser(browser, live_server, console, username: str, password: str):
+    """A signed-in page at http://localhost (WebAuthn needs a secure context; 127.0.0.1 is not a
+    domain a passkey can belong to) with Chromium's virtual authenticator (DevTools protocol)
+    playing the key: discoverable credentials, user verification. A new operator `username`."""
+    from tests.browser.conftest import CSP_WATCH, DESKTOP
+    from webapp import db
+    from webapp.services.auth import create_admin
+    with live_server.app.app_context():
+        create_admin(username, password, role="operator")
+        db.session().remove()
+    context = browser.new_context(base_url=live_server.url.replace("127.0.0.1", "localhost"), viewport=DESKTOP)
+    context.set_default_timeout(10_000)
+    context.add_init_script(CSP_WATCH)
+    try:
+        page = context.new_page()
+        console.watch(page)
+        cdp = context.new_cdp_session(page)
+        cdp.send("WebAuthn.enable")
+        cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
+            "protocol": "ctap2", "transport": "internal", "hasResidentKey": True,
+            "hasUserVerification": True, "isUserVerified": True}})
+        sign_in_as(page, username, password)
+        yield page
+    finally:
+        context.close()
+    console.assert_clean()
 
 
 def test_an_admin_makes_a_viewer_who_sees_and_reaches_only_what_it_may(page, new_page, live_server):
@@ -79,26 +109,9 @@ def test_totp_enrolment_then_sign_in_with_a_code(new_page, live_server):
 
 
 def test_a_passkey_as_second_factor_with_chromiums_virtual_authenticator(browser, live_server, console):
-    """WebAuthn needs a secure context: http://localhost is one (127.0.0.1 is not a domain a
-    passkey can belong to). Chromium's virtual authenticator (DevTools protocol) plays the key."""
-    from tests.browser.conftest import CSP_WATCH, DESKTOP
     from webapp import db
-    from webapp.services.auth import create_admin
-    with live_server.app.app_context():
-        create_admin("ops-pia", "pia's long password", role="operator")
-        db.session().remove()
-    context = browser.new_context(base_url=live_server.url.replace("127.0.0.1", "localhost"), viewport=DESKTOP)
-    context.set_default_timeout(10_000)
-    context.add_init_script(CSP_WATCH)
-    try:
-        page = context.new_page()
-        console.watch(page)
-        cdp = context.new_cdp_session(page)
-        cdp.send("WebAuthn.enable")
-        cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
-            "protocol": "ctap2", "transport": "internal", "hasResidentKey": True,
-            "hasUserVerification": True, "isUserVerified": True}})
-        sign_in_as(page, "ops-pia", "pia's long password")
+    from webapp.models import Passkey
+    with passkey_browser(browser, live_server, console, "ops-pia", "pia's long password") as page:
         expect(page.get_by_role("heading", name="Dashboard", level=1)).to_be_visible()
         page.goto("/account/passkeys")
         assert_accessible(page, "passkeys page")
@@ -112,38 +125,18 @@ def test_a_passkey_as_second_factor_with_chromiums_virtual_authenticator(browser
         expect(page.get_by_label("Code from your authenticator app")).to_have_count(0)  # no TOTP
         page.get_by_role("button", name="Use a passkey").click()
         expect(page.get_by_role("heading", name="Dashboard", level=1)).to_be_visible()
-        from webapp.models import Passkey
         with live_server.app.app_context():
             key = db.session().query(Passkey).one()
             assert key.name == "laptop" and key.last_used_at is not None
             db.session().remove()
-    finally:
-        context.close()
-    console.assert_clean()
 
 
 def test_a_passkey_alone_signs_in_and_a_disabled_user_is_refused(browser, live_server, console):
     """Password-less: a passkey made on the account page (Chromium's virtual authenticator keeps
     it as a discoverable credential, with user verification) is all the sign-in needs."""
-    from tests.browser.conftest import CSP_WATCH, DESKTOP
     from webapp import db
     from webapp.models import Admin, AuditEvent
-    from webapp.services.auth import create_admin
-    with live_server.app.app_context():
-        create_admin("ops-pax", "pax's long password", role="operator")
-        db.session().remove()
-    context = browser.new_context(base_url=live_server.url.replace("127.0.0.1", "localhost"), viewport=DESKTOP)
-    context.set_default_timeout(10_000)
-    context.add_init_script(CSP_WATCH)
-    try:
-        page = context.new_page()
-        console.watch(page)
-        cdp = context.new_cdp_session(page)
-        cdp.send("WebAuthn.enable")
-        cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
-            "protocol": "ctap2", "transport": "internal", "hasResidentKey": True,
-            "hasUserVerification": True, "isUserVerified": True}})
-        sign_in_as(page, "ops-pax", "pax's long password")
+    with passkey_browser(browser, live_server, console, "ops-pax", "pax's long password") as page:
         page.goto("/account/passkeys")
         page.get_by_label("Name of the new passkey").fill("laptop")
         page.get_by_role("button", name="Add a passkey").click()
@@ -166,9 +159,6 @@ def test_a_passkey_alone_signs_in_and_a_disabled_user_is_refused(browser, live_s
         expect(page.locator("#passkey-error")).to_have_text("The passkey was not accepted.")
         expect(page.get_by_role("button", name="Sign in with a passkey")).to_be_enabled()
         assert page.context.request.get("/", max_redirects=0).status == 302
-    finally:
-        context.close()
-    console.assert_clean()
 
 
 def test_without_webauthn_the_login_page_is_the_password_form(new_page, live_server):

@@ -174,8 +174,8 @@ def instructions(cert: Certificate, zone: str = "") -> list[CnameInstruction]:
 
 # -- listing and detail ------------------------------------------------------------------------
 
-# A search matching up to this many (1 % of 100,000) is paged from its ids (see search()); with
-# more, matches are dense enough that walking the newest first finds a page soon.
+# A search matching up to this many (1 % of 100,000) is counted and paged from its ids (see
+# search()); with more, matches are dense enough that walking the newest first finds a page soon.
 FEW_MATCHES = 1000
 
 
@@ -196,16 +196,20 @@ def search(query: str = "", status: str = "", page: int = 1, per_page: int = 50,
     if status in STATUSES:
         conditions.append(Certificate.status == status)
     count = count.where(*conditions)
-    total = db.session().scalar(count)
     matching = count.with_only_columns(Certificate.id)
     offset = (max(page, 1) - 1) * per_page
-    if query and total <= FEW_MATCHES:
-        # Few matches: their ids come from the search index (pg_trgm), newest first here. Asked
-        # for "newest first, LIMIT 50" the planner walks the primary key backwards testing each
-        # row, and when the matches are old ones that read most of the table.
-        ids = sorted(db.session().scalars(matching), reverse=True)[offset:offset + per_page]
-        page_ids = Certificate.id.in_(ids)
+    # A search first asks for up to FEW_MATCHES + 1 matching ids, in any order: few matches are
+    # then all there, counted and paged here from one pass (through pg_trgm's index on
+    # PostgreSQL; SQLite reads the table once instead of twice). Asked for "newest first, LIMIT
+    # 50" the planner would walk the primary key backwards testing each row, and when the
+    # matches are old ones that reads most of the table. Many matches stop that first pass
+    # early, and walking the newest first then finds a page soon.
+    found = db.session().scalars(matching.limit(FEW_MATCHES + 1)).all() if query else None
+    if found is not None and len(found) <= FEW_MATCHES:
+        total = len(found)
+        page_ids = Certificate.id.in_(sorted(found, reverse=True)[offset:offset + per_page])
     else:
+        total = db.session().scalar(count)
         # The page's ids first, from the primary key alone; then only those rows. A deep page
         # (OFFSET 50,000) otherwise fetches every row it skips.
         page_ids = Certificate.id.in_(matching.order_by(Certificate.id.desc()).offset(offset).limit(per_page))
