@@ -85,10 +85,8 @@ def test_upgrade_keeps_existing_rows_through_every_migration(any_db_app):
 def _downgrade(engine, revision: str) -> None:
     """Back to an older schema as `sslmanager db upgrade` goes forward: SQLite's foreign keys
     off (set outside the transaction), or a table rebuild would cascade into its children."""
-    from alembic import command
-    from alembic.config import Config
-    cfg = Config()
-    cfg.set_main_option("script_location", db.MIGRATIONS)
+    from alembic import command  # only these tests go down a revision
+    cfg = db._alembic_config()
     with engine.connect() as conn:
         if engine.dialect.name == "sqlite":
             conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
@@ -99,20 +97,6 @@ def _downgrade(engine, revision: str) -> None:
         if engine.dialect.name == "sqlite":
             conn.exec_driver_sql("PRAGMA foreign_keys=ON")
             conn.commit()
-
-
-def _profile_row(name: str) -> int:
-    """A CA profile row written with the columns of schema 0006 (the model has more since)."""
-    s = db.session()
-    s.execute(sa.text(
-        "insert into sslm_ca_profile (name, description, module, ca_key, directory_url, ca_bundle, "
-        "email, eab_kid, dns_zone, allow_wildcard, dns_ttl, api_timeout, account_url, "
-        "account_status, account_email, account_directory, last_test_message, created_at, "
-        "updated_at) values (:n, '', 'custom', '', '', '', '', '', '', false, 60, 20, '', '', '', "
-        "'', '', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"), {"n": name},
-        bind_arguments={"mapper": CAProfile})
-    s.commit()
-    return s.execute(sa.select(CAProfile.id).where(CAProfile.name == name)).scalar_one()
 
 
 def _certificate_row(profile_id: int, name: str):
@@ -240,16 +224,9 @@ def test_migration_0007_keeps_every_row_and_counts_past_ids_the_audit_log_names(
 
 def test_migration_0019_dates_pending_certificates_from_their_timeline(any_db_app):
     """pending_since for rows made before it: the latest "pending: waiting" line, else creation."""
-    from alembic import command  # only this test goes down a revision
     with any_db_app.app_context():
         engine = any_db_app.extensions["sslmanager"].engine
-    cfg = db._alembic_config()
-    with engine.connect() as conn:  # back to the schema before the column, as an older version left it
-        conn.exec_driver_sql("PRAGMA foreign_keys=OFF") if conn.dialect.name == "sqlite" else None
-        conn.commit()
-        with conn.begin():
-            cfg.attributes["connection"] = conn
-            command.downgrade(cfg, "0018")
+    _downgrade(engine, "0018")  # back to the schema before the column, as an older version left it
     from webapp.models import TimelineEvent
     day = lambda text: datetime.fromisoformat(text + "T00:00:00+00:00")  # noqa: E731
     with engine.begin() as conn:  # Core inserts name only the columns 0018 has

@@ -8,11 +8,30 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import pytest
 
 from .oidc import OidcProvider
 from .servers import LAB_EAB_KEYS, Acme2Certifier, Bind, Nginx, Pebble, Postgres, Unbound
+
+T = TypeVar("T")
+
+
+def _started_each(build: Callable[..., T]) -> Iterator[Callable[..., T]]:
+    """A factory fixture's body: yields make(*args, **kwargs) -> build(...) started; every
+    server it made is stopped at test end, the last first."""
+    started: list = []
+
+    def make(*args, **kwargs) -> T:
+        server = build(*args, **kwargs)
+        server.start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in reversed(started):
+        server.stop()
 
 
 def _resolver_address(unbound: Unbound) -> str:
@@ -61,17 +80,8 @@ def pebble_factory(lab_unbound: Unbound) -> Iterator[Callable[..., Pebble]]:
 
     dns_server defaults to lab_unbound, e.g. pebble_factory(env={"PEBBLE_WFE_NONCEREJECT": "50"}).
     """
-    started: list[Pebble] = []
-
-    def make(dns_server: str | None = None, **kwargs) -> Pebble:
-        pebble = Pebble(dns_server or _resolver_address(lab_unbound), **kwargs)
-        pebble.start()
-        started.append(pebble)
-        return pebble
-
-    yield make
-    for pebble in reversed(started):
-        pebble.stop()
+    yield from _started_each(lambda dns_server=None, **kwargs: Pebble(
+        dns_server or _resolver_address(lab_unbound), **kwargs))
 
 
 @pytest.fixture(scope="session")
@@ -87,17 +97,7 @@ def lab_a2c(lab_bind: Bind) -> Iterator[Acme2Certifier]:
 def a2c_factory(lab_bind: Bind) -> Iterator[Callable[..., Acme2Certifier]]:
     """Callable(**Acme2Certifier options) -> a started acme2certifier, stopped at test end,
     e.g. a2c_factory(cert_validity_days=2, retry_after_timeout=60, eab_keys=LAB_EAB_KEYS)."""
-    started: list[Acme2Certifier] = []
-
-    def make(**options) -> Acme2Certifier:
-        a2c = Acme2Certifier(lab_bind, **options)
-        a2c.start()
-        started.append(a2c)
-        return a2c
-
-    yield make
-    for a2c in reversed(started):
-        a2c.stop()
+    yield from _started_each(lambda **options: Acme2Certifier(lab_bind, **options))
 
 
 @pytest.fixture
@@ -105,17 +105,7 @@ def oidc_factory() -> Iterator[Callable[..., OidcProvider]]:
     """Callable(redirect_uris=[...], **OidcProvider options) -> a started OpenID Provider
     (npm oidc-provider; users vera in ssl-viewers, otto in ssl-operators), stopped at test end.
     Per test: the relying party's redirect URI names the live server's random port."""
-    started: list[OidcProvider] = []
-
-    def make(**options) -> OidcProvider:
-        provider = OidcProvider(**options)
-        provider.start()
-        started.append(provider)
-        return provider
-
-    yield make
-    for provider in reversed(started):
-        provider.stop()
+    yield from _started_each(OidcProvider)
 
 
 @pytest.fixture
@@ -139,14 +129,4 @@ def lab_zerossl_api(lab_pebble_eab: Pebble):
 def nginx_factory() -> Iterator[Callable[..., Nginx]]:
     """Callable(cert_dir=None) -> a started nginx (Debian's) serving TLS on a free loopback
     port from cert_dir/fullchain.pem and privkey.pem; stopped at test end."""
-    started: list[Nginx] = []
-
-    def make(cert_dir=None) -> Nginx:
-        server = Nginx(cert_dir)
-        server.start()
-        started.append(server)
-        return server
-
-    yield make
-    for server in reversed(started):
-        server.stop()
+    yield from _started_each(Nginx)

@@ -51,8 +51,11 @@ class Scheduler:
                                 max_instances=1, coalesce=True)
         self._scheduler.add_job(self.notify_scan, "interval", hours=1, id="sslm-notify-scan",
                                 max_instances=1, coalesce=True, next_run_time=utcnow())
-        self._scheduler.add_job(self.statistics, "interval", hours=1, id="sslm-statistics",
-                                max_instances=1, coalesce=True, next_run_time=utcnow())
+        with self.app.app_context():
+            sqlite = self.app.extensions["sslmanager"].engine.dialect.name == "sqlite"
+        if sqlite:  # PostgreSQL's autovacuum keeps its statistics by itself
+            self._scheduler.add_job(self.statistics, "interval", hours=1, id="sslm-statistics",
+                                    max_instances=1, coalesce=True, next_run_time=utcnow())
         self._scheduler.start()
 
     def dns_sweep(self) -> None:
