@@ -120,3 +120,22 @@ def test_without_the_options_first_nothing_is_accepted(app):
     assert client.post("/login/passkey/sign-in", json={"credential": forged}).status_code == 401
     assert client.post("/login/passkey/sign-in", json={}).status_code == 401
     assert client.post("/login/passkey/sign-in", data="not json").status_code == 401
+
+
+def test_a_body_that_is_not_a_json_object_is_refused_not_a_500(app):
+    """A list, a string or a number where the browser sends an object: the same refusal."""
+    client, _key = with_passkey(app)
+    for body in ([1, 2], "credential", 5, {"credential": 5}, {"credential": '{"response": []}'}):
+        signed = client.post("/login/passkey/sign-in", json=body)
+        assert signed.status_code == 401 and signed.get_json()["error"], body
+    second_step = fresh_client(app)  # the password right: the passkey step waits
+    assert second_step.post("/login", data={"username": "pia", "password": PASSWORD}).status_code == 302
+    page = second_step.get("/login/code").get_data(as_text=True)
+    second_step.token = re.search(r'data-csrf="([^"]+)"', page).group(1)  # passkey only: no form
+    assert second_step.post("/login/passkey", json=[1, 2]).status_code == 401
+    with app.app_context():
+        create_admin("max", PASSWORD, role="operator")
+    registering = fresh_client(app)
+    assert registering.post("/login", data={"username": "max", "password": PASSWORD}).status_code == 302
+    registering.fetch_token("/account/passkeys")
+    assert registering.post("/account/passkeys/register", json=[1, 2]).status_code == 422

@@ -16,6 +16,12 @@ from .flashes import flash
 bp = Blueprint("passkeys", __name__)
 
 
+def _body() -> dict:
+    """The browser's JSON object; anything else (a list, a string, no JSON) counts as empty."""
+    body = request.get_json(silent=True)
+    return body if isinstance(body, dict) else {}
+
+
 def _standalone_only() -> None:
     if not current_app.extensions["sslmanager"].standalone:
         abort(404)
@@ -47,7 +53,7 @@ def register_options():
 @bp.route("/account/passkeys/register", methods=["POST"])
 def register():
     _standalone_only()
-    body = request.get_json(silent=True) or {}
+    body = _body()
     try:
         key = service.register(current_admin(), str(body.get("credential", "")), str(body.get("name", "")))
     except ValidationError as exc:
@@ -70,7 +76,7 @@ def login_options():
 def login():
     """The second step with a passkey: throttled like a code."""
     _standalone_only()
-    body = request.get_json(silent=True) or {}
+    body = _body()
     try:
         user = two_factor.finish_sign_in("", request.remote_addr or "", passkey=str(body.get("credential", "")))
     except RateLimited as exc:
@@ -100,7 +106,7 @@ def sign_in_options():
 def sign_in():
     """A passkey with user verification, alone: the whole sign-in (no code step follows)."""
     _standalone_only()
-    body = request.get_json(silent=True) or {}
+    body = _body()
     try:
         user = service.sign_in(str(body.get("credential", "")), request.remote_addr or "")
     except RateLimited as exc:
